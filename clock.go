@@ -1,0 +1,25 @@
+package composable
+
+import "time"
+
+// Clock is the source of time for reducers (through their environment) and
+// for the runtime's [Delay] effects. Production code uses [SystemClock];
+// tests use a manual clock (see package testkit) so that time only moves when
+// the test says so.
+//
+// Implementations must be safe for concurrent use.
+type Clock interface {
+	// Now returns the current time.
+	Now() time.Time
+	// After returns a channel that receives the time once d has elapsed.
+	// A duration of zero or less fires immediately.
+	After(d time.Duration) <-chan time.Time
+}
+
+// SystemClock returns the wall clock.
+func SystemClock() Clock { return systemClock{} }
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time                         { return time.Now() }
+func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }

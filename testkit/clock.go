@@ -1,0 +1,112 @@
+package testkit
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/composable-go/composable"
+)
+
+// ManualClock is a [composable.Clock] whose time moves only when a test
+// calls [ManualClock.Advance]. Timers armed with After fire, in due order,
+// when the clock passes their due time, so delayed effects and saga
+// deadlines run deterministically and without sleeping.
+//
+// It is safe for concurrent use.
+type ManualClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	timers  []*manualTimer // sorted by due time, then by arming order
+	seq     uint64
+	changed chan struct{} // closed and replaced whenever timers are armed
+}
+
+type manualTimer struct {
+	due time.Time
+	seq uint64
+	ch  chan time.Time
+}
+
+var _ composable.Clock = (*ManualClock)(nil)
+
+// NewManualClock returns a clock that reads start until advanced.
+func NewManualClock(start time.Time) *ManualClock {
+	return &ManualClock{now: start, changed: make(chan struct{})}
+}
+
+// Now returns the clock's current time.
+func (c *ManualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// After arms a timer that fires once the clock has advanced by d. A timer
+// with d <= 0 fires at once.
+func (c *ManualClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	if d <= 0 {
+		ch <- c.now
+		return ch
+	}
+	c.seq++
+	t := &manualTimer{due: c.now.Add(d), seq: c.seq, ch: ch}
+	i, _ := slices.BinarySearchFunc(c.timers, t, func(a, b *manualTimer) int {
+		if c := a.due.Compare(b.due); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.seq, b.seq)
+	})
+	c.timers = slices.Insert(c.timers, i, t)
+	close(c.changed)
+	c.changed = make(chan struct{})
+	return ch
+}
+
+// Advance moves the clock forward by d and fires, in due order, every timer
+// that falls due. Each fired timer receives its due time.
+func (c *ManualClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	target := c.now.Add(d)
+	for len(c.timers) > 0 && !c.timers[0].due.After(target) {
+		t := c.timers[0]
+		c.timers = c.timers[1:]
+		c.now = t.due
+		t.ch <- t.due
+	}
+	c.now = target
+}
+
+// Pending returns the number of armed timers that have not fired. A timer
+// whose waiter gave up (a cancelled effect) still counts until it is due.
+func (c *ManualClock) Pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.timers)
+}
+
+// BlockUntil waits until at least n timers are pending, or ctx ends. Use it
+// before Advance when a timer is armed by asynchronous code — an effect's Run
+// function, or a Delay that follows one in a Concat — so that the test does
+// not advance the clock before the timer exists.
+func (c *ManualClock) BlockUntil(ctx context.Context, n int) error {
+	for {
+		c.mu.Lock()
+		pending, changed := len(c.timers), c.changed
+		c.mu.Unlock()
+		if pending >= n {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
