@@ -213,11 +213,13 @@ func (a *storeActor[S, A, E]) handle(m *message[S, A]) {
 		}
 		return
 	}
-	if m.reply != nil {
-		m.reply <- reply[S]{state: a.cfg.Clone(a.state)}
-	}
+	// Start the effect before replying: its synchronous part (sends, timers)
+	// is done by the time Ask returns, which tests on a manual clock rely on.
 	if !effect.IsNone() {
 		a.startEffect(ctx, m.action, effect)
+	}
+	if m.reply != nil {
+		m.reply <- reply[S]{state: a.cfg.Clone(a.state)}
 	}
 }
 
