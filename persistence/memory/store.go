@@ -1,0 +1,220 @@
+// Package memory is an in-process [persistence.EventStore] and
+// [persistence.SnapshotStore]: a real implementation, safe for concurrent
+// use, that passes the same conformance suite (persistence/storetest) as the
+// PostgreSQL store. Use it for fast tests and local development; it keeps
+// nothing when the process ends.
+package memory
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/composable-go/composable"
+	"github.com/composable-go/composable/persistence"
+)
+
+// Store keeps streams, the global feed and snapshots in memory. It is safe
+// for concurrent use; appends are serialised, so the global feed is ordered
+// and gap-free by construction.
+type Store struct {
+	clock        composable.Clock
+	maxEventSize int
+
+	mu        sync.RWMutex
+	all       []persistence.RecordedEvent // the global feed; position = index+1
+	streams   map[string][]int            // stream -> indexes into all
+	ids       map[string]struct{}
+	snapshots map[string]persistence.Snapshot
+	appended  chan struct{} // closed and replaced on every append
+}
+
+var (
+	_ persistence.EventStore    = (*Store)(nil)
+	_ persistence.SnapshotStore = (*Store)(nil)
+	_ persistence.Notifier      = (*Store)(nil)
+)
+
+// Option configures a [Store].
+type Option func(*Store)
+
+// WithClock sets the clock that stamps RecordedAt. Default: the system clock.
+func WithClock(c composable.Clock) Option { return func(s *Store) { s.clock = c } }
+
+// WithMaxEventSize sets the largest accepted event Data, in bytes. Default:
+// [persistence.DefaultMaxEventSize].
+func WithMaxEventSize(n int) Option { return func(s *Store) { s.maxEventSize = n } }
+
+// New returns an empty store.
+func New(opts ...Option) *Store {
+	s := &Store{
+		clock:        composable.SystemClock(),
+		maxEventSize: persistence.DefaultMaxEventSize,
+		streams:      make(map[string][]int),
+		ids:          make(map[string]struct{}),
+		snapshots:    make(map[string]persistence.Snapshot),
+		appended:     make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Append implements [persistence.EventStore].
+func (s *Store) Append(ctx context.Context, stream string, expected persistence.ExpectedVersion, events ...persistence.EventData) (persistence.AppendResult, error) {
+	if err := persistence.ValidateAppend(stream, expected, events, s.maxEventSize); err != nil {
+		return persistence.AppendResult{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return persistence.AppendResult{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range events {
+		if _, dup := s.ids[e.ID]; dup {
+			return persistence.AppendResult{}, &persistence.DuplicateEventError{ID: e.ID}
+		}
+	}
+	current := int64(len(s.streams[stream]))
+	if expected != persistence.Any && int64(expected) != current {
+		return persistence.AppendResult{}, &persistence.ConcurrencyError{Stream: stream, Expected: expected, Actual: current}
+	}
+	now := s.clock.Now().UTC().Truncate(time.Microsecond)
+	for i, e := range events {
+		s.all = append(s.all, persistence.RecordedEvent{
+			EventData:      copyData(e),
+			StreamID:       stream,
+			Version:        current + int64(i) + 1,
+			GlobalPosition: int64(len(s.all)) + 1,
+			RecordedAt:     now,
+		})
+		s.streams[stream] = append(s.streams[stream], len(s.all)-1)
+		s.ids[e.ID] = struct{}{}
+	}
+	close(s.appended)
+	s.appended = make(chan struct{})
+	return persistence.AppendResult{Version: current + int64(len(events)), Position: int64(len(s.all))}, nil
+}
+
+// Load implements [persistence.EventStore].
+func (s *Store) Load(ctx context.Context, stream string, fromVersion int64) ([]persistence.RecordedEvent, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	idx, ok := s.streams[stream]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", persistence.ErrStreamNotFound, stream)
+	}
+	fromVersion = max(fromVersion, 1)
+	if fromVersion > int64(len(idx)) {
+		return nil, nil
+	}
+	out := make([]persistence.RecordedEvent, 0, int64(len(idx))-fromVersion+1)
+	for _, i := range idx[fromVersion-1:] {
+		out = append(out, copyRecorded(s.all[i]))
+	}
+	return out, nil
+}
+
+// ReadAll implements [persistence.EventStore].
+func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]persistence.RecordedEvent, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: %d", persistence.ErrBadLimit, limit)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	after = max(after, 0)
+	if after >= int64(len(s.all)) {
+		return nil, nil
+	}
+	end := min(int64(len(s.all)), after+int64(limit))
+	out := make([]persistence.RecordedEvent, 0, end-after)
+	for _, e := range s.all[after:end] {
+		out = append(out, copyRecorded(e))
+	}
+	return out, nil
+}
+
+// Appended implements [persistence.Notifier].
+func (s *Store) Appended() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.appended
+}
+
+// SaveSnapshot implements [persistence.SnapshotStore].
+func (s *Store) SaveSnapshot(ctx context.Context, snap persistence.Snapshot) error {
+	if err := persistence.ValidateSnapshot(snap, s.maxEventSize); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.snapshots[snap.StreamID]; ok && old.Version > snap.Version {
+		return nil
+	}
+	snap.Data = slices.Clone(snap.Data)
+	s.snapshots[snap.StreamID] = snap
+	return nil
+}
+
+// LoadSnapshot implements [persistence.SnapshotStore].
+func (s *Store) LoadSnapshot(ctx context.Context, stream string) (persistence.Snapshot, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return persistence.Snapshot{}, false, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	snap, ok := s.snapshots[stream]
+	snap.Data = slices.Clone(snap.Data)
+	return snap, ok, nil
+}
+
+// Events returns a copy of the whole global feed, for inspection in tests.
+func (s *Store) Events() []persistence.RecordedEvent {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]persistence.RecordedEvent, len(s.all))
+	for i, e := range s.all {
+		out[i] = copyRecorded(e)
+	}
+	return out
+}
+
+// Streams returns the ids of all streams with events, sorted.
+func (s *Store) Streams() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Sorted(maps.Keys(s.streams))
+}
+
+func copyRecorded(e persistence.RecordedEvent) persistence.RecordedEvent {
+	e.EventData = copyData(e.EventData)
+	return e
+}
+
+// copyData detaches an event from the caller's memory; empty metadata is
+// stored as nil, as every store returns it.
+func copyData(e persistence.EventData) persistence.EventData {
+	e.Data = slices.Clone(e.Data)
+	if e.Data == nil {
+		e.Data = []byte{}
+	}
+	if len(e.Metadata) == 0 {
+		e.Metadata = nil
+	} else {
+		e.Metadata = maps.Clone(e.Metadata)
+	}
+	return e
+}

@@ -1,0 +1,347 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/composable-go/composable/persistence"
+)
+
+// ErrClosed is returned by a [Store] after Close.
+var ErrClosed = errors.New("postgres: store closed")
+
+// ErrCommitUnknown is matched by the error an Append returns when the
+// connection failed while its transaction was committing: the events may or
+// may not be stored. Retry with the same event ids — a
+// [persistence.ErrDuplicateEvent] then means the first attempt committed.
+var ErrCommitUnknown = errors.New("postgres: commit outcome unknown")
+
+// Store is a [persistence.EventStore], [persistence.SnapshotStore] and
+// [persistence.Notifier] on PostgreSQL. Appends from all goroutines go
+// through one writer that commits them in shared transactions (group
+// commit); see the package documentation for the guarantees. A Store is safe
+// for concurrent use; Close it to stop the writer.
+type Store struct {
+	pool *pgxpool.Pool
+	cfg  config
+	q    queries
+
+	gate     sync.RWMutex // orders Append against Close, as in package actor
+	closed   bool
+	requests chan *request
+	stopped  chan struct{}
+
+	wake     sync.Mutex
+	appended chan struct{} // closed and replaced after each commit
+
+	// batches and batchedEvents count committed group-commit transactions
+	// and their events (for benchmarks and, later, metrics).
+	batches, batchedEvents atomic.Int64
+
+	// beforeCommit, when set by a test before the first Append, runs inside
+	// every append transaction just before COMMIT; an error aborts it.
+	beforeCommit func() error
+
+	listenOnce sync.Once
+	listenStop context.CancelFunc
+	listenDone chan struct{}
+}
+
+var (
+	_ persistence.EventStore    = (*Store)(nil)
+	_ persistence.SnapshotStore = (*Store)(nil)
+	_ persistence.Notifier      = (*Store)(nil)
+)
+
+type config struct {
+	schema         string
+	maxEventSize   int
+	maxBatchEvents int
+	notify         bool
+	batchTimeout   time.Duration
+	logger         *slog.Logger
+}
+
+// Option configures a [Store].
+type Option func(*config)
+
+// WithSchema puts the store's tables in schema (created if missing). Default
+// "composable". Stores in different schemas are independent.
+func WithSchema(schema string) Option { return func(c *config) { c.schema = schema } }
+
+// WithMaxEventSize sets the largest accepted event or snapshot Data, in
+// bytes. Default [persistence.DefaultMaxEventSize].
+func WithMaxEventSize(n int) Option { return func(c *config) { c.maxEventSize = n } }
+
+// WithMaxBatchEvents caps the events the writer commits in one transaction.
+// Default 1000.
+func WithMaxBatchEvents(n int) Option { return func(c *config) { c.maxBatchEvents = n } }
+
+// WithNotify turns the NOTIFY after each commit on or off (default on).
+// Subscribers in other processes use it as a wake-up hint; without it they
+// find new events by polling.
+func WithNotify(on bool) Option { return func(c *config) { c.notify = on } }
+
+// WithLogger sets where the store logs connection trouble. Default
+// [slog.Default].
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// New applies the embedded migrations (idempotently, safe when several
+// processes start at once) and starts the store's writer. The pool stays
+// owned by the caller; Close the store before closing the pool.
+func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error) {
+	cfg := config{
+		schema:         "composable",
+		maxEventSize:   persistence.DefaultMaxEventSize,
+		maxBatchEvents: 1000,
+		notify:         true,
+		batchTimeout:   30 * time.Second,
+		logger:         slog.Default(),
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := migrate(ctx, pool, cfg.schema); err != nil {
+		return nil, fmt.Errorf("postgres: migrate schema %q: %w", cfg.schema, err)
+	}
+	s := &Store{
+		pool:     pool,
+		cfg:      cfg,
+		q:        newQueries(cfg.schema),
+		requests: make(chan *request, 4096),
+		stopped:  make(chan struct{}),
+		appended: make(chan struct{}),
+	}
+	w := &writer{store: s, versions: map[string]int64{}}
+	go w.run()
+	return s, nil
+}
+
+func (c config) validate() error {
+	var errs []error
+	if c.schema == "" {
+		errs = append(errs, errors.New("empty schema"))
+	}
+	if c.maxEventSize <= 0 {
+		errs = append(errs, fmt.Errorf("max event size %d", c.maxEventSize))
+	}
+	if c.maxBatchEvents <= 0 {
+		errs = append(errs, fmt.Errorf("max batch events %d", c.maxBatchEvents))
+	}
+	if c.logger == nil {
+		errs = append(errs, errors.New("nil logger"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: postgres options: %w", persistence.ErrInvalidInput, err)
+	}
+	return nil
+}
+
+// Close stops accepting appends, commits those already queued, and stops
+// the writer and the notification listener. It is idempotent.
+func (s *Store) Close() error {
+	s.gate.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.requests)
+	}
+	s.gate.Unlock()
+	<-s.stopped
+	// Waits for a concurrent first Appended to finish starting the listener,
+	// and keeps later calls from starting one.
+	s.listenOnce.Do(func() {})
+	if s.listenStop != nil {
+		s.listenStop()
+		<-s.listenDone
+	}
+	return nil
+}
+
+// Append implements [persistence.EventStore]. It queues the append for the
+// writer and waits for its transaction to commit. If ctx ends first, Append
+// returns ctx's error and the append may still commit: retry with the same
+// event ids, and treat [persistence.ErrDuplicateEvent] as success.
+func (s *Store) Append(ctx context.Context, stream string, expected persistence.ExpectedVersion, events ...persistence.EventData) (persistence.AppendResult, error) {
+	if err := persistence.ValidateAppend(stream, expected, events, s.cfg.maxEventSize); err != nil {
+		return persistence.AppendResult{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return persistence.AppendResult{}, err
+	}
+	r := &request{ctx: ctx, stream: stream, expected: expected, events: events, done: make(chan result, 1)}
+	if err := s.enqueue(r); err != nil {
+		return persistence.AppendResult{}, err
+	}
+	select {
+	case res := <-r.done:
+		return res.res, res.err
+	case <-ctx.Done():
+		return persistence.AppendResult{}, ctx.Err()
+	}
+}
+
+func (s *Store) enqueue(r *request) error {
+	s.gate.RLock()
+	defer s.gate.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.requests <- r
+	return nil
+}
+
+// Load implements [persistence.EventStore].
+func (s *Store) Load(ctx context.Context, stream string, fromVersion int64) ([]persistence.RecordedEvent, error) {
+	fromVersion = max(fromVersion, 1)
+	events, err := s.query(ctx, s.q.load, stream, fromVersion)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: load %q: %w", stream, err)
+	}
+	if len(events) > 0 {
+		return events, nil
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, s.q.streamExists, stream).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("postgres: load %q: %w", stream, err)
+	}
+	if !exists {
+		return nil, fmt.Errorf("%w: %q", persistence.ErrStreamNotFound, stream)
+	}
+	return nil, nil
+}
+
+// ReadAll implements [persistence.EventStore]. The feed is gap-free because
+// positions are assigned and committed in order (see the package
+// documentation), so a plain ordered read is safe.
+func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]persistence.RecordedEvent, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: %d", persistence.ErrBadLimit, limit)
+	}
+	events, err := s.query(ctx, s.q.readAll, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: read all after %d: %w", after, err)
+	}
+	return events, nil
+}
+
+func (s *Store) query(ctx context.Context, sql string, args ...any) ([]persistence.RecordedEvent, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []persistence.RecordedEvent
+	for rows.Next() {
+		var e persistence.RecordedEvent
+		if err := rows.Scan(&e.GlobalPosition, &e.StreamID, &e.Version, &e.ID, &e.Type,
+			&e.SchemaVersion, &e.Data, &e.Metadata, &e.RecordedAt); err != nil {
+			return nil, err
+		}
+		e.RecordedAt = e.RecordedAt.UTC()
+		if e.Data == nil {
+			e.Data = []byte{}
+		}
+		if len(e.Metadata) == 0 {
+			e.Metadata = nil
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// SaveSnapshot implements [persistence.SnapshotStore].
+func (s *Store) SaveSnapshot(ctx context.Context, snap persistence.Snapshot) error {
+	if err := persistence.ValidateSnapshot(snap, s.cfg.maxEventSize); err != nil {
+		return err
+	}
+	data := snap.Data
+	if data == nil {
+		data = []byte{}
+	}
+	if _, err := s.pool.Exec(ctx, s.q.saveSnapshot, snap.StreamID, snap.Version, snap.SchemaVersion, data); err != nil {
+		return fmt.Errorf("postgres: save snapshot of %q: %w", snap.StreamID, err)
+	}
+	return nil
+}
+
+// LoadSnapshot implements [persistence.SnapshotStore].
+func (s *Store) LoadSnapshot(ctx context.Context, stream string) (persistence.Snapshot, bool, error) {
+	snap := persistence.Snapshot{StreamID: stream}
+	err := s.pool.QueryRow(ctx, s.q.loadSnapshot, stream).Scan(&snap.Version, &snap.SchemaVersion, &snap.Data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return persistence.Snapshot{}, false, nil
+	}
+	if err != nil {
+		return persistence.Snapshot{}, false, fmt.Errorf("postgres: load snapshot of %q: %w", stream, err)
+	}
+	return snap, true, nil
+}
+
+// Appended implements [persistence.Notifier]. The channel closes after the
+// next commit by this store, or — once the first call has started a
+// listener on a pooled connection — after a NOTIFY from another process.
+func (s *Store) Appended() <-chan struct{} {
+	if s.cfg.notify {
+		s.listenOnce.Do(s.startListener)
+	}
+	s.wake.Lock()
+	defer s.wake.Unlock()
+	return s.appended
+}
+
+// signalAppended wakes everyone waiting on Appended.
+func (s *Store) signalAppended() {
+	s.wake.Lock()
+	close(s.appended)
+	s.appended = make(chan struct{})
+	s.wake.Unlock()
+}
+
+// queries holds the SQL texts, built once with the schema quoted in.
+type queries struct {
+	lock, streamVersions, existingIDs, head, insert, notify string
+	load, streamExists, readAll                             string
+	saveSnapshot, loadSnapshot                              string
+	channel                                                 string
+}
+
+const columns = "global_position, stream_id, version, event_id, event_type, schema_version, data, metadata, recorded_at"
+
+func newQueries(schema string) queries {
+	events := pgx.Identifier{schema, "events"}.Sanitize()
+	snapshots := pgx.Identifier{schema, "snapshots"}.Sanitize()
+	return queries{
+		lock: "SELECT pg_advisory_xact_lock($1)",
+		// One backward probe of the (stream_id, version) index per stream:
+		// max(version) ... GROUP BY would read every event of every stream.
+		streamVersions: "SELECT s.id, v.version FROM unnest($1::text[]) AS s(id) CROSS JOIN LATERAL " +
+			"(SELECT e.version FROM " + events + " e WHERE e.stream_id = s.id ORDER BY e.version DESC LIMIT 1) AS v",
+		existingIDs: "SELECT event_id FROM " + events + " WHERE event_id = ANY($1)",
+		head:        "SELECT coalesce(max(global_position), 0) FROM " + events,
+		// Positions continue the feed from its head, read inside the
+		// statement: the write lock makes that head final.
+		insert: "INSERT INTO " + events + " (global_position, stream_id, version, event_id, event_type, schema_version, data, metadata) " +
+			"SELECT (SELECT coalesce(max(global_position), 0) FROM " + events + ") + u.n, s, v, i, t, sv, d, m::jsonb " +
+			"FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int4[], $6::bytea[], $7::text[]) WITH ORDINALITY AS u(s, v, i, t, sv, d, m, n)",
+		notify:       "SELECT pg_notify($1, '')",
+		load:         "SELECT " + columns + " FROM " + events + " WHERE stream_id = $1 AND version >= $2 ORDER BY version",
+		streamExists: "SELECT EXISTS (SELECT 1 FROM " + events + " WHERE stream_id = $1)",
+		readAll:      "SELECT " + columns + " FROM " + events + " WHERE global_position > $1 ORDER BY global_position LIMIT $2",
+		saveSnapshot: "INSERT INTO " + snapshots + " (stream_id, version, schema_version, data) VALUES ($1, $2, $3, $4) " +
+			"ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version, data = EXCLUDED.data, saved_at = now() " +
+			"WHERE " + snapshots + ".version <= EXCLUDED.version",
+		loadSnapshot: "SELECT version, schema_version, data FROM " + snapshots + " WHERE stream_id = $1",
+		channel:      fmt.Sprintf("composable_events_%016x", uint64(lockKey("notify", schema))),
+	}
+}

@@ -1,0 +1,394 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
+
+	"github.com/composable-go/composable/persistence"
+	"github.com/composable-go/composable/persistence/storetest"
+	"github.com/composable-go/composable/testkit"
+	"github.com/composable-go/composable/testkit/pgtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// newStore returns a store in a fresh schema, closed at cleanup.
+func newStore(t *testing.T, pool *pgxpool.Pool, schema string, opts ...Option) *Store {
+	t.Helper()
+	s, err := New(ctxFor(t), pool, append([]Option{WithSchema(schema), WithLogger(quiet())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	pool := pgtest.Pool(t)
+	storetest.Run(t, func(t *testing.T) storetest.Store {
+		return newStore(t, pool, pgtest.Schema(t, pool, "conformance"))
+	})
+}
+
+func ev(id string) persistence.EventData {
+	return persistence.EventData{ID: id, Type: "test", SchemaVersion: 1, Data: []byte(id)}
+}
+
+// waitForLockWaiter waits until some session waits for an advisory lock.
+func waitForLockWaiter(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		var n int
+		err := pool.QueryRow(context.Background(),
+			"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").Scan(&n)
+		return err == nil && n > 0
+	})
+}
+
+// TestFeedNeverSkipsAnEventCommittedLater holds one append transaction open
+// just before COMMIT, with the lower position, while a second store (another
+// process, in effect) appends to the same schema. A reader of the feed must
+// not see the second event before the first commits, and must then see
+// both, in order — with a writer that committed positions out of order, the
+// reader would advance past the held event and never see it.
+func TestFeedNeverSkipsAnEventCommittedLater(t *testing.T) {
+	pool := pgtest.Pool(t)
+	schema := pgtest.Schema(t, pool, "gap")
+	held := newStore(t, pool, schema)
+	other := newStore(t, pool, schema)
+	ctx := ctxFor(t)
+
+	reached, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	held.beforeCommit = func() error {
+		once.Do(func() { close(reached); <-release })
+		return nil
+	}
+	first := make(chan error, 1)
+	go func() { _, err := held.Append(ctx, "a", persistence.NoStream, ev("first")); first <- err }()
+	<-reached // "first" is inserted at the lower position, not committed
+
+	second := make(chan error, 1)
+	go func() { _, err := other.Append(ctx, "b", persistence.NoStream, ev("second")); second <- err }()
+	waitForLockWaiter(t, pool) // "second" is queued behind "first"
+
+	seen, err := other.ReadAll(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkpoint := int64(0)
+	if len(seen) > 0 {
+		checkpoint = seen[len(seen)-1].GlobalPosition
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	rest, err := other.ReadAll(ctx, checkpoint, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen = append(seen, rest...)
+	if len(seen) != 2 || seen[0].ID != "first" || seen[1].ID != "second" || seen[0].GlobalPosition >= seen[1].GlobalPosition {
+		t.Fatalf("reader saw %v, want first then second", ids(seen))
+	}
+}
+
+// TestRolledBackAppendDoesNotStallReaders aborts an append transaction after
+// it inserted rows; later appends and readers carry on.
+func TestRolledBackAppendDoesNotStallReaders(t *testing.T) {
+	pool := pgtest.Pool(t)
+	schema := pgtest.Schema(t, pool, "rollback")
+	failing := newStore(t, pool, schema)
+	other := newStore(t, pool, schema)
+	ctx := ctxFor(t)
+	boom := errors.New("injected failure before commit")
+	failing.beforeCommit = func() error { return boom }
+
+	if _, err := failing.Append(ctx, "a", persistence.NoStream, ev("doomed")); !errors.Is(err, boom) {
+		t.Fatalf("append err = %v, want the injected failure", err)
+	}
+	if _, err := other.Append(ctx, "b", persistence.NoStream, ev("after")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := other.ReadAll(ctx, 0, 10)
+	if err != nil || len(got) != 1 || got[0].ID != "after" {
+		t.Fatalf("feed = %v, %v; want only the committed event", ids(got), err)
+	}
+	if _, err := other.Load(ctx, "a", 1); !errors.Is(err, persistence.ErrStreamNotFound) {
+		t.Fatalf("rolled-back stream: %v", err)
+	}
+}
+
+// TestConflictFailsOnlyItsOwnAppend puts conflicting and valid appends in
+// one group-commit batch.
+func TestConflictFailsOnlyItsOwnAppend(t *testing.T) {
+	pool := pgtest.Pool(t)
+	s := newStore(t, pool, pgtest.Schema(t, pool, "batch"))
+	ctx := ctxFor(t)
+	if _, err := s.Append(ctx, "taken", persistence.NoStream, ev("t1")); err != nil {
+		t.Fatal(err)
+	}
+	// Hold the writer so the next appends queue up and share a batch.
+	reached, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s.beforeCommit = func() error {
+		once.Do(func() { close(reached); <-release })
+		return nil
+	}
+	go func() { _, _ = s.Append(ctx, "warmup", persistence.NoStream, ev("w")) }()
+	<-reached
+	type outcome struct {
+		name string
+		err  error
+	}
+	results := make(chan outcome, 4)
+	appendAsync := func(name, stream string, expected persistence.ExpectedVersion, e persistence.EventData) {
+		go func() {
+			_, err := s.Append(ctx, stream, expected, e)
+			results <- outcome{name, err}
+		}()
+	}
+	appendAsync("ok1", "fresh-1", persistence.NoStream, ev("f1"))
+	appendAsync("conflict", "taken", persistence.NoStream, ev("t2"))
+	appendAsync("duplicate", "fresh-2", persistence.NoStream, ev("t1"))
+	appendAsync("ok2", "fresh-3", persistence.NoStream, ev("f3"))
+	testkit.Eventually(t, 10*time.Second, func() bool { return len(s.requests) == 4 })
+	close(release)
+	got := map[string]error{}
+	for range 4 {
+		o := <-results
+		got[o.name] = o.err
+	}
+	if got["ok1"] != nil || got["ok2"] != nil {
+		t.Fatalf("valid appends failed with their batch-mates: %v", got)
+	}
+	if !errors.Is(got["conflict"], persistence.ErrConcurrency) || !errors.Is(got["duplicate"], persistence.ErrDuplicateEvent) {
+		t.Fatalf("conflict: %v, duplicate: %v", got["conflict"], got["duplicate"])
+	}
+}
+
+func TestPoolSurvivesDroppedConnections(t *testing.T) {
+	proxy := testkit.NewTCPProxy(t, "127.0.0.1:5432")
+	direct := pgtest.Pool(t)
+	schema := pgtest.Schema(t, direct, "drop")
+	pool := pgtest.PoolConfig(t, func(c *pgxpool.Config) {
+		host, port, _ := splitHostPort(proxy.Addr())
+		c.ConnConfig.Host, c.ConnConfig.Port = host, port
+		c.MaxConns = 4
+	})
+	s := newStore(t, pool, schema)
+	ctx := ctxFor(t)
+	written := 0
+	appendOK := func(i int) error {
+		_, err := s.Append(ctx, fmt.Sprintf("s-%d", i), persistence.NoStream, ev(fmt.Sprintf("e-%d", i)))
+		if err == nil {
+			written++
+		}
+		return err
+	}
+	for i := range 3 {
+		if err := appendOK(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range 3 {
+		proxy.CutAll()
+		// The writer retries a batch that failed before COMMIT on a new
+		// connection, so the append after a cut succeeds.
+		if err := appendOK(100 + round); err != nil {
+			t.Fatalf("append after cut %d: %v", round, err)
+		}
+		// Reads may hit a dead pooled connection once; the pool then
+		// replaces it.
+		var err error
+		for range 5 {
+			if _, err = s.ReadAll(ctx, 0, 100); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatalf("read after cut %d: %v", round, err)
+		}
+	}
+	all, err := s.ReadAll(ctx, 0, 100)
+	if err != nil || len(all) != written {
+		t.Fatalf("feed has %d events (%v), want the %d acknowledged", len(all), err, written)
+	}
+}
+
+func TestConcurrentStartupMigratesOnce(t *testing.T) {
+	pool := pgtest.Pool(t)
+	schema := "migrate_" + pgtest.Schema(t, pool, "m") // a schema that does not exist yet
+	t.Cleanup(func() { _, _ = pool.Exec(context.Background(), `DROP SCHEMA IF EXISTS "`+schema+`" CASCADE`) })
+	var wg sync.WaitGroup
+	errs := make(chan error, 5)
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := New(ctxFor(t), pool, WithSchema(schema), WithLogger(quiet()))
+			if err == nil {
+				err = s.Close()
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent New: %v", err)
+		}
+	}
+	all, _ := migrations(schema)
+	var n int
+	if err := pool.QueryRow(ctxFor(t), `SELECT count(*) FROM "`+schema+`".schema_migrations`).Scan(&n); err != nil || n != len(all) {
+		t.Fatalf("%d migrations recorded (%v), want %d", n, err, len(all))
+	}
+}
+
+func TestCloseCommitsQueuedAppendsThenRefuses(t *testing.T) {
+	pool := pgtest.Pool(t)
+	s := newStore(t, pool, pgtest.Schema(t, pool, "close"))
+	ctx := ctxFor(t)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	acked := 0
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.Append(ctx, fmt.Sprintf("c-%d", i), persistence.NoStream, ev(fmt.Sprintf("c-%d", i)))
+			switch {
+			case err == nil:
+				mu.Lock()
+				acked++
+				mu.Unlock()
+			case errors.Is(err, ErrClosed):
+			default:
+				t.Errorf("append during close: %v", err)
+			}
+		}()
+	}
+	_ = s.Close()
+	wg.Wait()
+	if _, err := s.Append(ctx, "late", persistence.NoStream, ev("late")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("append after Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Every acknowledged append is stored; nothing else is.
+	all, err := s.ReadAll(ctx, 0, 100)
+	if err != nil || len(all) != acked {
+		t.Fatalf("stored %d, acknowledged %d (%v)", len(all), acked, err)
+	}
+}
+
+func TestNotifyWakesOtherProcesses(t *testing.T) {
+	pool := pgtest.Pool(t)
+	schema := pgtest.Schema(t, pool, "notify")
+	listener := newStore(t, pool, schema)
+	writer := newStore(t, pgtest.Pool(t), schema)
+	ch := listener.Appended()
+	// The listener connects asynchronously; keep appending until it wakes.
+	deadline := time.After(10 * time.Second)
+	for i := 0; ; i++ {
+		if _, err := writer.Append(ctxFor(t), "n", persistence.Any, ev(fmt.Sprintf("n-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ch:
+			return
+		case <-deadline:
+			t.Fatal("no wake-up from another store's NOTIFY")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func TestOptionsAreValidated(t *testing.T) {
+	pool := pgtest.Pool(t)
+	_, err := New(ctxFor(t), pool, WithSchema(""), WithMaxEventSize(0), WithMaxBatchEvents(-1), WithLogger(nil))
+	if !errors.Is(err, persistence.ErrInvalidInput) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, want := range []string{"empty schema", "max event size", "max batch events", "nil logger"} {
+		if !contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+func ids(es []persistence.RecordedEvent) []string {
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = e.ID
+	}
+	return out
+}
+
+// TestAnotherWriterInvalidatesTheVersionCache has a second store append to a
+// stream the first store has cached: the first store must neither accept a
+// stale expected version nor refuse the true one.
+func TestAnotherWriterInvalidatesTheVersionCache(t *testing.T) {
+	pool := pgtest.Pool(t)
+	schema := pgtest.Schema(t, pool, "stale")
+	a, b := newStore(t, pool, schema), newStore(t, pool, schema)
+	ctx := ctxFor(t)
+	if _, err := a.Append(ctx, "s", persistence.NoStream, ev("a1")); err != nil { // a caches version 1
+		t.Fatal(err)
+	}
+	if _, err := b.Append(ctx, "s", 1, ev("b2"), ev("b3")); err != nil { // now at 3
+		t.Fatal(err)
+	}
+	_, err := a.Append(ctx, "s", 1, ev("a-stale"))
+	var cerr *persistence.ConcurrencyError
+	if !errors.As(err, &cerr) || cerr.Actual != 3 {
+		t.Fatalf("append at the stale version: %v, want a conflict with actual 3", err)
+	}
+	if res, err := a.Append(ctx, "s", 3, ev("a4")); err != nil || res.Version != 4 {
+		t.Fatalf("append at the true version: %+v, %v", res, err)
+	}
+	if _, err := b.Append(ctx, "s", 4, ev("b5")); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := a.Append(ctx, "s", persistence.Any, ev("a6")); err != nil || res.Version != 6 {
+		t.Fatalf("append with Any after another writer: %+v, %v", res, err)
+	}
+	got, err := a.Load(ctx, "s", 1)
+	if err != nil || len(got) != 6 {
+		t.Fatalf("stream has %d events (%v), want 6", len(got), err)
+	}
+	for i, e := range got {
+		if e.Version != int64(i+1) {
+			t.Fatalf("versions %v", ids(got))
+		}
+	}
+	// A retried append (same ids, same expected version) reports the
+	// duplicate, not a conflict, even when the cache says the version moved.
+	if _, err := a.Append(ctx, "s", 5, ev("a6")); !errors.Is(err, persistence.ErrDuplicateEvent) {
+		t.Fatalf("retried append: %v, want ErrDuplicateEvent", err)
+	}
+}

@@ -1,0 +1,87 @@
+package persistence
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// DefaultMaxEventSize is the largest event Data a store accepts unless
+// configured otherwise.
+const DefaultMaxEventSize = 1 << 20
+
+// ValidateAppend checks an append's input the way every store must: it
+// returns an error from the ErrInvalidInput family, or a *DuplicateEventError
+// for an ID repeated within events. Stores call it before touching storage,
+// so refused input writes nothing. maxEventSize bounds len(Data); zero or
+// less means DefaultMaxEventSize.
+func ValidateAppend(stream string, expected ExpectedVersion, events []EventData, maxEventSize int) error {
+	if maxEventSize <= 0 {
+		maxEventSize = DefaultMaxEventSize
+	}
+	if stream == "" {
+		return ErrEmptyStreamID
+	}
+	if !validText(stream) {
+		return fmt.Errorf("%w: stream id %q", ErrInvalidText, stream)
+	}
+	if expected < Any {
+		return fmt.Errorf("%w: %d", ErrBadExpectedVersion, expected)
+	}
+	if len(events) == 0 {
+		return ErrNoEvents
+	}
+	seen := make(map[string]struct{}, len(events))
+	for i, e := range events {
+		switch {
+		case e.ID == "":
+			return fmt.Errorf("%w (event %d)", ErrEmptyEventID, i)
+		case e.Type == "":
+			return fmt.Errorf("%w (event %d)", ErrEmptyEventType, i)
+		case len(e.Data) > maxEventSize:
+			return fmt.Errorf("%w: event %d has %d bytes, limit %d", ErrEventTooLarge, i, len(e.Data), maxEventSize)
+		case e.SchemaVersion < 0:
+			return fmt.Errorf("%w: event %d has schema version %d", ErrBadVersion, i, e.SchemaVersion)
+		case !validText(e.ID) || !validText(e.Type):
+			return fmt.Errorf("%w: event %d id or type", ErrInvalidText, i)
+		}
+		for k, v := range e.Metadata {
+			if !validText(k) || !validText(v) {
+				return fmt.Errorf("%w: event %d metadata %q", ErrInvalidText, i, k)
+			}
+		}
+		if _, dup := seen[e.ID]; dup {
+			return &DuplicateEventError{ID: e.ID}
+		}
+		seen[e.ID] = struct{}{}
+	}
+	return nil
+}
+
+// validText reports whether s can be stored as PostgreSQL text or jsonb:
+// valid UTF-8 without NUL bytes.
+func validText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+// ValidateSnapshot checks a snapshot the way every store must, returning an
+// error from the ErrInvalidInput family. maxSize bounds len(Data) like
+// ValidateAppend's maxEventSize; zero or less means DefaultMaxEventSize.
+func ValidateSnapshot(s Snapshot, maxSize int) error {
+	if maxSize <= 0 {
+		maxSize = DefaultMaxEventSize
+	}
+	switch {
+	case s.StreamID == "":
+		return ErrEmptyStreamID
+	case !validText(s.StreamID):
+		return fmt.Errorf("%w: stream id %q", ErrInvalidText, s.StreamID)
+	case s.Version < 1:
+		return fmt.Errorf("%w: snapshot version %d", ErrBadVersion, s.Version)
+	case s.SchemaVersion < 0:
+		return fmt.Errorf("%w: snapshot schema version %d", ErrBadVersion, s.SchemaVersion)
+	case len(s.Data) > maxSize:
+		return fmt.Errorf("%w: snapshot has %d bytes, limit %d", ErrEventTooLarge, len(s.Data), maxSize)
+	}
+	return nil
+}

@@ -1,0 +1,115 @@
+package testkit
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+)
+
+// TCPProxy forwards loopback TCP connections to a target and can cut them
+// all at once, to test how clients survive a server dropping connections
+// without restarting a shared server. It closes at test cleanup; every
+// goroutine it starts is waited for.
+type TCPProxy struct {
+	t      TB
+	target string
+	ln     net.Listener
+	ctx    context.Context // ends at Close; bounds dials to the target
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+// NewTCPProxy listens on a free loopback port and forwards to target.
+func NewTCPProxy(t TB, target string) *TCPProxy {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		cancel()
+		t.Errorf("testkit: proxy listen: %v", err)
+		return nil
+	}
+	p := &TCPProxy{t: t, target: target, ln: ln, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.Close)
+	return p
+}
+
+// Addr returns the proxy's host:port.
+func (p *TCPProxy) Addr() string { return p.ln.Addr().String() }
+
+// CutAll closes every open connection, both sides. New connections are still
+// accepted.
+func (p *TCPProxy) CutAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		_ = c.Close()
+	}
+}
+
+// Close stops accepting, cuts every connection and waits for the proxy's
+// goroutines. It is idempotent.
+func (p *TCPProxy) Close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.cancel()
+	_ = p.ln.Close()
+	p.CutAll()
+	p.wg.Wait()
+}
+
+func (p *TCPProxy) accept() {
+	defer p.wg.Done()
+	for {
+		client, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		server, err := (&net.Dialer{}).DialContext(p.ctx, "tcp", p.target)
+		if err != nil {
+			_ = client.Close()
+			continue
+		}
+		if !p.track(client, server) {
+			return
+		}
+		p.wg.Add(2)
+		go p.pipe(client, server)
+		go p.pipe(server, client)
+	}
+}
+
+func (p *TCPProxy) track(conns ...net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		return false
+	}
+	for _, c := range conns {
+		p.conns[c] = struct{}{}
+	}
+	return true
+}
+
+// pipe copies until either side fails, then closes both.
+func (p *TCPProxy) pipe(dst, src net.Conn) {
+	defer p.wg.Done()
+	_, _ = io.Copy(dst, src) // ends when either side closes
+	_ = dst.Close()
+	_ = src.Close()
+	p.mu.Lock()
+	delete(p.conns, dst)
+	delete(p.conns, src)
+	p.mu.Unlock()
+}
