@@ -16,10 +16,24 @@ type Clock interface {
 	After(d time.Duration) <-chan time.Time
 }
 
-// SystemClock returns the wall clock.
+// TimerClock is a [Clock] whose timers can be stopped. Runtimes use it, when
+// the clock offers it, to disarm the timer of a cancelled [Delay].
+type TimerClock interface {
+	Clock
+	// NewTimer is After with a function that stops the timer; stopping a
+	// fired or stopped timer does nothing.
+	NewTimer(d time.Duration) (c <-chan time.Time, stop func())
+}
+
+// SystemClock returns the wall clock. It implements [TimerClock].
 func SystemClock() Clock { return systemClock{} }
 
 type systemClock struct{}
 
 func (systemClock) Now() time.Time                         { return time.Now() }
 func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+func (systemClock) NewTimer(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTimer(d)
+	return t.C, func() { t.Stop() }
+}

@@ -87,7 +87,9 @@ func Concat[A any](effects ...Effect[A]) Effect[A] {
 }
 
 // Cancellable returns e marked with id, so that a later [Cancel] with an
-// equal id cancels it while it runs. Several effects may share an id.
+// equal id cancels it while it runs. Several effects may share an id. An id
+// that cannot be a map key (an interface holding a slice, say) makes
+// Cancellable panic — inside the reducer, where the runtime reports it.
 //
 // Ids are compared with ==, within the scope of the reducer that returned
 // the effect: the effects of different [ForEach] elements never cancel each
@@ -96,6 +98,7 @@ func Cancellable[A any, ID comparable](id ID, e Effect[A]) Effect[A] {
 	if e.n == nil {
 		return e
 	}
+	checkID(id)
 	return Effect[A]{cancellableNode[A]{id: id, inner: e.n}}
 }
 
@@ -106,18 +109,21 @@ func CancelInFlight[A any, ID comparable](id ID, e Effect[A]) Effect[A] {
 	if e.n == nil {
 		return e
 	}
+	checkID(id)
 	return Effect[A]{cancellableNode[A]{id: id, inner: e.n, cancelInFlight: true}}
 }
 
 // Cancel returns an effect that cancels every running effect marked with one
-// of ids by [Cancellable] or [CancelInFlight]. Actions those effects sent
-// before the cancellation are still delivered; none are delivered after it.
+// of ids by [Cancellable] or [CancelInFlight]. Once it has run, no action of
+// those effects is reduced — not even one they sent earlier that is still
+// queued (see [Cancelled]); actions reduced before it stay reduced.
 func Cancel[A any, ID comparable](ids ...ID) Effect[A] {
 	if len(ids) == 0 {
 		return Effect[A]{}
 	}
 	keys := make([]any, len(ids))
 	for i, id := range ids {
+		checkID(id)
 		keys[i] = id
 	}
 	return Effect[A]{cancelNode[A]{ids: keys}}
@@ -140,6 +146,7 @@ func inScope[A any](id any, e Effect[A]) Effect[A] {
 	if e.n == nil {
 		return e
 	}
+	checkID(id)
 	return Effect[A]{scopeNode[A]{id: id, inner: e.n}}
 }
 

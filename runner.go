@@ -2,7 +2,6 @@ package composable
 
 import (
 	"context"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,9 +23,16 @@ type EffectRunner[A any] struct {
 }
 
 // NewEffectRunner returns a runner that arms timers on clock (the system
-// clock when nil) and delivers actions with send. send is called from the
-// effects' goroutines, and from the goroutine calling Start for actions that
-// need no waiting; it must not block for long.
+// clock when nil) and delivers actions with send.
+//
+// send is called from the effects' goroutines, and from the goroutine
+// calling Start for actions that need no waiting; it must not block for long.
+// The ctx it receives carries the values of the context the effect was
+// started with — never a deadline — and answers [Cancelled]: a runtime that
+// queues actions should drop, when it gets to them, those whose effect was
+// cancelled in the meantime. Pass that ctx to the next Start for the effects
+// of that action: the runner then reuses its values instead of wrapping them
+// again, so long chains of effects do not grow a context chain.
 func NewEffectRunner[A any](clock Clock, send func(ctx context.Context, action A)) *EffectRunner[A] {
 	if clock == nil {
 		clock = SystemClock()
@@ -46,31 +52,25 @@ func NewEffectRunner[A any](clock Clock, send func(ctx context.Context, action A
 // Start starts e. ctx contributes its values (trace context and the like) to
 // the effect, not its cancellation: effects outlive the request that caused
 // them, and end when cancelled or when the runner closes. done, if not nil,
-// is called once when e has finished, with the first [*PanicError] recovered
-// from its user code, or nil. After [EffectRunner.Close], Start runs nothing
-// and calls done(nil).
+// is called once when e has finished — possibly before Start returns — with
+// the first [*PanicError] recovered from its user code, or nil. After
+// [EffectRunner.Close], Start runs nothing and calls done(nil).
 func (r *EffectRunner[A]) Start(ctx context.Context, e Effect[A], done func(error)) {
 	if done == nil {
 		done = func(error) {}
 	}
-	if e.n == nil {
+	if e.n == nil || !r.x.begin() {
 		done(nil)
 		return
 	}
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	if !r.x.begin() {
-		done(nil)
-		return
-	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	stop := context.AfterFunc(r.x.base, cancel)
+	values := detach(ctx)
+	rootCtx, cancel := context.WithCancelCause(values)
+	stop := context.AfterFunc(r.x.base, func() { cancel(ErrRunnerClosed) })
 	root := &rootRun{}
-	f := frame[A]{ctx: ctx, root: root, send: r.send}
+	f := frame[A]{ctx: rootCtx, values: values, root: root, send: r.send}
 	e.n.start(r.x, f, func() {
 		stop()
-		cancel()
+		cancel(nil)
 		r.x.end()
 		done(root.err())
 	})
@@ -80,8 +80,10 @@ func (r *EffectRunner[A]) Start(ctx context.Context, e Effect[A], done func(erro
 func (r *EffectRunner[A]) InFlight() int { return int(r.x.inflight.Load()) }
 
 // Close cancels every running effect and waits until all of them have
-// finished. It is idempotent. Effects must honour their context for Close to
-// return.
+// finished; effects started concurrently with Close either do not run or are
+// waited for too. It is idempotent. Effects must honour their context for
+// Close to return, and Close must not be called from an effect of this
+// runner or from a done callback.
 func (r *EffectRunner[A]) Close() {
 	r.x.mu.Lock()
 	r.x.closed = true
@@ -95,7 +97,10 @@ type execution struct {
 	clock Clock
 	base  context.Context
 	stop  context.CancelFunc
-	wg    sync.WaitGroup // goroutines started for effects
+	// wg counts started effects and the goroutines they run on. An effect is
+	// added under mu while the runner is open, so Close's Wait never races
+	// an Add from zero.
+	wg sync.WaitGroup
 
 	inflight atomic.Int64
 
@@ -119,7 +124,7 @@ type elementScope struct {
 // whole scope can be cancelled.
 type wholeScope struct{}
 
-type cancelEntry struct{ cancel context.CancelFunc }
+type cancelEntry struct{ cancel context.CancelCauseFunc }
 
 func (x *execution) begin() bool {
 	x.mu.Lock()
@@ -127,13 +132,18 @@ func (x *execution) begin() bool {
 	if x.closed {
 		return false
 	}
+	x.wg.Add(1)
 	x.inflight.Add(1)
 	return true
 }
 
-func (x *execution) end() { x.inflight.Add(-1) }
+func (x *execution) end() {
+	x.inflight.Add(-1)
+	x.wg.Done()
+}
 
-// spawn runs fn on a goroutine the runner waits for in Close.
+// spawn runs fn on a goroutine the runner waits for in Close. It is only
+// called while a started effect holds the wait group above zero.
 func (x *execution) spawn(fn func()) {
 	x.wg.Add(1)
 	go func() {
@@ -142,11 +152,19 @@ func (x *execution) spawn(fn func()) {
 	}()
 }
 
-func (x *execution) register(k cancelKey, cancel context.CancelFunc) *cancelEntry {
+// after arms a timer on the clock, stoppable when the clock supports it.
+func (x *execution) after(d time.Duration) (<-chan time.Time, func()) {
+	if tc, ok := x.clock.(TimerClock); ok {
+		return tc.NewTimer(d)
+	}
+	return x.clock.After(d), func() {}
+}
+
+func (x *execution) register(k cancelKey, cancel context.CancelCauseFunc) *cancelEntry {
 	e := &cancelEntry{cancel: cancel}
 	x.mu.Lock()
+	defer x.mu.Unlock()
 	x.entries[k] = append(x.entries[k], e)
-	x.mu.Unlock()
 	return e
 }
 
@@ -172,8 +190,20 @@ func (x *execution) cancel(k cancelKey) {
 	list := append([]*cancelEntry(nil), x.entries[k]...)
 	x.mu.Unlock()
 	for _, e := range list {
-		e.cancel()
+		e.cancel(ErrCancelled)
 	}
+}
+
+// registered returns the number of live cancellation registrations, for
+// tests of the registry's bookkeeping.
+func (x *execution) registered() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	n := 0
+	for _, l := range x.entries {
+		n += len(l)
+	}
+	return n
 }
 
 // rootRun collects what happened while one started effect ran.
@@ -194,185 +224,4 @@ func (r *rootRun) err() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.firstErr
-}
-
-// frame is what a node needs to run: its context, where its actions go, and
-// its cancellation scope.
-type frame[A any] struct {
-	ctx   context.Context
-	send  func(ctx context.Context, action A)
-	scope any
-	root  *rootRun
-}
-
-// node is one step of an effect. start begins it and must call done exactly
-// once, when the step and everything it started have finished.
-type node[A any] interface {
-	start(x *execution, f frame[A], done func())
-}
-
-type sendNode[A any] struct{ actions []A }
-
-func (n sendNode[A]) start(_ *execution, f frame[A], done func()) {
-	for _, a := range n.actions {
-		if f.ctx.Err() != nil {
-			break
-		}
-		f.send(f.ctx, a)
-	}
-	done()
-}
-
-type runNode[A any] struct {
-	fn func(ctx context.Context, send func(A))
-}
-
-func (n runNode[A]) start(x *execution, f frame[A], done func()) {
-	x.spawn(func() {
-		defer done()
-		var finished atomic.Bool
-		send := func(a A) {
-			if finished.Load() || f.ctx.Err() != nil {
-				return
-			}
-			f.send(f.ctx, a)
-		}
-		defer finished.Store(true)
-		defer recoverInto(f.root)
-		n.fn(f.ctx, send)
-	})
-}
-
-type delayNode[A any] struct {
-	d     time.Duration
-	inner node[A]
-}
-
-func (n delayNode[A]) start(x *execution, f frame[A], done func()) {
-	fired := x.clock.After(n.d)
-	x.spawn(func() {
-		select {
-		case <-fired:
-			if f.ctx.Err() != nil {
-				done()
-				return
-			}
-			n.inner.start(x, f, done)
-		case <-f.ctx.Done():
-			done()
-		}
-	})
-}
-
-type mergeNode[A any] struct{ children []node[A] }
-
-func (n mergeNode[A]) start(x *execution, f frame[A], done func()) {
-	var left atomic.Int64
-	left.Store(int64(len(n.children)))
-	for _, c := range n.children {
-		c.start(x, f, func() {
-			if left.Add(-1) == 0 {
-				done()
-			}
-		})
-	}
-}
-
-type concatNode[A any] struct{ children []node[A] }
-
-func (n concatNode[A]) start(x *execution, f frame[A], done func()) {
-	var next func(i int)
-	next = func(i int) {
-		if i == len(n.children) || f.ctx.Err() != nil {
-			done()
-			return
-		}
-		n.children[i].start(x, f, func() { next(i + 1) })
-	}
-	next(0)
-}
-
-type cancellableNode[A any] struct {
-	id             any
-	inner          node[A]
-	cancelInFlight bool
-}
-
-func (n cancellableNode[A]) start(x *execution, f frame[A], done func()) {
-	key := cancelKey{scope: f.scope, id: n.id}
-	if n.cancelInFlight {
-		x.cancel(key)
-	}
-	startCancellable(x, f, key, f.scope, n.inner, done)
-}
-
-// startCancellable runs inner with a context registered under key, in scope.
-func startCancellable[A any](x *execution, f frame[A], key cancelKey, scope any, inner node[A], done func()) {
-	ctx, cancel := context.WithCancel(f.ctx)
-	entry := x.register(key, cancel)
-	inner.start(x, frame[A]{ctx: ctx, send: f.send, scope: scope, root: f.root}, func() {
-		x.unregister(key, entry)
-		cancel()
-		done()
-	})
-}
-
-type cancelNode[A any] struct{ ids []any }
-
-func (n cancelNode[A]) start(x *execution, f frame[A], done func()) {
-	for _, id := range n.ids {
-		x.cancel(cancelKey{scope: f.scope, id: id})
-	}
-	done()
-}
-
-type scopeNode[A any] struct {
-	id    any
-	inner node[A]
-}
-
-func (n scopeNode[A]) start(x *execution, f frame[A], done func()) {
-	scope := elementScope{parent: f.scope, id: n.id}
-	startCancellable(x, f, cancelKey{scope: scope, id: wholeScope{}}, scope, n.inner, done)
-}
-
-type cancelScopeNode[A any] struct{ ids []any }
-
-func (n cancelScopeNode[A]) start(x *execution, f frame[A], done func()) {
-	for _, id := range n.ids {
-		x.cancel(cancelKey{scope: elementScope{parent: f.scope, id: id}, id: wholeScope{}})
-	}
-	done()
-}
-
-type mapNode[A, B any] struct {
-	inner node[A]
-	f     func(A) B
-}
-
-func (n mapNode[A, B]) start(x *execution, f frame[B], done func()) {
-	n.inner.start(x, frame[A]{
-		ctx:   f.ctx,
-		scope: f.scope,
-		root:  f.root,
-		send: func(ctx context.Context, a A) {
-			b, ok := callMap(f.root, n.f, a)
-			if ok {
-				f.send(ctx, b)
-			}
-		},
-	}, done)
-}
-
-func callMap[A, B any](root *rootRun, fn func(A) B, a A) (b B, ok bool) {
-	defer recoverInto(root)
-	return fn(a), true
-}
-
-// recoverInto records a panic of the calling goroutine as the root's error.
-// It must be deferred directly.
-func recoverInto(root *rootRun) {
-	if v := recover(); v != nil {
-		root.fail(&PanicError{Value: v, Stack: debug.Stack()})
-	}
 }

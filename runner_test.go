@@ -3,8 +3,10 @@ package composable_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -334,4 +336,92 @@ func TestCloseCancelsAndWaits(t *testing.T) {
 		t.Fatalf("a closed runner delivered %v", got)
 	}
 	r.Close() // idempotent
+}
+
+func TestUnhashableCancellationIDPanicsWhereTheReducerRuns(t *testing.T) {
+	defer func() {
+		if v := recover(); v == nil {
+			t.Fatal("no panic for an unhashable id")
+		}
+	}()
+	_ = composable.Cancellable[string, any]([]int{1}, composable.Send("x"))
+}
+
+// TestCancelledEffectsActionsAreMarked: an action sent before Cancel ran but
+// not yet reduced is marked, so runtimes drop it; an action of an effect
+// that simply finished is not.
+func TestCancelledEffectsActionsAreMarked(t *testing.T) {
+	type sent struct {
+		ctx    context.Context
+		action string
+	}
+	got := make(chan sent, 10)
+	r := composable.NewEffectRunner(testkit.NewManualClock(time.Unix(0, 0)), func(ctx context.Context, a string) { got <- sent{ctx, a} })
+	defer r.Close()
+	r.Start(context.Background(), composable.Send("finished"), nil)
+	r.Start(context.Background(), composable.Cancellable("job", composable.Run(func(ctx context.Context, send func(string)) {
+		send("queued")
+		<-ctx.Done()
+	})), nil)
+	finishedOne, queuedOne := <-got, <-got
+	r.Start(context.Background(), composable.Cancel[string]("job"), nil)
+	if composable.Cancelled(finishedOne.ctx) {
+		t.Error("an action of a finished effect is marked cancelled")
+	}
+	if !composable.Cancelled(queuedOne.ctx) {
+		t.Error("an action of a cancelled effect is not marked")
+	}
+	if composable.Cancelled(context.Background()) {
+		t.Error("a plain context is marked cancelled")
+	}
+}
+
+func TestStartRacingCloseNeverOutlivesClose(t *testing.T) {
+	for range 50 {
+		r := composable.NewEffectRunner(nil, func(context.Context, int) {})
+		var ran, afterClose atomic.Int64
+		var closed atomic.Bool
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.Start(context.Background(), composable.Run(func(ctx context.Context, _ func(int)) {
+					if closed.Load() {
+						afterClose.Add(1)
+					}
+					ran.Add(1)
+					<-ctx.Done()
+				}), nil)
+			}()
+		}
+		r.Close()
+		closed.Store(true)
+		wg.Wait()
+		if r.InFlight() != 0 || afterClose.Load() != 0 {
+			t.Fatalf("in flight %d, ran after Close %d", r.InFlight(), afterClose.Load())
+		}
+	}
+}
+
+// TestContextDoesNotGrowAlongEffectChains feeds each effect's action back as
+// the next effect, as a runtime does, for many hops.
+func TestContextDoesNotGrowAlongEffectChains(t *testing.T) {
+	type key struct{}
+	var r *composable.EffectRunner[int]
+	sizes := make(chan int, 2)
+	r = composable.NewEffectRunner(nil, func(ctx context.Context, hop int) {
+		if hop == 1 || hop == 500 {
+			sizes <- len(fmt.Sprint(ctx))
+		}
+		if hop < 500 {
+			r.Start(ctx, composable.Send(hop+1), nil)
+		}
+	})
+	defer r.Close()
+	r.Start(context.WithValue(context.Background(), key{}, "trace"), composable.Send(1), nil)
+	first, last := <-sizes, <-sizes
+	if last != first {
+		t.Fatalf("context grew from %d to %d characters over 500 hops", first, last)
+	}
 }

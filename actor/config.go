@@ -8,10 +8,11 @@ import (
 	"github.com/composable-go/composable"
 )
 
-// PanicPolicy says what a [Store] does after its reducer panicked. In every
-// case the panicking action changes nothing: the state stays as it was
-// before it, no effect starts, and the asker gets an error matching
-// [composable.ErrPanic].
+// PanicPolicy says what a [Store] does after a panic while handling an
+// action: in its reducer, or in Clone or an interceptor. The asker gets an
+// error matching [composable.ErrPanic], and the panic is logged. A reducer
+// panic changes nothing: the state stays as it was before the action (see
+// [Config.Clone]) and no effect starts.
 type PanicPolicy int
 
 const (
@@ -38,11 +39,13 @@ type Config[S, A, E any] struct {
 	Env E
 	// Clock times Delay effects. Default: [composable.SystemClock].
 	Clock composable.Clock
-	// Clone copies the state. The reducer runs on a copy, so a panic leaves
-	// the state untouched, and Ask returns a copy, so callers never share
-	// memory with the actor. The default is a plain assignment, which is
-	// enough for states made of values; set Clone when the state holds maps,
-	// slices or pointers that the reducer mutates in place.
+	// Clone copies the state. The reducer runs on a copy, so that a panic
+	// leaves the state untouched, and Ask and State return a copy. The
+	// default is a plain assignment: a full copy only for states made of
+	// values. When the state holds maps, slices or pointers that the reducer
+	// mutates in place, set Clone to a deep copy; otherwise a panicking
+	// reducer can leave those parts half changed, and callers share them
+	// with the actor.
 	Clone func(S) S
 	// OnPanic selects what happens after a reducer panic. Default:
 	// [ResumeOnPanic].
@@ -81,5 +84,6 @@ func (c Config[S, A, E]) withDefaults(sys *System) Config[S, A, E] {
 	if c.Logger == nil {
 		c.Logger = sys.logger
 	}
+	c.Interceptors = append([]Interceptor(nil), c.Interceptors...)
 	return c
 }

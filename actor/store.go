@@ -58,9 +58,6 @@ func Spawn[S, A, E any](sys *System, cfg Config[S, A, E]) (*Store[S, A, E], erro
 	st := &Store[S, A, E]{sys: sys, stopped: make(chan struct{})}
 	a := &storeActor[S, A, E]{cfg: cfg, state: cfg.Initial, store: st}
 	a.runner = composable.NewEffectRunner(cfg.Clock, st.post)
-	if err := sys.adopt(st); err != nil {
-		return nil, err
-	}
 	props := protoactor.PropsFromProducer(func() protoactor.Actor { return a })
 	var (
 		pid *protoactor.PID
@@ -72,15 +69,19 @@ func Spawn[S, A, E any](sys *System, cfg Config[S, A, E]) (*Store[S, A, E], erro
 		pid, err = sys.as.Root.SpawnNamed(props, cfg.Name)
 	}
 	if err != nil {
-		sys.forget(st)
 		if errors.Is(err, protoactor.ErrNameExists) {
 			return nil, fmt.Errorf("%w: %q", ErrNameTaken, cfg.Name)
 		}
 		return nil, fmt.Errorf("actor: spawn %q: %w", cfg.Name, err)
 	}
-	st.pid = pid
-	st.name = pid.Id
-	a.name = pid.Id
+	st.pid, st.name, a.name = pid, pid.Id, pid.Id
+	// Adopt only once the store is complete, so that a concurrent
+	// System.Close sees either nothing or a store it can close.
+	if err := sys.adopt(st); err != nil {
+		st.stop()
+		<-st.stopped
+		return nil, err
+	}
 	return st, nil
 }
 
@@ -157,6 +158,13 @@ func (s *Store[S, A, E]) post(ctx context.Context, action A) {
 	_ = s.deliver(&message[S, A]{ctx: ctx, action: action})
 }
 
+// markStopped closes the gate of a store whose actor has stopped.
+func (s *Store[S, A, E]) markStopped() {
+	s.gate.Lock()
+	s.closed = true
+	s.gate.Unlock()
+}
+
 // stop closes the gate and queues the poison pill behind every accepted
 // message. It may run on the actor's own goroutine.
 func (s *Store[S, A, E]) stop() {
@@ -177,7 +185,7 @@ type storeActor[S, A, E any] struct {
 	scratch S // the copy the reducer works on
 	runner  *composable.EffectRunner[A]
 	store   *Store[S, A, E]
-	failed  bool // stopped after a panic: answer ErrStopped
+	stopped bool // stopped after a panic: answer ErrStopped
 }
 
 func (a *storeActor[S, A, E]) Receive(c protoactor.Context) {
@@ -185,64 +193,86 @@ func (a *storeActor[S, A, E]) Receive(c protoactor.Context) {
 	case *message[S, A]:
 		a.handle(m)
 	case *protoactor.Stopped:
+		a.store.markStopped()
 		a.runner.Close()
 		close(a.store.stopped)
 	}
 }
 
+// handle processes one message. Everything user-supplied that runs here —
+// the reducer, Clone, interceptors — may panic: the panic is answered and
+// logged here, and never reaches protoactor's supervisor.
 func (a *storeActor[S, A, E]) handle(m *message[S, A]) {
-	if a.failed {
-		a.respond(m, reply[S]{err: ErrStopped})
+	replied := false
+	respond := func(r reply[S]) {
+		if m.reply != nil && !replied {
+			replied = true
+			m.reply <- r
+		}
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			err := fmt.Errorf("actor: store %q: %T: %w", a.name, m.action, &composable.PanicError{Value: v, Stack: debug.Stack()})
+			respond(reply[S]{err: err})
+			a.failed(err)
+		}
+	}()
+	if a.stopped {
+		respond(reply[S]{err: ErrStopped})
 		return
 	}
 	if m.query {
-		a.respond(m, reply[S]{state: a.cfg.Clone(a.state)})
+		respond(reply[S]{state: a.cfg.Clone(a.state)})
 		return
 	}
 	ctx := m.ctx
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	effect, err := a.reduce(ctx, m.action)
+	if m.reply == nil && composable.Cancelled(ctx) {
+		return // an action of an effect cancelled since it was sent
+	}
+	effect, effectCtx, err := a.reduce(ctx, m.action)
 	if err != nil {
-		a.respond(m, reply[S]{err: err})
-		a.cfg.Logger.Error("reducer panicked", slog.String("store", a.name), slog.String("action", fmt.Sprintf("%T", m.action)), slog.Any("error", err))
-		if a.cfg.OnPanic == StopOnPanic {
-			a.failed = true
-			a.store.stop()
-		}
+		respond(reply[S]{err: err})
+		a.failed(err)
 		return
 	}
 	// Start the effect before replying: its synchronous part (sends, timers)
 	// is done by the time Ask returns, which tests on a manual clock rely on.
 	if !effect.IsNone() {
-		a.startEffect(ctx, m.action, effect)
+		a.startEffect(effectCtx, m.action, effect)
 	}
-	if m.reply != nil {
-		m.reply <- reply[S]{state: a.cfg.Clone(a.state)}
-	}
+	respond(reply[S]{state: a.cfg.Clone(a.state)})
 }
 
-func (a *storeActor[S, A, E]) respond(m *message[S, A], r reply[S]) {
-	if m.reply != nil {
-		m.reply <- r
+// failed logs a recovered panic and applies the panic policy.
+func (a *storeActor[S, A, E]) failed(err error) {
+	a.cfg.Logger.Error("store panicked", slog.String("store", a.name), slog.Any("error", err))
+	if a.cfg.OnPanic == StopOnPanic {
+		a.stopped = true
+		a.store.stop()
 	}
 }
 
 // reduce runs the reducer on a copy of the state through the interceptors
-// and keeps the copy only if the reducer returned normally.
-func (a *storeActor[S, A, E]) reduce(ctx context.Context, action A) (composable.Effect[A], error) {
+// and keeps the copy only if the reducer returned normally. It also returns
+// the context the innermost interceptor passed on, for the effect.
+func (a *storeActor[S, A, E]) reduce(ctx context.Context, action A) (composable.Effect[A], context.Context, error) {
 	if len(a.cfg.Interceptors) == 0 {
-		return a.apply(action)
+		effect, err := a.apply(action)
+		return effect, ctx, err
 	}
 	var (
-		effect composable.Effect[A]
-		err    error
-		called bool
+		effect    composable.Effect[A]
+		err       error
+		called    bool
+		effectCtx = ctx
 	)
-	next := func(context.Context) error {
+	next := func(ctx context.Context) error {
 		if !called {
 			called = true
+			effectCtx = ctx
 			effect, err = a.apply(action)
 		}
 		return err
@@ -258,7 +288,7 @@ func (a *storeActor[S, A, E]) reduce(ctx context.Context, action A) (composable.
 	}
 	_ = chain(ctx)
 	_ = next(ctx) // in case an interceptor did not call it
-	return effect, err
+	return effect, effectCtx, err
 }
 
 // apply reduces action on a copy of the state held in the actor's scratch
@@ -290,9 +320,20 @@ func (a *storeActor[S, A, E]) startEffect(ctx context.Context, action A, effect 
 			a.cfg.Logger.Error("effect panicked", slog.String("store", a.name), slog.String("action", fmt.Sprintf("%T", action)), slog.Any("error", err))
 		}
 		for i := len(finishers) - 1; i >= 0; i-- {
-			finishers[i](err)
+			a.finish(finishers[i], err)
 		}
 	})
+}
+
+// finish calls an interceptor's finish function, which may run on an
+// effect's goroutine, where a panic would end the process.
+func (a *storeActor[S, A, E]) finish(f func(error), err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			a.cfg.Logger.Error("interceptor panicked finishing an effect", slog.String("store", a.name), slog.Any("panic", v))
+		}
+	}()
+	f(err)
 }
 
 // safeReduce runs the reducer, turning a panic into a *composable.PanicError.

@@ -15,6 +15,10 @@ import (
 // when the clock passes their due time, so delayed effects and saga
 // deadlines run deterministically and without sleeping.
 //
+// Advance fires timers and returns; code woken by a timer runs afterwards,
+// so a timer it arms counts from the time Advance reached, not from the
+// fired timer's due time. Advance step by step through chained delays.
+//
 // It is safe for concurrent use.
 type ManualClock struct {
 	mu      sync.Mutex
@@ -30,7 +34,7 @@ type manualTimer struct {
 	ch  chan time.Time
 }
 
-var _ composable.Clock = (*ManualClock)(nil)
+var _ composable.TimerClock = (*ManualClock)(nil)
 
 // NewManualClock returns a clock that reads start until advanced.
 func NewManualClock(start time.Time) *ManualClock {
@@ -47,12 +51,19 @@ func (c *ManualClock) Now() time.Time {
 // After arms a timer that fires once the clock has advanced by d. A timer
 // with d <= 0 fires at once.
 func (c *ManualClock) After(d time.Duration) <-chan time.Time {
+	ch, _ := c.NewTimer(d)
+	return ch
+}
+
+// NewTimer is After with a function that disarms the timer, so that it no
+// longer counts as pending. It implements [composable.TimerClock].
+func (c *ManualClock) NewTimer(d time.Duration) (<-chan time.Time, func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ch := make(chan time.Time, 1)
 	if d <= 0 {
 		ch <- c.now
-		return ch
+		return ch, func() {}
 	}
 	c.seq++
 	t := &manualTimer{due: c.now.Add(d), seq: c.seq, ch: ch}
@@ -65,7 +76,13 @@ func (c *ManualClock) After(d time.Duration) <-chan time.Time {
 	c.timers = slices.Insert(c.timers, i, t)
 	close(c.changed)
 	c.changed = make(chan struct{})
-	return ch
+	return ch, func() { c.stop(t) }
+}
+
+func (c *ManualClock) stop(t *manualTimer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.timers = slices.DeleteFunc(c.timers, func(x *manualTimer) bool { return x == t })
 }
 
 // Advance moves the clock forward by d and fires, in due order, every timer
@@ -83,8 +100,8 @@ func (c *ManualClock) Advance(d time.Duration) {
 	c.now = target
 }
 
-// Pending returns the number of armed timers that have not fired. A timer
-// whose waiter gave up (a cancelled effect) still counts until it is due.
+// Pending returns the number of armed timers that have neither fired nor
+// been stopped.
 func (c *ManualClock) Pending() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -84,7 +84,13 @@ func (c copier) copy(dst, src reflect.Value) {
 		if src.IsNil() {
 			return
 		}
+		key := seenKey{t, src.Pointer()}
+		if m, ok := c.seen[key]; ok {
+			dst.Set(m)
+			return
+		}
 		m := reflect.MakeMapWithSize(t, src.Len())
+		c.seen[key] = m
 		it := src.MapRange()
 		for it.Next() {
 			k := reflect.New(t.Key()).Elem()

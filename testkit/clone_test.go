@@ -65,3 +65,30 @@ func TestDeepCopySharesNoMutableMemory(t *testing.T) {
 		t.Fatal("nil containers became non-nil")
 	}
 }
+
+func TestDeepCopyKeepsMapCyclesAndAliasing(t *testing.T) {
+	type graph struct {
+		A, B map[string]any
+	}
+	shared := map[string]any{"n": 1}
+	cyclic := map[string]any{}
+	cyclic["self"] = cyclic
+	g := graph{A: shared, B: shared}
+	cp := deepCopy(g)
+	cp.A["n"] = 2
+	if cp.B["n"] != 2 || shared["n"] != 1 {
+		t.Fatalf("aliasing not kept: copy %v / %v, original %v", cp.A, cp.B, shared)
+	}
+	c := deepCopy(cyclic)
+	inner, ok := c["self"].(map[string]any)
+	if !ok || len(inner) != 1 {
+		t.Fatalf("cycle not kept: %v", c)
+	}
+	inner["x"] = true
+	if _, leaked := cyclic["x"]; leaked {
+		t.Fatal("the copy of a cyclic map shares memory with the original")
+	}
+	if _, same := c["x"]; !same {
+		t.Fatal("the copy's cycle does not point back to the copy")
+	}
+}

@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"reflect"
+	"sync/atomic"
 	"time"
 
 	protoactor "github.com/asynkron/protoactor-go/actor"
@@ -14,11 +15,12 @@ import (
 //
 // A Probe is driven by one test goroutine. It stops at test cleanup.
 type Probe struct {
-	t    TB
-	sys  *protoactor.ActorSystem
-	pid  *protoactor.PID
-	msgs chan envelope
-	last *protoactor.PID // sender of the last message taken
+	t        TB
+	sys      *protoactor.ActorSystem
+	pid      *protoactor.PID
+	msgs     chan envelope
+	last     *protoactor.PID // sender of the last message taken
+	overflow atomic.Int64    // messages dropped because msgs was full
 }
 
 type envelope struct {
@@ -26,20 +28,40 @@ type envelope struct {
 	sender *protoactor.PID
 }
 
-// NewProbe spawns a probe on sys. It holds up to 1024 unread messages;
-// senders block beyond that.
+// probeCapacity is how many unread messages a Probe holds.
+const probeCapacity = 1024
+
+// NewProbe spawns a probe on sys. It holds up to 1024 unread messages; more
+// fail the test (at the next expectation or at cleanup) instead of blocking
+// the probe's mailbox.
 func NewProbe(t TB, sys *protoactor.ActorSystem) *Probe {
 	t.Helper()
-	p := &Probe{t: t, sys: sys, msgs: make(chan envelope, 1024)}
+	p := &Probe{t: t, sys: sys, msgs: make(chan envelope, probeCapacity)}
 	p.pid = sys.Root.SpawnPrefix(protoactor.PropsFromFunc(func(c protoactor.Context) {
 		switch c.Message().(type) {
 		case protoactor.SystemMessage, protoactor.AutoReceiveMessage:
 			return
 		}
-		p.msgs <- envelope{msg: c.Message(), sender: c.Sender()}
+		select {
+		case p.msgs <- envelope{msg: c.Message(), sender: c.Sender()}:
+		default:
+			p.overflow.Add(1)
+		}
 	}), "probe-")
-	t.Cleanup(func() { _ = sys.Root.StopFuture(p.pid).Wait() })
+	t.Cleanup(func() {
+		// Poison, not Stop: the probe takes every queued message first, so
+		// the overflow count is final.
+		_ = sys.Root.PoisonFuture(p.pid).Wait()
+		p.checkOverflow()
+	})
 	return p
+}
+
+func (p *Probe) checkOverflow() {
+	p.t.Helper()
+	if n := p.overflow.Swap(0); n > 0 {
+		p.t.Errorf("testkit: Probe dropped %d message(s): more than %d unread", n, probeCapacity)
+	}
 }
 
 // PID returns the probe's address.
@@ -66,6 +88,7 @@ func (p *Probe) Reply(msg any) {
 // waits the whole of d, so keep d short.
 func (p *Probe) ExpectNoMsg(d time.Duration) {
 	p.t.Helper()
+	p.checkOverflow()
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {
@@ -80,6 +103,7 @@ func (p *Probe) ExpectNoMsg(d time.Duration) {
 // false when nothing arrives in time or the message has another type.
 func ExpectMsg[T any](p *Probe, timeout time.Duration) (T, bool) {
 	p.t.Helper()
+	p.checkOverflow()
 	var zero T
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()

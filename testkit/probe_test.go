@@ -64,6 +64,11 @@ func TestProbeReportsFailures(t *testing.T) {
 			sys.Root.Send(p.PID(), pong{})
 			p.ExpectNoMsg(time.Second)
 		}, "expected no message, got testkit_test.pong"},
+		{"overflow", func(p *testkit.Probe) {
+			for i := range 1100 {
+				sys.Root.Send(p.PID(), ping{N: i})
+			}
+		}, "dropped 76 message(s)"},
 		{"reply without sender", func(p *testkit.Probe) {
 			sys.Root.Send(p.PID(), ping{})
 			testkit.ExpectMsg[ping](p, time.Second)

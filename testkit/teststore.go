@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -53,10 +54,17 @@ type TestStore[S, A, E any] struct {
 	compare cmp.Options
 
 	mu       sync.Mutex
-	queue    []A
+	queue    []queued[A]
 	arrived  chan struct{} // signalled when an action is queued
 	failures []error       // panics reported by effects
 	finished bool
+}
+
+// queued is an action an effect sent, with the context that tells whether
+// its effect was cancelled since.
+type queued[A any] struct {
+	ctx    context.Context
+	action A
 }
 
 // Option configures a [TestStore].
@@ -110,9 +118,9 @@ func NewTestStore[S, A, E any](t TB, reducer composable.Reducer[S, A, E], initia
 			cmpopts.EquateErrors(),
 		}, o.compare...),
 	}
-	ts.runner = composable.NewEffectRunner(o.clock, func(_ context.Context, a A) {
+	ts.runner = composable.NewEffectRunner(o.clock, func(ctx context.Context, a A) {
 		ts.mu.Lock()
-		ts.queue = append(ts.queue, a)
+		ts.queue = append(ts.queue, queued[A]{ctx: ctx, action: a})
 		ts.mu.Unlock()
 		select {
 		case ts.arrived <- struct{}{}:
@@ -137,9 +145,7 @@ func (ts *TestStore[S, A, E]) Clock() *ManualClock { return ts.clock }
 func (ts *TestStore[S, A, E]) Send(action A, expect func(state *S)) {
 	ts.t.Helper()
 	ts.reportFailures()
-	ts.mu.Lock()
-	pending := append([]A(nil), ts.queue...)
-	ts.mu.Unlock()
+	pending := ts.pending(false)
 	if len(pending) > 0 {
 		ts.t.Errorf("testkit: Send(%T) while %d received action(s) were not asserted: %s", action, len(pending), ts.describe(pending))
 	}
@@ -199,10 +205,7 @@ func (ts *TestStore[S, A, E]) Finish() {
 	}
 	ts.runner.Close()
 	ts.reportFailures()
-	ts.mu.Lock()
-	pending := ts.queue
-	ts.queue = nil
-	ts.mu.Unlock()
+	pending := ts.pending(true)
 	if len(pending) > 0 {
 		ts.t.Errorf("testkit: %d received action(s) were not asserted: %s", len(pending), ts.describe(pending))
 	}
@@ -235,17 +238,37 @@ func (ts *TestStore[S, A, E]) step(verb string, action A, expect func(*S)) {
 	})
 }
 
-// next pops the oldest queued action, waiting up to the timeout.
+// pending returns the queued actions whose effects were not cancelled,
+// dropping the others (as a runtime would); with take it empties the queue.
+func (ts *TestStore[S, A, E]) pending(take bool) []A {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.queue = slices.DeleteFunc(ts.queue, func(q queued[A]) bool { return composable.Cancelled(q.ctx) })
+	out := make([]A, len(ts.queue))
+	for i, q := range ts.queue {
+		out[i] = q.action
+	}
+	if take {
+		ts.queue = nil
+	}
+	return out
+}
+
+// next pops the oldest queued action whose effect was not cancelled,
+// waiting up to the timeout.
 func (ts *TestStore[S, A, E]) next() (A, bool) {
 	timer := time.NewTimer(ts.timeout)
 	defer timer.Stop()
 	for {
 		ts.mu.Lock()
-		if len(ts.queue) > 0 {
-			a := ts.queue[0]
+		for len(ts.queue) > 0 {
+			q := ts.queue[0]
 			ts.queue = ts.queue[1:]
+			if composable.Cancelled(q.ctx) {
+				continue
+			}
 			ts.mu.Unlock()
-			return a, true
+			return q.action, true
 		}
 		ts.mu.Unlock()
 		select {

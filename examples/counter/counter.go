@@ -59,8 +59,12 @@ var Reducer = composable.ReducerFunc[State, Action, Env](func(s *State, a Action
 		return composable.CancelInFlight(laterID{},
 			composable.Delay(env.Delay, composable.Send[Action](delayedIncrement{})))
 	case delayedIncrement:
-		s.Count++
-		s.Scheduled = false
+		// A timer that lost a race with Reset is ignored: the state, not
+		// the timer, says whether an increment is due.
+		if s.Scheduled {
+			s.Count++
+			s.Scheduled = false
+		}
 	}
 	return composable.None[Action]()
 })

@@ -36,6 +36,11 @@ func TestIncrementLaterRestartsTheWait(t *testing.T) {
 	ts.Receive(delayedIncrement{}, func(s *State) { s.Count = 1; s.Scheduled = false })
 }
 
+func TestLateTimerAfterResetIsIgnored(t *testing.T) {
+	ts := testkit.NewTestStore(t, Reducer, State{Count: 5}, Env{Delay: time.Second})
+	ts.Send(delayedIncrement{}, nil) // nothing scheduled: a stale timer
+}
+
 func TestResetCancelsTheDelayedIncrement(t *testing.T) {
 	ts := testkit.NewTestStore(t, Reducer, State{Count: 5}, Env{Delay: time.Second})
 	ts.Send(IncrementLater{}, func(s *State) { s.Scheduled = true })
@@ -70,17 +75,14 @@ func TestActor(t *testing.T) {
 }
 
 func TestRunPrintsWhatHappens(t *testing.T) {
-	if testing.Short() {
-		t.Skip("waits a real second for the delayed increment")
-	}
 	var out bytes.Buffer
-	if err := run(context.Background(), &out); err != nil {
+	if err := run(context.Background(), &out, 10*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
 		"IncrementLater   -> count=1 scheduled=true",
 		"reduced delayedIncrement",
-		"(1s later)       -> count=2 scheduled=false",
+		"(10ms later)     -> count=2 scheduled=false",
 		"Reset            -> count=0 scheduled=false",
 	} {
 		if !strings.Contains(out.String(), want) {

@@ -17,13 +17,14 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Stdout); err != nil {
+	if err := run(context.Background(), os.Stdout, time.Second); err != nil {
 		fmt.Fprintln(os.Stderr, "counter:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, w io.Writer) error {
+// run plays the demo, with delay as the delayed increment's wait.
+func run(ctx context.Context, w io.Writer, delay time.Duration) error {
 	// The interceptor writes from the actor's goroutine, main from this one.
 	out := &lockedWriter{w: w}
 	sys := actor.NewSystem(actor.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
@@ -32,7 +33,7 @@ func run(ctx context.Context, w io.Writer) error {
 	store, err := actor.Spawn(sys, actor.Config[State, Action, Env]{
 		Name:    "counter",
 		Reducer: Reducer,
-		Env:     Env{Delay: time.Second},
+		Env:     Env{Delay: delay},
 		// Print every action the actor reduces, effects' actions included:
 		// interceptors are where tracing and metrics plug in.
 		Interceptors: []actor.Interceptor{actor.InterceptorFuncs{
@@ -68,11 +69,11 @@ func run(ctx context.Context, w io.Writer) error {
 			return fmt.Errorf("delayed increment did not arrive: %w", err)
 		}
 		if !s.Scheduled {
-			fmt.Fprintf(out, "%-16s -> count=%d scheduled=%v\n", "(1s later)", s.Count, s.Scheduled)
+			fmt.Fprintf(out, "%-16s -> count=%d scheduled=%v\n", fmt.Sprintf("(%v later)", delay), s.Count, s.Scheduled)
 			break
 		}
 		select {
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(5 * time.Millisecond):
 		case <-deadline.Done():
 			return fmt.Errorf("delayed increment did not arrive: %w", deadline.Err())
 		}
