@@ -179,7 +179,8 @@ func (s *Store) Append(ctx context.Context, stream string, expected persistence.
 	if err := ctx.Err(); err != nil {
 		return persistence.AppendResult{}, err
 	}
-	r := &request{ctx: ctx, stream: stream, expected: expected, events: events, done: make(chan result, 1)}
+	r := &request{ctx: ctx, stream: stream, expected: expected, events: events,
+		metadata: encodeMetadata(events), done: make(chan result, 1)}
 	if err := s.enqueue(r); err != nil {
 		return persistence.AppendResult{}, err
 	}
@@ -204,21 +205,24 @@ func (s *Store) enqueue(r *request) error {
 // Load implements [persistence.EventStore].
 func (s *Store) Load(ctx context.Context, stream string, fromVersion int64) ([]persistence.RecordedEvent, error) {
 	fromVersion = max(fromVersion, 1)
-	events, err := s.query(ctx, s.q.load, stream, fromVersion)
-	if err != nil {
+	// One round trip: the stream's version (which says whether it exists
+	// and how many events to expect) and its events.
+	b := &pgx.Batch{}
+	var version int64
+	b.Queue(s.q.streamVersion, stream).QueryRow(func(row pgx.Row) error { return row.Scan(&version) })
+	var events []persistence.RecordedEvent
+	b.Queue(s.q.load, stream, fromVersion).Query(func(rows pgx.Rows) error {
+		var err error
+		events, err = scanEvents(rows, int(max(version-fromVersion+1, 0)))
+		return err
+	})
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("postgres: load %q: %w", stream, err)
 	}
-	if len(events) > 0 {
-		return events, nil
-	}
-	var exists bool
-	if err := s.pool.QueryRow(ctx, s.q.streamExists, stream).Scan(&exists); err != nil {
-		return nil, fmt.Errorf("postgres: load %q: %w", stream, err)
-	}
-	if !exists {
+	if version == 0 {
 		return nil, fmt.Errorf("%w: %q", persistence.ErrStreamNotFound, stream)
 	}
-	return nil, nil
+	return events, nil
 }
 
 // ReadAll implements [persistence.EventStore]. The feed is gap-free because
@@ -228,36 +232,14 @@ func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]persiste
 	if limit <= 0 {
 		return nil, fmt.Errorf("%w: %d", persistence.ErrBadLimit, limit)
 	}
-	events, err := s.query(ctx, s.q.readAll, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: read all after %d: %w", after, err)
-	}
-	return events, nil
-}
-
-func (s *Store) query(ctx context.Context, sql string, args ...any) ([]persistence.RecordedEvent, error) {
-	rows, err := s.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []persistence.RecordedEvent
-	for rows.Next() {
-		var e persistence.RecordedEvent
-		if err := rows.Scan(&e.GlobalPosition, &e.StreamID, &e.Version, &e.ID, &e.Type,
-			&e.SchemaVersion, &e.Data, &e.Metadata, &e.RecordedAt); err != nil {
-			return nil, err
+	rows, err := s.pool.Query(ctx, s.q.readAll, after, limit)
+	if err == nil {
+		var events []persistence.RecordedEvent
+		if events, err = scanEvents(rows, min(limit, 1024)); err == nil {
+			return events, nil
 		}
-		e.RecordedAt = e.RecordedAt.UTC()
-		if e.Data == nil {
-			e.Data = []byte{}
-		}
-		if len(e.Metadata) == 0 {
-			e.Metadata = nil
-		}
-		out = append(out, e)
 	}
-	return out, rows.Err()
+	return nil, fmt.Errorf("postgres: read all after %d: %w", after, err)
 }
 
 // SaveSnapshot implements [persistence.SnapshotStore].
@@ -311,12 +293,10 @@ func (s *Store) signalAppended() {
 // queries holds the SQL texts, built once with the schema quoted in.
 type queries struct {
 	lock, streamVersions, existingIDs, head, insert, notify string
-	load, streamExists, readAll                             string
+	load, streamVersion, readAll                            string
 	saveSnapshot, loadSnapshot                              string
 	channel                                                 string
 }
-
-const columns = "global_position, stream_id, version, event_id, event_type, schema_version, data, metadata, recorded_at"
 
 func newQueries(schema string) queries {
 	events := pgx.Identifier{schema, "events"}.Sanitize()
@@ -332,12 +312,12 @@ func newQueries(schema string) queries {
 		// Positions continue the feed from its head, read inside the
 		// statement: the write lock makes that head final.
 		insert: "INSERT INTO " + events + " (global_position, stream_id, version, event_id, event_type, schema_version, data, metadata) " +
-			"SELECT (SELECT coalesce(max(global_position), 0) FROM " + events + ") + u.n, s, v, i, t, sv, d, m::jsonb " +
-			"FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int4[], $6::bytea[], $7::text[]) WITH ORDINALITY AS u(s, v, i, t, sv, d, m, n)",
-		notify:       "SELECT pg_notify($1, '')",
-		load:         "SELECT " + columns + " FROM " + events + " WHERE stream_id = $1 AND version >= $2 ORDER BY version",
-		streamExists: "SELECT EXISTS (SELECT 1 FROM " + events + " WHERE stream_id = $1)",
-		readAll:      "SELECT " + columns + " FROM " + events + " WHERE global_position > $1 ORDER BY global_position LIMIT $2",
+			"SELECT (SELECT coalesce(max(global_position), 0) FROM " + events + ") + u.n, s, v, i, t, sv, substring($6::bytea FROM o FOR l), NULLIF(m, '')::jsonb " +
+			"FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int4[], $7::int4[], $8::int4[], $9::text[]) WITH ORDINALITY AS u(s, v, i, t, sv, o, l, m, n)",
+		notify:        "SELECT pg_notify($1, '')",
+		load:          "SELECT " + columns + " FROM " + events + " WHERE stream_id = $1 AND version >= $2 ORDER BY version",
+		streamVersion: "SELECT coalesce(max(version), 0) FROM " + events + " WHERE stream_id = $1",
+		readAll:       "SELECT " + columns + " FROM " + events + " WHERE global_position > $1 ORDER BY global_position LIMIT $2",
 		saveSnapshot: "INSERT INTO " + snapshots + " (stream_id, version, schema_version, data) VALUES ($1, $2, $3, $4) " +
 			"ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version, data = EXCLUDED.data, saved_at = now() " +
 			"WHERE " + snapshots + ".version <= EXCLUDED.version",
