@@ -1,0 +1,169 @@
+package aggregate
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/composable-go/composable"
+	"github.com/composable-go/composable/persistence"
+)
+
+// Decision is what a command handler decided: the events to append, in
+// order, and an optional effect whose actions are commands fed back to the
+// same aggregate (a retry later, say). An empty decision accepts the command
+// and changes nothing.
+type Decision[C, E any] struct {
+	Events []E
+	Effect composable.Effect[C]
+}
+
+// Emit returns a decision that appends events. The command type has to be
+// given: aggregate.Emit[Command](OrderPlaced{...}).
+func Emit[C, E any](events ...E) Decision[C, E] {
+	return Decision[C, E]{Events: events}
+}
+
+// Then returns d with effect e merged into its effect.
+func (d Decision[C, E]) Then(e composable.Effect[C]) Decision[C, E] {
+	d.Effect = composable.Merge(d.Effect, e)
+	return d
+}
+
+// Definition declares an aggregate type: pure functions over a state S,
+// commands C and events E, with an environment Env of dependencies (clock,
+// id generator, read-only services) so that the functions stay
+// deterministic. S, C and E are protobuf messages or plain structs; E is
+// usually an interface implemented by one type per event, each registered in
+// Events.
+//
+// The rule that makes replay equal live: state changes only by Apply. The
+// runtime never calls Handle with a state it has not built from events.
+type Definition[S, C, E, Env any] struct {
+	// Type names the aggregate type, e.g. "order". Streams are named
+	// Type + "/" + id, so Type may not contain "/". Required.
+	Type string
+	// Initial returns the state of an aggregate without events.
+	// Default: the zero S.
+	Initial func(id string) S
+	// Handle validates cmd against state and decides. It must be pure: no
+	// I/O, no clock or randomness except through env. A returned error is a
+	// business rejection: the caller gets it (matching ErrRejected and the
+	// error itself) and nothing is written. Required.
+	Handle func(state S, cmd C, env Env) (Decision[C, E], error)
+	// Apply evolves state by one event, in place. It must be pure and must
+	// not fail: events are facts. Required.
+	Apply func(state *S, event E)
+	// Events encodes and decodes the events; every event type Handle can
+	// return must be registered. Required.
+	Events *persistence.Registry
+	// Snapshots encodes states for snapshots. Its schema version must change
+	// whenever the encoding of S does: a snapshot written with another
+	// version is ignored and the stream replayed.
+	Snapshots persistence.SnapshotCodec[S]
+	// Clone copies a state. Apply runs on a copy, so that a panic or a
+	// failed append leaves the live state untouched; the default plain
+	// assignment is a full copy only for states made of values. Set it for
+	// states with maps, slices or pointers. (When it is not set the runtime
+	// still rehydrates after any failure, so correctness does not depend on
+	// it — only the cost of a failure does.)
+	Clone func(S) S
+	// Env is passed to every Handle call.
+	Env Env
+}
+
+// Validate reports every problem with d at once; each matches
+// ErrInvalidDefinition.
+func (d Definition[S, C, E, Env]) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidDefinition}, args...)...))
+	}
+	switch {
+	case d.Type == "":
+		bad("Type is required")
+	case strings.Contains(d.Type, "/"):
+		bad("Type %q contains '/'", d.Type)
+	}
+	if d.Handle == nil {
+		bad("Handle is required")
+	}
+	if d.Apply == nil {
+		bad("Apply is required")
+	}
+	if d.Events == nil {
+		bad("Events (a *persistence.Registry) is required")
+	}
+	if err := d.Snapshots.Validate(); err != nil {
+		bad("Snapshots: %v", err)
+	}
+	return errors.Join(errs...)
+}
+
+// Options tunes how a runtime hosts one aggregate type. The zero value uses
+// the defaults documented on each field.
+type Options struct {
+	// SnapshotEvery saves a snapshot when this many events were appended
+	// since the last one. Default 100; negative disables snapshots.
+	SnapshotEvery int
+	// SnapshotOnPassivation also saves a snapshot when an idle aggregate
+	// stops, if it has events since the last one.
+	SnapshotOnPassivation bool
+	// IdleTimeout passivates an aggregate that received nothing for this
+	// long and runs no effect. Default 5 minutes.
+	IdleTimeout time.Duration
+	// MaxLive caps the aggregates of this type in memory; beyond it the
+	// least recently used one is passivated. Default 10,000.
+	MaxLive int
+	// MaxInFlight caps commands accepted but not yet answered for this
+	// type; beyond it Send fails at once with ErrOverloaded. Default 10,000.
+	MaxInFlight int
+	// MaxAttempts bounds how often a command is re-run after a concurrency
+	// conflict before ErrTooManyAttempts. Default 3.
+	MaxAttempts int
+	// DedupWindow is how many recent command ids each aggregate remembers
+	// (across passivation and restarts: they are kept in snapshots and in
+	// the events' metadata). Default 1,000.
+	DedupWindow int
+	// CommandTimeout bounds the store calls of one command. Default 30s.
+	CommandTimeout time.Duration
+	// MinBackoff and MaxBackoff bound how long an aggregate refuses commands
+	// (with ErrUnavailable) after the store failed, doubling on each
+	// consecutive failure. Defaults 100ms and 10s.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&o.SnapshotEvery, 100)
+	def(&o.MaxLive, 10_000)
+	def(&o.MaxInFlight, 10_000)
+	def(&o.MaxAttempts, 3)
+	def(&o.DedupWindow, 1_000)
+	defd := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defd(&o.IdleTimeout, 5*time.Minute)
+	defd(&o.CommandTimeout, 30*time.Second)
+	defd(&o.MinBackoff, 100*time.Millisecond)
+	defd(&o.MaxBackoff, 10*time.Second)
+	return o
+}
+
+func (o Options) validate() error {
+	var errs []error
+	if o.MaxLive < 1 || o.MaxInFlight < 1 || o.MaxAttempts < 1 || o.DedupWindow < 1 {
+		errs = append(errs, fmt.Errorf("%w: MaxLive, MaxInFlight, MaxAttempts and DedupWindow must be positive", ErrInvalidDefinition))
+	}
+	if o.MinBackoff > o.MaxBackoff {
+		errs = append(errs, fmt.Errorf("%w: MinBackoff %v above MaxBackoff %v", ErrInvalidDefinition, o.MinBackoff, o.MaxBackoff))
+	}
+	return errors.Join(errs...)
+}

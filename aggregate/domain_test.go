@@ -1,0 +1,126 @@
+package aggregate_test
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/composable-go/composable"
+	"github.com/composable-go/composable/aggregate"
+	"github.com/composable-go/composable/persistence"
+)
+
+// A bank account: the aggregate the tests exercise.
+
+type account struct {
+	ID      string
+	Owner   string
+	Balance int
+	Holds   int // holds placed by HoldLater effects
+}
+
+type command interface{ isCommand() }
+
+type (
+	open     struct{ Owner string }
+	deposit  struct{ Amount int }
+	withdraw struct{ Amount int }
+	// holdLater places a hold after a delay, through an effect.
+	holdLater struct{ After time.Duration }
+	hold      struct{}
+	// boom panics in Handle; applyBoom emits an event whose Apply panics.
+	boom      struct{}
+	applyBoom struct{}
+)
+
+func (open) isCommand()      {}
+func (deposit) isCommand()   {}
+func (withdraw) isCommand()  {}
+func (holdLater) isCommand() {}
+func (hold) isCommand()      {}
+func (boom) isCommand()      {}
+func (applyBoom) isCommand() {}
+
+type event interface{ isEvent() }
+
+type (
+	Opened    struct{ Owner string }
+	Deposited struct{ Amount int }
+	Withdrawn struct{ Amount int }
+	Held      struct{}
+	Poison    struct{}
+)
+
+func (Opened) isEvent()    {}
+func (Deposited) isEvent() {}
+func (Withdrawn) isEvent() {}
+func (Held) isEvent()      {}
+func (Poison) isEvent()    {}
+
+var errInsufficient = errors.New("insufficient funds")
+
+type env struct{}
+
+func accountRegistry() *persistence.Registry {
+	reg := persistence.NewRegistry()
+	must(persistence.Register[Opened](reg, "account.opened"))
+	must(persistence.Register[Deposited](reg, "account.deposited"))
+	must(persistence.Register[Withdrawn](reg, "account.withdrawn"))
+	must(persistence.Register[Held](reg, "account.held"))
+	must(persistence.Register[Poison](reg, "account.poison"))
+	return reg
+}
+
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
+}
+
+func accountDefinition() aggregate.Definition[account, command, event, env] {
+	return aggregate.Definition[account, command, event, env]{
+		Type:    "account",
+		Initial: func(id string) account { return account{ID: id} },
+		Handle: func(s account, c command, _ env) (aggregate.Decision[command, event], error) {
+			switch c := c.(type) {
+			case open:
+				if s.Owner != "" {
+					return aggregate.Decision[command, event]{}, fmt.Errorf("account %s already open", s.ID)
+				}
+				return aggregate.Emit[command, event](Opened(c)), nil
+			case deposit:
+				return aggregate.Emit[command, event](Deposited(c)), nil
+			case withdraw:
+				if c.Amount > s.Balance {
+					return aggregate.Decision[command, event]{}, errInsufficient
+				}
+				return aggregate.Emit[command, event](Withdrawn(c)), nil
+			case holdLater:
+				return aggregate.Decision[command, event]{}.Then(composable.Delay(c.After, composable.Send[command](hold{}))), nil
+			case hold:
+				return aggregate.Emit[command, event](Held{}), nil
+			case boom:
+				panic("handler bug")
+			case applyBoom:
+				return aggregate.Emit[command, event](Deposited{Amount: 1}, Poison{}), nil
+			}
+			return aggregate.Decision[command, event]{}, fmt.Errorf("unknown command %T", c)
+		},
+		Apply: func(s *account, e event) {
+			switch e := e.(type) {
+			case Opened:
+				s.Owner = e.Owner
+			case Deposited:
+				s.Balance += e.Amount
+			case Withdrawn:
+				s.Balance -= e.Amount
+			case Held:
+				s.Holds++
+			case Poison:
+				panic("apply bug")
+			}
+		},
+		Events:    accountRegistry(),
+		Snapshots: persistence.SnapshotCodec[account]{SchemaVersion: 1},
+	}
+}

@@ -1,0 +1,435 @@
+package aggregate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	protoactor "github.com/asynkron/protoactor-go/actor"
+
+	"github.com/composable-go/composable"
+	"github.com/composable-go/composable/persistence"
+)
+
+// entity is the actor of one aggregate. It handles one message at a time;
+// store calls happen on its goroutine, so commands that arrive meanwhile —
+// during recovery too — wait in the mailbox and run in arrival order.
+type entity[S, C, E, Env any] struct {
+	h      *host[S, C, E, Env]
+	id     string
+	stream string
+	self   *protoactor.PID
+	runner *composable.EffectRunner[C]
+
+	// gate orders effect commands and snapshot results sent to self against
+	// the actor stopping, so nothing is sent to a dead actor.
+	gate    sync.RWMutex
+	stopped bool
+
+	state     S
+	version   int64
+	recovered bool // state reflects the store
+	dirty     bool // state may be wrong: rehydrate before the next message
+	dedup     *dedupWindow
+
+	snapVersion int64 // version of the latest snapshot saved or loaded
+	snapping    bool  // a snapshot write is in flight
+
+	failures int       // consecutive store failures
+	retryAt  time.Time // refuse commands until then
+	lastErr  error
+}
+
+type snapshotDone struct {
+	version int64
+	err     error
+}
+
+func (snapshotDone) IgnoreDeadLetterLogging() {}
+
+func newEntity[S, C, E, Env any](h *host[S, C, E, Env], id string) *entity[S, C, E, Env] {
+	return &entity[S, C, E, Env]{h: h, id: id, stream: streamName(h.def.Type, id)}
+}
+
+func (e *entity[S, C, E, Env]) Receive(ctx protoactor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *protoactor.Started:
+		e.self = ctx.Self()
+		e.runner = composable.NewEffectRunner(e.h.rt.clock, e.feedBack)
+	case *envelope[S, C, E]:
+		e.handle(msg)
+	case snapshotDone:
+		e.snapping = false
+		if msg.err == nil {
+			e.snapVersion = max(e.snapVersion, msg.version)
+		}
+	case passivateCheck:
+		e.passivate(ctx)
+	case *protoactor.Stopping:
+		e.gate.Lock()
+		e.stopped = true
+		e.gate.Unlock()
+		e.runner.Close()
+	}
+}
+
+// feedBack sends a command produced by an effect to self.
+func (e *entity[S, C, E, Env]) feedBack(ctx context.Context, cmd C) {
+	e.tell(&envelope[S, C, E]{ctx: ctx, id: e.id, cmd: cmd})
+}
+
+func (e *entity[S, C, E, Env]) tell(msg any) {
+	e.gate.RLock()
+	defer e.gate.RUnlock()
+	if !e.stopped {
+		e.h.rt.sys.ActorSystem().Root.Send(e.self, msg)
+	}
+}
+
+// handle answers one command or query. Every path replies exactly once.
+func (e *entity[S, C, E, Env]) handle(m *envelope[S, C, E]) {
+	if m.release != nil {
+		defer m.release()
+	}
+	res, err := e.process(m)
+	if m.reply != nil {
+		m.reply <- reply[S, E]{res: res, err: err}
+		return
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		e.h.rt.logger.Warn("aggregate: command from an effect failed", slog.String("stream", e.stream),
+			slog.String("command", fmt.Sprintf("%T", m.cmd)), slog.Any("error", err))
+	}
+}
+
+func (e *entity[S, C, E, Env]) process(m *envelope[S, C, E]) (res Result[S, E], err error) {
+	defer func() {
+		if v := recover(); v != nil { // a bug outside user code; never kill the actor
+			e.dirty = true
+			err = fmt.Errorf("aggregate %s: %w", e.stream, &composable.PanicError{Value: v, Stack: debug.Stack()})
+		}
+	}()
+	if m.reply == nil && composable.Cancelled(m.ctx) {
+		return res, context.Canceled // an effect cancelled since it sent this
+	}
+	if m.ctx.Err() != nil {
+		return res, m.ctx.Err() // the caller gave up before we started
+	}
+	if now := e.h.rt.clock.Now(); now.Before(e.retryAt) {
+		return res, fmt.Errorf("%w: %s: %w", ErrUnavailable, e.stream, e.lastErr)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), e.h.opts.CommandTimeout)
+	defer cancel()
+	if !e.recovered || e.dirty {
+		if err := e.rehydrate(ctx); err != nil {
+			return res, e.storeFailed(err)
+		}
+	}
+	if m.query {
+		return Result[S, E]{State: e.h.def.Clone(e.state), Version: e.version}, nil
+	}
+	if m.commandID != "" {
+		if rec, ok := e.dedup.get(m.commandID); ok {
+			return e.duplicate(ctx, rec)
+		}
+	}
+	instance := m.commandID
+	if instance == "" {
+		instance = newInstanceID()
+	}
+	for range e.h.opts.MaxAttempts {
+		res, retry, err := e.attempt(ctx, m, instance)
+		if !retry {
+			return res, err
+		}
+		if m.commandID != "" {
+			if rec, ok := e.dedup.get(m.commandID); ok {
+				return e.duplicate(ctx, rec) // the other writer handled this very command
+			}
+		}
+	}
+	return res, fmt.Errorf("%w: %s: %d attempts conflicted with other writers", ErrTooManyAttempts, e.stream, e.h.opts.MaxAttempts)
+}
+
+// attempt runs the command once against the current state. retry reports
+// a concurrency conflict after which the state was brought up to date.
+func (e *entity[S, C, E, Env]) attempt(ctx context.Context, m *envelope[S, C, E], instance string) (res Result[S, E], retry bool, err error) {
+	def := e.h.def
+	decision, err := safeHandle(def.Handle, e.state, m.cmd, def.Env)
+	if err != nil {
+		var perr *composable.PanicError
+		if errors.As(err, &perr) {
+			e.dirty = true // Handle may have mutated shared parts of the state
+			return res, false, fmt.Errorf("aggregate %s: handle %T: %w", e.stream, m.cmd, err)
+		}
+		return res, false, &RejectedError{Type: def.Type, ID: e.id, Err: err}
+	}
+	if len(decision.Events) == 0 {
+		e.startEffect(m, decision.Effect)
+		return Result[S, E]{State: def.Clone(e.state), Version: e.version}, false, nil
+	}
+	next := def.Clone(e.state)
+	if err := safeApply(def.Apply, &next, decision.Events); err != nil {
+		e.dirty = true
+		return res, false, fmt.Errorf("aggregate %s: apply: %w", e.stream, err)
+	}
+	data, err := e.encode(decision.Events, m, instance)
+	if err != nil {
+		e.dirty = true // Apply ran on a copy that may share memory with the state
+		return res, false, err
+	}
+	appended, err := e.h.rt.store.Append(ctx, e.stream, persistence.ExpectedVersion(e.version), data...)
+	switch {
+	case err == nil:
+		e.state, e.version = next, appended.Version
+		if m.commandID != "" {
+			e.dedup.add(commandRecord{ID: m.commandID, Version: appended.Version, Position: appended.Position, Count: len(data)})
+		}
+		e.failures = 0
+		e.startEffect(m, decision.Effect)
+		e.maybeSnapshot()
+		return Result[S, E]{State: def.Clone(e.state), Events: decision.Events, Version: appended.Version, Position: appended.Position}, false, nil
+	case errors.Is(err, persistence.ErrConcurrency):
+		// Another writer got there first: catch up, then decide again.
+		e.dirty = true
+		if err := e.rehydrate(ctx); err != nil {
+			return res, false, e.storeFailed(err)
+		}
+		return res, true, nil
+	case errors.Is(err, persistence.ErrDuplicateEvent):
+		// This command's events are stored already: another activation, or
+		// an earlier attempt whose outcome was unknown, handled it.
+		e.dirty = true
+		if err := e.rehydrate(ctx); err != nil {
+			return res, false, e.storeFailed(err)
+		}
+		if rec, ok := e.dedup.get(m.commandID); ok && m.commandID != "" {
+			res, err := e.duplicate(ctx, rec)
+			return res, false, err
+		}
+		return res, false, fmt.Errorf("aggregate %s: command id %q was used before, beyond the dedup window: %w", e.stream, m.commandID, err)
+	default:
+		e.dirty = true // the append may or may not have landed
+		return res, false, e.storeFailed(err)
+	}
+}
+
+// duplicate answers a command whose id was already handled, with the
+// original events.
+func (e *entity[S, C, E, Env]) duplicate(ctx context.Context, rec commandRecord) (Result[S, E], error) {
+	res := Result[S, E]{State: e.h.def.Clone(e.state), Version: rec.Version, Position: rec.Position, Duplicate: true}
+	stored, err := e.h.rt.store.Load(ctx, e.stream, rec.Version-int64(rec.Count)+1)
+	if err != nil {
+		return res, e.storeFailed(err)
+	}
+	for _, r := range stored[:min(rec.Count, len(stored))] {
+		ev, err := e.decode(r)
+		if err != nil {
+			return res, err
+		}
+		res.Events = append(res.Events, ev)
+	}
+	return res, nil
+}
+
+// encode turns events into EventData with ids derived from the command
+// instance and the command's metadata.
+func (e *entity[S, C, E, Env]) encode(events []E, m *envelope[S, C, E], instance string) ([]persistence.EventData, error) {
+	out := make([]persistence.EventData, len(events))
+	for i, ev := range events {
+		d, err := e.h.def.Events.Marshal(ev)
+		if err != nil {
+			return nil, fmt.Errorf("aggregate %s: encode %T: %w", e.stream, ev, err)
+		}
+		d.ID = eventID(e.stream, instance, i)
+		d.Metadata = make(map[string]string, len(m.metadata)+2)
+		for k, v := range m.metadata {
+			d.Metadata[k] = v
+		}
+		d.Metadata[persistence.MetadataCommandType] = fmt.Sprintf("%T", m.cmd)
+		if m.commandID != "" {
+			d.Metadata[persistence.MetadataCommandID] = m.commandID
+		}
+		out[i] = d
+	}
+	return out, nil
+}
+
+func (e *entity[S, C, E, Env]) decode(r persistence.RecordedEvent) (E, error) {
+	ev, err := persistence.Decode[E](e.h.def.Events, r.EventData)
+	if err != nil {
+		return ev, fmt.Errorf("%w: %s version %d: %w", ErrCorrupt, e.stream, r.Version, err)
+	}
+	return ev, nil
+}
+
+// rehydrate rebuilds the state from the latest usable snapshot and the
+// events after it.
+func (e *entity[S, C, E, Env]) rehydrate(ctx context.Context) error {
+	def := e.h.def
+	state, version := def.Initial(e.id), int64(0)
+	dedup := newDedupWindow(e.h.opts.DedupWindow)
+	snapVersion := int64(0)
+	if snaps := e.h.rt.snapshots; snaps != nil && e.h.opts.SnapshotEvery > 0 {
+		snap, ok, err := snaps.LoadSnapshot(ctx, e.stream)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if s, records, usable := e.openSnapshot(snap); usable {
+				state, version, snapVersion = s, snap.Version, snap.Version
+				for _, r := range records {
+					dedup.add(r)
+				}
+			}
+		}
+	}
+	stored, err := e.h.rt.store.Load(ctx, e.stream, version+1)
+	if errors.Is(err, persistence.ErrStreamNotFound) && version == 0 {
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, r := range stored {
+		if r.Version != version+1 {
+			return fmt.Errorf("%w: %s: version %d follows %d", ErrCorrupt, e.stream, r.Version, version)
+		}
+		ev, err := e.decode(r)
+		if err != nil {
+			return err
+		}
+		if err := safeApply(def.Apply, &state, []E{ev}); err != nil {
+			return fmt.Errorf("%w: %s version %d: apply: %w", ErrCorrupt, e.stream, r.Version, err)
+		}
+		dedup.observe(r)
+		version = r.Version
+	}
+	e.state, e.version, e.dedup, e.snapVersion = state, version, dedup, snapVersion
+	e.recovered, e.dirty = true, false
+	return nil
+}
+
+// openSnapshot decodes a snapshot; a snapshot of another schema version or
+// one that cannot be read is ignored (logged), and the stream replayed.
+func (e *entity[S, C, E, Env]) openSnapshot(snap persistence.Snapshot) (S, []commandRecord, bool) {
+	var zero S
+	env, err := decodeEnvelope(snap.Data)
+	if err == nil {
+		var state S
+		var ok bool
+		state, ok, err = e.h.def.Snapshots.Decode(persistence.Snapshot{StreamID: snap.StreamID, Version: snap.Version, SchemaVersion: snap.SchemaVersion, Data: env.State})
+		if err == nil && ok {
+			return state, env.Commands, true
+		}
+		if err == nil {
+			return zero, nil, false // another schema version: replay, silently
+		}
+	}
+	e.h.rt.logger.Warn("aggregate: unreadable snapshot ignored; replaying the stream", slog.String("stream", e.stream), slog.Any("error", err))
+	return zero, nil, false
+}
+
+// maybeSnapshot starts a snapshot write when enough events accumulated. The
+// state is encoded here, on the actor; the write runs in the background and
+// never delays a reply. A failed write is logged and retried with a later
+// command.
+func (e *entity[S, C, E, Env]) maybeSnapshot() {
+	every := e.h.opts.SnapshotEvery
+	if every <= 0 || e.snapping || e.h.rt.snapshots == nil || e.version-e.snapVersion < int64(every) {
+		return
+	}
+	snap, err := e.encodeSnapshot()
+	if err != nil {
+		e.h.rt.logger.Error("aggregate: encode snapshot", slog.String("stream", e.stream), slog.Any("error", err))
+		return
+	}
+	e.snapping = true
+	e.h.rt.spawnTask(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), e.h.opts.CommandTimeout)
+		defer cancel()
+		err := e.h.rt.snapshots.SaveSnapshot(ctx, snap)
+		if err != nil {
+			e.h.rt.logger.Warn("aggregate: snapshot write failed; will retry", slog.String("stream", e.stream), slog.Any("error", err))
+		}
+		e.tell(snapshotDone{version: snap.Version, err: err})
+	})
+}
+
+func (e *entity[S, C, E, Env]) encodeSnapshot() (persistence.Snapshot, error) {
+	snap, err := e.h.def.Snapshots.Encode(e.stream, e.version, e.h.def.Clone(e.state))
+	if err != nil {
+		return snap, err
+	}
+	snap.Data, err = encodeEnvelope(snap.Data, e.dedup)
+	return snap, err
+}
+
+// passivate tells the manager this aggregate may stop, unless effects are
+// still running or a snapshot is being written; the manager asks again on
+// its next sweep.
+func (e *entity[S, C, E, Env]) passivate(ctx protoactor.Context) {
+	if e.runner.InFlight() > 0 || e.snapping {
+		return
+	}
+	if e.h.opts.SnapshotOnPassivation && e.recovered && !e.dirty && e.version > e.snapVersion && e.h.rt.snapshots != nil {
+		snap, err := e.encodeSnapshot()
+		if err == nil {
+			sctx, cancel := context.WithTimeout(context.Background(), e.h.opts.CommandTimeout)
+			err = e.h.rt.snapshots.SaveSnapshot(sctx, snap)
+			cancel()
+		}
+		if err != nil {
+			e.h.rt.logger.Warn("aggregate: snapshot on passivation failed", slog.String("stream", e.stream), slog.Any("error", err))
+		}
+	}
+	ctx.Send(ctx.Parent(), passivateOK{pid: ctx.Self()})
+}
+
+func (e *entity[S, C, E, Env]) startEffect(m *envelope[S, C, E], effect composable.Effect[C]) {
+	if effect.IsNone() {
+		return
+	}
+	e.runner.Start(m.ctx, effect, func(err error) {
+		if err != nil {
+			e.h.rt.logger.Error("aggregate: effect panicked", slog.String("stream", e.stream), slog.Any("error", err))
+		}
+	})
+}
+
+// storeFailed records a store failure and sets the back-off window.
+func (e *entity[S, C, E, Env]) storeFailed(err error) error {
+	if errors.Is(err, ErrCorrupt) {
+		return err
+	}
+	e.failures++
+	backoff := e.h.opts.MinBackoff << min(e.failures-1, 20)
+	e.retryAt = e.h.rt.clock.Now().Add(min(backoff, e.h.opts.MaxBackoff))
+	e.lastErr = err
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, e.stream, err)
+}
+
+func safeHandle[S, C, E, Env any](handle func(S, C, Env) (Decision[C, E], error), state S, cmd C, env Env) (d Decision[C, E], err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &composable.PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return handle(state, cmd, env)
+}
+
+func safeApply[S, E any](apply func(*S, E), state *S, events []E) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &composable.PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	for _, ev := range events {
+		apply(state, ev)
+	}
+	return nil
+}

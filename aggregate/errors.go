@@ -1,0 +1,49 @@
+package aggregate
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrRejected is matched by every business rejection: the command
+	// handler returned an error, which the error also matches. Nothing was
+	// written.
+	ErrRejected = errors.New("aggregate: command rejected")
+	// ErrTooManyAttempts is returned when a command kept conflicting with
+	// another writer of the same stream (see Options.MaxAttempts). Nothing
+	// of it was written.
+	ErrTooManyAttempts = errors.New("aggregate: too many attempts")
+	// ErrUnavailable is returned while an aggregate backs off after its
+	// store failed; the error also wraps the store's error. Retry later.
+	ErrUnavailable = errors.New("aggregate: store unavailable")
+	// ErrOverloaded is returned at once when a type has Options.MaxInFlight
+	// commands in flight.
+	ErrOverloaded = errors.New("aggregate: overloaded")
+	// ErrShuttingDown is returned for commands sent after the runtime began
+	// to shut down.
+	ErrShuttingDown = errors.New("aggregate: shutting down")
+	// ErrInvalidDefinition is matched by the errors of Definition.Validate
+	// and Options validation.
+	ErrInvalidDefinition = errors.New("aggregate: invalid definition")
+	// ErrUnknownType is returned by Runtime.Send for a type that was not
+	// registered.
+	ErrUnknownType = errors.New("aggregate: unknown type")
+	// ErrCorrupt is matched when stored events or snapshots cannot be
+	// decoded or applied: the aggregate cannot be rebuilt.
+	ErrCorrupt = errors.New("aggregate: corrupt stream")
+)
+
+// RejectedError carries a business rejection. It matches ErrRejected and
+// unwraps to the handler's error.
+type RejectedError struct {
+	Type, ID string
+	Err      error
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("aggregate %s/%s: rejected: %v", e.Type, e.ID, e.Err)
+}
+
+// Unwrap returns ErrRejected and the handler's error.
+func (e *RejectedError) Unwrap() []error { return []error{ErrRejected, e.Err} }

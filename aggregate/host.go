@@ -1,0 +1,93 @@
+package aggregate
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	protoactor "github.com/asynkron/protoactor-go/actor"
+)
+
+// host runs one aggregate type: a manager actor that routes commands to one
+// child actor per id, and the in-flight slots of the type.
+type host[S, C, E, Env any] struct {
+	rt      *Runtime
+	def     Definition[S, C, E, Env]
+	opts    Options
+	slots   chan struct{} // in-flight commands; capacity Options.MaxInFlight
+	manager *protoactor.PID
+	live    atomic.Int64 // children of the manager
+}
+
+// envelope is a command, or a state query, on its way to an aggregate.
+type envelope[S, C, E any] struct {
+	ctx       context.Context
+	id        string
+	cmd       C
+	query     bool
+	commandID string
+	metadata  map[string]string
+	reply     chan reply[S, E] // nil for commands fed back by effects
+	release   func()           // frees the in-flight slot; nil for effect commands
+}
+
+type reply[S, E any] struct {
+	res Result[S, E]
+	err error
+}
+
+func newHost[S, C, E, Env any](rt *Runtime, def Definition[S, C, E, Env], opts Options) (*host[S, C, E, Env], error) {
+	if def.Clone == nil {
+		def.Clone = func(s S) S { return s }
+	}
+	if def.Initial == nil {
+		def.Initial = func(string) S { var s S; return s }
+	}
+	h := &host[S, C, E, Env]{rt: rt, def: def, opts: opts, slots: make(chan struct{}, opts.MaxInFlight)}
+	m := &manager[S, C, E, Env]{h: h, children: map[string]*child[S, C, E]{}, byPID: map[string]string{}}
+	h.manager = rt.sys.ActorSystem().Root.SpawnPrefix(protoactor.PropsFromProducer(func() protoactor.Actor { return m }), "aggregate-"+def.Type+"-")
+	rt.sweeps.Add(1)
+	go func() {
+		defer rt.sweeps.Done()
+		h.sweep()
+	}()
+	return h, nil
+}
+
+// request sends m through the manager and waits for the reply.
+func (h *host[S, C, E, Env]) request(ctx context.Context, m *envelope[S, C, E]) (Result[S, E], error) {
+	if err := ctx.Err(); err != nil {
+		return Result[S, E]{}, err
+	}
+	release, err := h.rt.admit(h.slots)
+	if err != nil {
+		return Result[S, E]{}, err
+	}
+	m.ctx, m.release, m.reply = ctx, release, make(chan reply[S, E], 1)
+	h.rt.sys.ActorSystem().Root.Send(h.manager, m)
+	select {
+	case r := <-m.reply:
+		return r.res, r.err
+	case <-ctx.Done():
+		return Result[S, E]{}, ctx.Err()
+	}
+}
+
+// sweep asks the manager, every half idle timeout on the runtime's clock,
+// to passivate idle aggregates.
+func (h *host[S, C, E, Env]) sweep() {
+	every := max(h.opts.IdleTimeout/2, time.Millisecond)
+	for {
+		select {
+		case <-h.rt.clock.After(every):
+			h.rt.sys.ActorSystem().Root.Send(h.manager, sweepIdle{})
+		case <-h.rt.stop:
+			return
+		}
+	}
+}
+
+// shutdown stops the manager, which stops its children.
+func (h *host[S, C, E, Env]) shutdown() {
+	_ = h.rt.sys.ActorSystem().Root.PoisonFuture(h.manager).Wait()
+}

@@ -1,0 +1,143 @@
+package aggregate
+
+import (
+	"container/list"
+	"time"
+
+	protoactor "github.com/asynkron/protoactor-go/actor"
+)
+
+// Messages between the manager and its children. One can race an actor
+// stopping (a child's passivateOK against the manager's shutdown, say);
+// losing it then is harmless, so they are exempt from dead-letter logging.
+type (
+	sweepIdle      struct{}
+	passivateCheck struct{}
+	passivateOK    struct{ pid *protoactor.PID }
+)
+
+func (sweepIdle) IgnoreDeadLetterLogging()      {}
+func (passivateCheck) IgnoreDeadLetterLogging() {}
+func (passivateOK) IgnoreDeadLetterLogging()    {}
+
+// child is the manager's view of one aggregate actor.
+type child[S, C, E any] struct {
+	id       string
+	pid      *protoactor.PID
+	lastUsed time.Time
+	lru      *list.Element
+	stopping bool                 // poisoned: new commands wait in buffer
+	buffer   []*envelope[S, C, E] // commands for the next activation
+}
+
+// manager routes the commands of one aggregate type to one child per id,
+// which it creates on demand and stops when idle or when over MaxLive. While
+// a child is stopping, commands for its id wait, and go to a fresh child
+// once the old one has stopped: at most one activation per id is live in
+// this process.
+type manager[S, C, E, Env any] struct {
+	h         *host[S, C, E, Env]
+	children  map[string]*child[S, C, E]
+	byPID     map[string]string // child pid id -> aggregate id
+	lru       list.List         // of *child, most recently used first
+	nStopping int
+}
+
+func (m *manager[S, C, E, Env]) Receive(ctx protoactor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *envelope[S, C, E]:
+		m.route(ctx, msg)
+	case sweepIdle:
+		m.sweep(ctx)
+	case passivateOK:
+		if id, ok := m.byPID[msg.pid.Id]; ok {
+			m.stopChild(ctx, m.children[id])
+		}
+	case *protoactor.Terminated:
+		m.terminated(ctx, msg.Who)
+	}
+}
+
+func (m *manager[S, C, E, Env]) route(ctx protoactor.Context, msg *envelope[S, C, E]) {
+	c, ok := m.children[msg.id]
+	switch {
+	case ok && c.stopping:
+		c.buffer = append(c.buffer, msg)
+		return
+	case !ok:
+		c = m.spawn(ctx, msg.id)
+	}
+	c.lastUsed = m.h.rt.clock.Now()
+	m.lru.MoveToFront(c.lru)
+	ctx.Send(c.pid, msg)
+}
+
+func (m *manager[S, C, E, Env]) spawn(ctx protoactor.Context, id string) *child[S, C, E] {
+	for len(m.children)-m.nStopping >= m.h.opts.MaxLive {
+		oldest := m.lru.Back()
+		for oldest != nil && oldest.Value.(*child[S, C, E]).stopping {
+			oldest = oldest.Prev()
+		}
+		if oldest == nil {
+			break
+		}
+		m.stopChild(ctx, oldest.Value.(*child[S, C, E]))
+	}
+	e := newEntity(m.h, id)
+	pid := ctx.Spawn(protoactor.PropsFromProducer(func() protoactor.Actor { return e }))
+	c := &child[S, C, E]{id: id, pid: pid}
+	c.lru = m.lru.PushFront(c)
+	m.children[id] = c
+	m.byPID[pid.Id] = id
+	m.h.live.Add(1)
+	return c
+}
+
+// stopChild poisons c: it handles what is already in its mailbox, then
+// stops.
+func (m *manager[S, C, E, Env]) stopChild(ctx protoactor.Context, c *child[S, C, E]) {
+	if c == nil || c.stopping {
+		return
+	}
+	c.stopping = true
+	m.nStopping++
+	m.h.live.Add(-1)
+	ctx.Poison(c.pid)
+}
+
+func (m *manager[S, C, E, Env]) terminated(ctx protoactor.Context, pid *protoactor.PID) {
+	id, ok := m.byPID[pid.Id]
+	if !ok {
+		return
+	}
+	delete(m.byPID, pid.Id)
+	c := m.children[id]
+	m.lru.Remove(c.lru)
+	delete(m.children, id)
+	if c.stopping {
+		m.nStopping--
+	} else {
+		m.h.live.Add(-1) // stopped on its own
+	}
+	if len(c.buffer) == 0 {
+		return
+	}
+	next := m.spawn(ctx, id)
+	next.lastUsed = m.h.rt.clock.Now()
+	for _, msg := range c.buffer {
+		ctx.Send(next.pid, msg)
+	}
+}
+
+func (m *manager[S, C, E, Env]) sweep(ctx protoactor.Context) {
+	idleSince := m.h.rt.clock.Now().Add(-m.h.opts.IdleTimeout)
+	for e := m.lru.Back(); e != nil; e = e.Prev() {
+		c := e.Value.(*child[S, C, E])
+		if c.lastUsed.After(idleSince) {
+			break // the rest were used more recently
+		}
+		if !c.stopping {
+			ctx.Send(c.pid, passivateCheck{})
+		}
+	}
+}

@@ -1,0 +1,277 @@
+package aggregate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/composable-go/composable"
+	"github.com/composable-go/composable/actor"
+	"github.com/composable-go/composable/persistence"
+)
+
+// Runtime hosts aggregate types on an actor system over an event store: it
+// keeps one live, serial actor per aggregate id, created on demand and
+// passivated when idle. It is safe for concurrent use. Close it before the
+// actor system and the store.
+type Runtime struct {
+	sys       *actor.System
+	store     persistence.EventStore
+	snapshots persistence.SnapshotStore // nil: no snapshots
+	clock     composable.Clock
+	logger    *slog.Logger
+
+	gate     sync.RWMutex // Send holds it shared to take an in-flight slot
+	closing  bool
+	types    map[string]hostedType
+	inflight sync.WaitGroup // accepted commands not yet answered
+	tasks    sync.WaitGroup // snapshot saves
+	sweeps   sync.WaitGroup // passivation sweeps, stopped before the actors
+	stop     chan struct{}  // closed by Close: ends the sweeps
+	once     sync.Once
+}
+
+// hostedType is what the untyped Runtime.Send and Close need of a Type.
+type hostedType interface {
+	sendAny(ctx context.Context, id string, cmd any, opts []SendOption) (Reply, error)
+	shutdown()
+}
+
+// RuntimeOption configures a [Runtime].
+type RuntimeOption func(*Runtime)
+
+// WithSnapshotStore sets where snapshots go. By default the event store is
+// used if it is also a [persistence.SnapshotStore]; without one, aggregates
+// always replay their whole stream.
+func WithSnapshotStore(s persistence.SnapshotStore) RuntimeOption {
+	return func(r *Runtime) { r.snapshots = s }
+}
+
+// WithClock sets the clock of effects and passivation. Default: the system
+// clock.
+func WithClock(c composable.Clock) RuntimeOption { return func(r *Runtime) { r.clock = c } }
+
+// WithLogger sets where the runtime logs failures that have no caller to
+// return to (snapshot writes, rejected effect commands). Default
+// [slog.Default].
+func WithLogger(l *slog.Logger) RuntimeOption { return func(r *Runtime) { r.logger = l } }
+
+// NewRuntime returns a runtime hosting aggregates on sys, stored in store.
+func NewRuntime(sys *actor.System, store persistence.EventStore, opts ...RuntimeOption) *Runtime {
+	rt := &Runtime{
+		sys:    sys,
+		store:  store,
+		clock:  composable.SystemClock(),
+		logger: slog.Default(),
+		types:  map[string]hostedType{},
+		stop:   make(chan struct{}),
+	}
+	if s, ok := store.(persistence.SnapshotStore); ok {
+		rt.snapshots = s
+	}
+	for _, o := range opts {
+		o(rt)
+	}
+	return rt
+}
+
+// Close stops accepting commands (they get ErrShuttingDown), waits for the
+// commands in flight to be answered, then stops every aggregate actor —
+// cancelling their effects — and waits for pending snapshot writes. It is
+// idempotent.
+func (rt *Runtime) Close() error {
+	rt.once.Do(func() {
+		rt.gate.Lock()
+		rt.closing = true
+		types := make([]hostedType, 0, len(rt.types))
+		for _, t := range rt.types {
+			types = append(types, t)
+		}
+		rt.gate.Unlock()
+		rt.inflight.Wait()
+		close(rt.stop)
+		rt.sweeps.Wait()
+		for _, t := range types {
+			t.shutdown()
+		}
+		rt.tasks.Wait()
+	})
+	return nil
+}
+
+// Send is the untyped form of [Type.Send], for callers that route by type
+// name (gateways, sagas). cmd must be of the type's command type.
+func (rt *Runtime) Send(ctx context.Context, aggregateType, id string, cmd any, opts ...SendOption) (Reply, error) {
+	rt.gate.RLock()
+	t, ok := rt.types[aggregateType]
+	rt.gate.RUnlock()
+	if !ok {
+		return Reply{}, fmt.Errorf("%w: %q", ErrUnknownType, aggregateType)
+	}
+	return t.sendAny(ctx, id, cmd, opts)
+}
+
+// admit takes an in-flight slot of t for one command.
+func (rt *Runtime) admit(slots chan struct{}) (release func(), err error) {
+	rt.gate.RLock()
+	defer rt.gate.RUnlock()
+	if rt.closing {
+		return nil, ErrShuttingDown
+	}
+	select {
+	case slots <- struct{}{}:
+	default:
+		return nil, fmt.Errorf("%w: %d commands in flight", ErrOverloaded, cap(slots))
+	}
+	rt.inflight.Add(1)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			<-slots
+			rt.inflight.Done()
+		})
+	}, nil
+}
+
+// go runs a background task the runtime waits for in Close.
+func (rt *Runtime) spawnTask(fn func()) {
+	rt.tasks.Add(1)
+	go func() {
+		defer rt.tasks.Done()
+		fn()
+	}()
+}
+
+// Result is the outcome of a command.
+type Result[S, E any] struct {
+	// State is the aggregate's state after the command (a copy).
+	State S
+	// Events are the events the command appended, in order; none when the
+	// command changed nothing.
+	Events []E
+	// Version is the stream's version after the command.
+	Version int64
+	// Position is the global position of the command's last event, for
+	// read-your-writes; 0 when it appended nothing.
+	Position int64
+	// Duplicate reports that a command with the same id had already been
+	// handled: nothing was written, and Events, Version and Position are
+	// those of the original.
+	Duplicate bool
+}
+
+// Reply is the untyped form of [Result], returned by [Runtime.Send].
+type Reply struct {
+	State     any
+	Events    []any
+	Version   int64
+	Position  int64
+	Duplicate bool
+}
+
+// SendOption qualifies one command.
+type SendOption func(*sendOptions)
+
+type sendOptions struct {
+	commandID string
+	metadata  map[string]string
+}
+
+// WithCommandID gives the command an id. A command whose id the aggregate
+// already handled is not run again: the caller gets the original outcome
+// with Duplicate set. Use it whenever a caller may retry.
+func WithCommandID(id string) SendOption { return func(o *sendOptions) { o.commandID = id } }
+
+// WithMetadata adds metadata (correlation and causation ids, say) to the
+// events the command appends.
+func WithMetadata(md map[string]string) SendOption {
+	return func(o *sendOptions) {
+		if o.metadata == nil {
+			o.metadata = make(map[string]string, len(md))
+		}
+		for k, v := range md {
+			o.metadata[k] = v
+		}
+	}
+}
+
+// Type is the typed handle of one registered aggregate type. It is safe for
+// concurrent use.
+type Type[S, C, E, Env any] struct {
+	h *host[S, C, E, Env]
+}
+
+// Register hosts an aggregate type on rt and returns its handle. It fails
+// with an error matching ErrInvalidDefinition for a bad definition or
+// options, and if the type name is taken.
+func Register[S, C, E, Env any](rt *Runtime, def Definition[S, C, E, Env], opts Options) (*Type[S, C, E, Env], error) {
+	opts = opts.withDefaults()
+	if err := errors.Join(def.Validate(), opts.validate()); err != nil {
+		return nil, err
+	}
+	rt.gate.Lock()
+	defer rt.gate.Unlock()
+	if rt.closing {
+		return nil, ErrShuttingDown
+	}
+	if _, taken := rt.types[def.Type]; taken {
+		return nil, fmt.Errorf("%w: type %q registered twice", ErrInvalidDefinition, def.Type)
+	}
+	h, err := newHost(rt, def, opts)
+	if err != nil {
+		return nil, err
+	}
+	t := &Type[S, C, E, Env]{h: h}
+	rt.types[def.Type] = t
+	return t, nil
+}
+
+// Send delivers cmd to the aggregate id — activating it if needed — and
+// returns once the command was handled: its events are durable and applied,
+// or it was rejected. If ctx ends first, Send returns ctx's error; a
+// command already started may still complete (retry with the same command
+// id to find out).
+func (t *Type[S, C, E, Env]) Send(ctx context.Context, id string, cmd C, opts ...SendOption) (Result[S, E], error) {
+	var o sendOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return t.h.request(ctx, &envelope[S, C, E]{id: id, cmd: cmd, commandID: o.commandID, metadata: o.metadata})
+}
+
+// State returns the aggregate's current state and version, activating it
+// if needed; Events is empty and Position 0.
+func (t *Type[S, C, E, Env]) State(ctx context.Context, id string) (Result[S, E], error) {
+	return t.h.request(ctx, &envelope[S, C, E]{id: id, query: true})
+}
+
+// Live returns how many aggregates of this type are active in memory, at
+// most Options.MaxLive. Passivated ones may take a moment to release their
+// memory after they stop counting.
+func (t *Type[S, C, E, Env]) Live() int { return int(t.h.live.Load()) }
+
+// Stream returns the name of the stream that holds aggregate id's events.
+func (t *Type[S, C, E, Env]) Stream(id string) string { return streamName(t.h.def.Type, id) }
+
+func (t *Type[S, C, E, Env]) sendAny(ctx context.Context, id string, cmd any, opts []SendOption) (Reply, error) {
+	c, ok := cmd.(C)
+	if !ok {
+		var want C
+		return Reply{}, fmt.Errorf("%w: %T is not a command of %q (%T)", ErrRejected, cmd, t.h.def.Type, want)
+	}
+	res, err := t.Send(ctx, id, c, opts...)
+	if err != nil {
+		return Reply{}, err
+	}
+	events := make([]any, len(res.Events))
+	for i, e := range res.Events {
+		events[i] = e
+	}
+	return Reply{State: res.State, Events: events, Version: res.Version, Position: res.Position, Duplicate: res.Duplicate}, nil
+}
+
+func (t *Type[S, C, E, Env]) shutdown() { t.h.shutdown() }
+
+func streamName(aggregateType, id string) string { return aggregateType + "/" + id }
