@@ -1,6 +1,7 @@
 package aggregate_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -64,7 +65,17 @@ type env struct{}
 func accountRegistry() *persistence.Registry {
 	reg := persistence.NewRegistry()
 	must(persistence.Register[Opened](reg, "account.opened"))
-	must(persistence.Register[Deposited](reg, "account.deposited"))
+	// Version 1 of account.deposited called the amount "amt".
+	must(persistence.Register[Deposited](reg, "account.deposited", persistence.WithSchemaVersion(2)))
+	must(reg.Upcast("account.deposited", 1, func(data []byte) ([]byte, error) {
+		var v1 struct {
+			Amt int `json:"amt"`
+		}
+		if err := json.Unmarshal(data, &v1); err != nil {
+			return nil, err
+		}
+		return json.Marshal(Deposited{Amount: v1.Amt})
+	}))
 	must(persistence.Register[Withdrawn](reg, "account.withdrawn"))
 	must(persistence.Register[Held](reg, "account.held"))
 	must(persistence.Register[Poison](reg, "account.poison"))
