@@ -17,6 +17,10 @@ type host[S, C, E, Env any] struct {
 	slots   chan struct{} // in-flight commands; capacity Options.MaxInFlight
 	manager *protoactor.PID
 	live    atomic.Int64 // children of the manager
+
+	// spawned, when set by a test before any command, is called on the
+	// manager's goroutine with each new child.
+	spawned func(id string, pid *protoactor.PID)
 }
 
 // envelope is a command, or a state query, on its way to an aggregate.

@@ -84,12 +84,15 @@ func (m *manager[S, C, E, Env]) spawn(ctx protoactor.Context, id string) *child[
 		m.stopChild(ctx, oldest.Value.(*child[S, C, E]))
 	}
 	e := newEntity(m.h, id)
-	pid := ctx.Spawn(protoactor.PropsFromProducer(func() protoactor.Actor { return e }))
+	pid := ctx.Spawn(protoactor.PropsFromProducer(func() protoactor.Actor { return e }, protoactor.WithDispatcher(m.h.rt.workers)))
 	c := &child[S, C, E]{id: id, pid: pid}
 	c.lru = m.lru.PushFront(c)
 	m.children[id] = c
 	m.byPID[pid.Id] = id
 	m.h.live.Add(1)
+	if m.h.spawned != nil {
+		m.h.spawned(id, pid)
+	}
 	return c
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/composable-go/composable"
 	"github.com/composable-go/composable/actor"
@@ -31,6 +32,7 @@ type Runtime struct {
 	sweeps   sync.WaitGroup // passivation sweeps, stopped before the actors
 	stop     chan struct{}  // closed by Close: ends the sweeps
 	once     sync.Once
+	workers  *workers // runs the aggregate actors' mailboxes
 }
 
 // hostedType is what the untyped Runtime.Send and Close need of a Type.
@@ -61,12 +63,13 @@ func WithLogger(l *slog.Logger) RuntimeOption { return func(r *Runtime) { r.logg
 // NewRuntime returns a runtime hosting aggregates on sys, stored in store.
 func NewRuntime(sys *actor.System, store persistence.EventStore, opts ...RuntimeOption) *Runtime {
 	rt := &Runtime{
-		sys:    sys,
-		store:  store,
-		clock:  composable.SystemClock(),
-		logger: slog.Default(),
-		types:  map[string]hostedType{},
-		stop:   make(chan struct{}),
+		sys:     sys,
+		store:   store,
+		clock:   composable.SystemClock(),
+		logger:  slog.Default(),
+		types:   map[string]hostedType{},
+		stop:    make(chan struct{}),
+		workers: newWorkers(10 * time.Second),
 	}
 	if s, ok := store.(persistence.SnapshotStore); ok {
 		rt.snapshots = s
@@ -97,6 +100,7 @@ func (rt *Runtime) Close() error {
 			t.shutdown()
 		}
 		rt.tasks.Wait()
+		rt.workers.close()
 	})
 	return nil
 }

@@ -22,6 +22,7 @@ type TCPProxy struct {
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
+	down   bool
 }
 
 // NewTCPProxy listens on a free loopback port and forwards to target.
@@ -54,6 +55,18 @@ func (p *TCPProxy) CutAll() {
 	}
 }
 
+// SetDown simulates the target going away (true) and coming back (false).
+// While down, every open connection is cut and new ones are closed as soon
+// as they are accepted.
+func (p *TCPProxy) SetDown(down bool) {
+	p.mu.Lock()
+	p.down = down
+	p.mu.Unlock()
+	if down {
+		p.CutAll()
+	}
+}
+
 // Close stops accepting, cuts every connection and waits for the proxy's
 // goroutines. It is idempotent.
 func (p *TCPProxy) Close() {
@@ -72,6 +85,13 @@ func (p *TCPProxy) accept() {
 		client, err := p.ln.Accept()
 		if err != nil {
 			return
+		}
+		p.mu.Lock()
+		down := p.down
+		p.mu.Unlock()
+		if down {
+			_ = client.Close()
+			continue
 		}
 		server, err := (&net.Dialer{}).DialContext(p.ctx, "tcp", p.target)
 		if err != nil {

@@ -1,0 +1,182 @@
+package aggregate_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/composable-go/composable/actor"
+	"github.com/composable-go/composable/aggregate"
+	"github.com/composable-go/composable/persistence"
+	"github.com/composable-go/composable/testkit"
+	"github.com/composable-go/composable/testkit/pgtest"
+)
+
+// Benchmarks on PostgreSQL, each next to its baseline in the same run:
+//
+//	go test -run '^$' -bench . -benchtime 20000x ./aggregate/
+//
+// BenchmarkCommands: 256 concurrent callers send deposits to 1,000 account
+// aggregates; each operation is one persisted command (handle, append,
+// apply, reply). BenchmarkBaselineAppend does the same appends straight to
+// the event store (its group commit, no actors): the aggregate layer's cost
+// is the ratio of the two. Both report p50/p99 latency per operation.
+
+const (
+	benchCallers    = 256
+	benchAggregates = 1000
+)
+
+func benchPool(b *testing.B) *pgxpool.Pool {
+	return pgtest.PoolConfig(b, func(c *pgxpool.Config) { c.MaxConns = 8 })
+}
+
+// runCallers runs op from benchCallers goroutines until b.N operations
+// completed, recording each operation's latency.
+func runCallers(b *testing.B, op func(i int) error) {
+	var next atomic.Int64
+	latencies := make([][]time.Duration, benchCallers)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for c := range benchCallers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= b.N {
+					return
+				}
+				start := time.Now()
+				if err := op(i); err != nil {
+					b.Error(err)
+					return
+				}
+				latencies[c] = append(latencies[c], time.Since(start))
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	all := slices.Concat(latencies...)
+	slices.Sort(all)
+	if len(all) > 0 {
+		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}
+
+func BenchmarkCommands(b *testing.B) {
+	pool := benchPool(b)
+	store := pgStore(b, pool, pgtest.Schema(b, pool, "bench_agg"))
+	sys := actor.NewSystem(actor.WithLogger(quiet()))
+	defer sys.Close()
+	rt := aggregate.NewRuntime(sys, store, aggregate.WithLogger(quiet()))
+	defer rt.Close()
+	accounts, err := aggregate.Register(rt, accountDefinition(), aggregate.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	// Steady state: the aggregates are live before the clock starts (their
+	// activation is measured by BenchmarkRehydrate).
+	for i := range benchAggregates {
+		if _, err := accounts.State(ctx, fmt.Sprint("acct-", i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	runCallers(b, func(i int) error {
+		_, err := accounts.Send(ctx, fmt.Sprint("acct-", i%benchAggregates), deposit{Amount: 1})
+		return err
+	})
+}
+
+func BenchmarkBaselineAppend(b *testing.B) {
+	pool := benchPool(b)
+	store := pgStore(b, pool, pgtest.Schema(b, pool, "bench_agg_base"))
+	reg := accountRegistry()
+	ctx := context.Background()
+	runCallers(b, func(i int) error {
+		d, err := reg.Marshal(Deposited{Amount: 1})
+		if err != nil {
+			return err
+		}
+		d.ID = fmt.Sprint("e-", i)
+		_, err = store.Append(ctx, fmt.Sprint("account/acct-", i%benchAggregates), persistence.Any, d)
+		return err
+	})
+}
+
+// BenchmarkRehydrate measures activating an aggregate with 10,000 events,
+// from the stream alone and from a snapshot at version 10,000. Run it with a
+// small -benchtime (e.g. 20x): each iteration starts a runtime.
+func BenchmarkRehydrate(b *testing.B) {
+	for _, snapshot := range []bool{false, true} {
+		b.Run(fmt.Sprintf("snapshot=%v", snapshot), func(b *testing.B) {
+			pool := benchPool(b)
+			store := pgStore(b, pool, pgtest.Schema(b, pool, "bench_rehydrate"))
+			ctx := context.Background()
+			reg := accountRegistry()
+			const n = 10_000
+			batch := make([]persistence.EventData, 0, 1000)
+			for i := range n {
+				d, _ := reg.Marshal(Deposited{Amount: 1})
+				d.ID = fmt.Sprint("r-", i)
+				batch = append(batch, d)
+				if len(batch) == cap(batch) {
+					if _, err := store.Append(ctx, "account/big", persistence.Any, batch...); err != nil {
+						b.Fatal(err)
+					}
+					batch = batch[:0]
+				}
+			}
+			opts := aggregate.Options{SnapshotEvery: -1}
+			if snapshot {
+				opts.SnapshotEvery = n // the first activation writes it
+				seed, stop := startBenchRuntime(b, store, opts)
+				if _, err := seed.Send(ctx, "big", deposit{Amount: 0}); err != nil {
+					b.Fatal(err)
+				}
+				testkit.Eventually(b, 10*time.Second, func() bool {
+					s, ok, _ := store.LoadSnapshot(ctx, "account/big")
+					return ok && s.Version > n
+				})
+				stop()
+			}
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				accounts, stop := startBenchRuntime(b, store, opts)
+				b.StartTimer()
+				res, err := accounts.State(ctx, "big")
+				b.StopTimer()
+				stop()
+				b.StartTimer()
+				if err != nil || res.State.Balance != n {
+					b.Fatalf("%+v, %v", res.State, err)
+				}
+			}
+		})
+	}
+}
+
+// startBenchRuntime starts a runtime hosting accounts; stop closes it.
+func startBenchRuntime(b *testing.B, store persistence.EventStore, opts aggregate.Options) (*aggregate.Type[account, command, event, env], func()) {
+	sys := actor.NewSystem(actor.WithLogger(quiet()))
+	rt := aggregate.NewRuntime(sys, store, aggregate.WithLogger(quiet()))
+	t, err := aggregate.Register(rt, accountDefinition(), opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return t, func() {
+		_ = rt.Close()
+		_ = sys.Close()
+	}
+}

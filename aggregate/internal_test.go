@@ -1,0 +1,190 @@
+package aggregate
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	protoactor "github.com/asynkron/protoactor-go/actor"
+
+	"github.com/composable-go/composable/actor"
+	"github.com/composable-go/composable/persistence"
+	"github.com/composable-go/composable/persistence/memory"
+)
+
+// A minimal aggregate for white-box tests: a log of numbers.
+type numbers struct{ Seen []int }
+type add struct{ N int }
+type added struct{ N int }
+
+func numbersDef() Definition[numbers, add, added, struct{}] {
+	reg := persistence.NewRegistry()
+	if err := persistence.Register[added](reg, "added"); err != nil {
+		panic(err)
+	}
+	return Definition[numbers, add, added, struct{}]{
+		Type:   "numbers",
+		Handle: func(_ numbers, c add, _ struct{}) (Decision[add, added], error) { return Emit[add](added(c)), nil },
+		Apply:  func(s *numbers, e added) { s.Seen = append(s.Seen, e.N) },
+		Clone:  func(s numbers) numbers { s.Seen = append([]int(nil), s.Seen...); return s },
+		Events: reg,
+	}
+}
+
+// blockingStore holds Load and Append calls while blocked.
+type blockingStore struct {
+	*memory.Store
+	mu      sync.Mutex
+	blocked chan struct{} // nil: pass through
+	entered chan string   // receives "load"/"append" when a call blocks
+}
+
+func (s *blockingStore) wait(what string) {
+	s.mu.Lock()
+	b := s.blocked
+	s.mu.Unlock()
+	if b != nil {
+		s.entered <- what
+		<-b
+	}
+}
+
+func (s *blockingStore) Load(ctx context.Context, stream string, from int64) ([]persistence.RecordedEvent, error) {
+	s.wait("load")
+	return s.Store.Load(ctx, stream, from)
+}
+
+func (s *blockingStore) Append(ctx context.Context, stream string, expected persistence.ExpectedVersion, events ...persistence.EventData) (persistence.AppendResult, error) {
+	s.wait("append")
+	return s.Store.Append(ctx, stream, expected, events...)
+}
+
+func (s *blockingStore) block() { s.mu.Lock(); s.blocked = make(chan struct{}); s.mu.Unlock() }
+func (s *blockingStore) release() {
+	s.mu.Lock()
+	close(s.blocked)
+	s.blocked = nil
+	s.mu.Unlock()
+}
+
+func startNumbers(t *testing.T, store persistence.EventStore) (*Runtime, *host[numbers, add, added, struct{}]) {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sys := actor.NewSystem(actor.WithLogger(logger))
+	t.Cleanup(func() { _ = sys.Close() })
+	rt := NewRuntime(sys, store, WithLogger(logger))
+	t.Cleanup(func() { _ = rt.Close() })
+	typ, err := Register(rt, numbersDef(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt, typ.h
+}
+
+// post sends a command envelope through the manager without waiting.
+func post(h *host[numbers, add, added, struct{}], n int) chan reply[numbers, added] {
+	r := make(chan reply[numbers, added], 1)
+	h.rt.sys.ActorSystem().Root.Send(h.manager, &envelope[numbers, add, added]{ctx: context.Background(), id: "x", cmd: add{N: n}, reply: r})
+	return r
+}
+
+func wait(t *testing.T, r chan reply[numbers, added]) Result[numbers, added] {
+	t.Helper()
+	select {
+	case rep := <-r:
+		if rep.err != nil {
+			t.Fatal(rep.err)
+		}
+		return rep.res
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reply")
+		return Result[numbers, added]{}
+	}
+}
+
+// TestCommandsDuringRecoveryRunInArrivalOrder queues commands while the
+// aggregate is still loading its stream.
+func TestCommandsDuringRecoveryRunInArrivalOrder(t *testing.T) {
+	store := &blockingStore{Store: memory.New(), entered: make(chan string, 1)}
+	_, h := startNumbers(t, store)
+	store.block()
+	first := post(h, 1)
+	if got := <-store.entered; got != "load" {
+		t.Fatalf("blocked in %s, want the recovery's load", got)
+	}
+	var replies []chan reply[numbers, added]
+	for n := 2; n <= 6; n++ {
+		replies = append(replies, post(h, n))
+	}
+	store.release()
+	wait(t, first)
+	var last Result[numbers, added]
+	for _, r := range replies {
+		last = wait(t, r)
+	}
+	if fmt.Sprint(last.State.Seen) != "[1 2 3 4 5 6]" {
+		t.Fatalf("applied in order %v", last.State.Seen)
+	}
+}
+
+// TestCommandDuringPassivationGoesToTheNextActivation passivates a busy
+// aggregate and sends a command while it is stopping: the command waits for
+// the old activation to stop and runs in a fresh one.
+func TestCommandDuringPassivationGoesToTheNextActivation(t *testing.T) {
+	store := &blockingStore{Store: memory.New(), entered: make(chan string, 1)}
+	rt, h := startNumbers(t, store)
+	pids := make(chan *protoactor.PID, 2)
+	h.spawned = func(_ string, pid *protoactor.PID) { pids <- pid }
+	wait(t, post(h, 1))
+	old := <-pids
+	store.block()
+	second := post(h, 2)
+	if got := <-store.entered; got != "append" {
+		t.Fatalf("blocked in %s", got)
+	}
+	// The manager decides to passivate the busy activation, then a third
+	// command arrives while it is stopping.
+	rt.sys.ActorSystem().Root.Send(h.manager, passivateOK{pid: old})
+	third := post(h, 3)
+	store.release()
+	if res := wait(t, second); res.Version != 2 {
+		t.Fatalf("second: version %d", res.Version)
+	}
+	res := wait(t, third)
+	if res.Version != 3 || fmt.Sprint(res.State.Seen) != "[1 2 3]" {
+		t.Fatalf("third: %+v", res)
+	}
+	if next := <-pids; next.Id == old.Id {
+		t.Fatal("the third command ran in the stopping activation")
+	}
+}
+
+func TestDedupWindowEvictsOldest(t *testing.T) {
+	w := newDedupWindow(2)
+	for i := range 3 {
+		w.add(commandRecord{ID: fmt.Sprint(i), Version: int64(i)})
+	}
+	if _, ok := w.get("0"); ok {
+		t.Fatal("oldest not evicted")
+	}
+	env, err := encodeEnvelope([]byte(`{}`), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := decodeEnvelope(env)
+	if err != nil || len(back.Commands) != 2 || back.Commands[0].ID != "1" {
+		t.Fatalf("%+v, %v", back, err)
+	}
+	var raw map[string]any
+	_ = json.Unmarshal(env, &raw)
+	raw["format"] = 99
+	bad, _ := json.Marshal(raw)
+	if _, err := decodeEnvelope(bad); err == nil {
+		t.Fatal("unknown envelope format accepted")
+	}
+}
