@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -14,6 +15,12 @@ type SubscribeOptions struct {
 	// PollInterval is how long Subscribe waits for new events before reading
 	// again when the store gives no hint (see [Notifier]). Default 200ms.
 	PollInterval time.Duration
+	// OnReadError, if set, is told about each failed read of the feed.
+	// Subscribe retries such reads — a dropped connection, a restarting
+	// database — with a back-off up to MaxBackoff, from the same position.
+	OnReadError func(error)
+	// MaxBackoff caps the wait between failed reads. Default 10s.
+	MaxBackoff time.Duration
 }
 
 func (o SubscribeOptions) withDefaults() SubscribeOptions {
@@ -22,6 +29,9 @@ func (o SubscribeOptions) withDefaults() SubscribeOptions {
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = 200 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 10 * time.Second
 	}
 	return o
 }
@@ -33,9 +43,11 @@ func (o SubscribeOptions) withDefaults() SubscribeOptions {
 // handler that records its checkpoint (the last GlobalPosition it handled)
 // can resume exactly where it stopped.
 //
-// Subscribe blocks until ctx ends, returning nil, or until reading or
-// handle fails, returning that error. It polls the store every
-// PollInterval and wakes up earlier when the store implements [Notifier].
+// Subscribe blocks until ctx ends, returning nil, or until handle fails or
+// the store refuses the read as invalid ([ErrInvalidInput]), returning that
+// error. Other read errors are retried (see OnReadError). It polls the store
+// every PollInterval and wakes up earlier when the store implements
+// [Notifier].
 func Subscribe(ctx context.Context, store EventStore, after int64, opts SubscribeOptions,
 	handle func(ctx context.Context, events []RecordedEvent) error,
 ) error {
@@ -43,6 +55,7 @@ func Subscribe(ctx context.Context, store EventStore, after int64, opts Subscrib
 	notifier, _ := store.(Notifier)
 	timer := time.NewTimer(opts.PollInterval)
 	defer timer.Stop()
+	backoff := opts.PollInterval
 	for {
 		// Take the hint channel before reading, so an append that commits
 		// between the read and the wait still wakes us.
@@ -51,12 +64,25 @@ func Subscribe(ctx context.Context, store EventStore, after int64, opts Subscrib
 			hint = notifier.Appended()
 		}
 		events, err := store.ReadAll(ctx, after, opts.BatchSize)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, ErrInvalidInput):
 			return fmt.Errorf("persistence: subscribe after %d: %w", after, err)
+		case err != nil:
+			if opts.OnReadError != nil {
+				opts.OnReadError(fmt.Errorf("persistence: subscribe after %d: %w", after, err))
+			}
+			timer.Reset(backoff)
+			backoff = min(2*backoff, opts.MaxBackoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-timer.C:
+			}
+			continue
 		}
+		backoff = opts.PollInterval
 		if len(events) > 0 {
 			if err := handle(ctx, events); err != nil {
 				return err

@@ -2,6 +2,7 @@ package persistence
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"unicode/utf8"
 )
@@ -40,7 +41,7 @@ func ValidateAppend(stream string, expected ExpectedVersion, events []EventData,
 			return fmt.Errorf("%w (event %d)", ErrEmptyEventType, i)
 		case len(e.Data) > maxEventSize:
 			return fmt.Errorf("%w: event %d has %d bytes, limit %d", ErrEventTooLarge, i, len(e.Data), maxEventSize)
-		case e.SchemaVersion < 0:
+		case e.SchemaVersion < 0 || e.SchemaVersion > math.MaxInt32:
 			return fmt.Errorf("%w: event %d has schema version %d", ErrBadVersion, i, e.SchemaVersion)
 		case !validText(e.ID) || !validText(e.Type):
 			return fmt.Errorf("%w: event %d id or type", ErrInvalidText, i)
@@ -57,6 +58,10 @@ func ValidateAppend(stream string, expected ExpectedVersion, events []EventData,
 	}
 	return nil
 }
+
+// ValidStreamID reports whether stream can name a stream: non-empty valid
+// UTF-8 without NUL bytes. Reads of an id that is not valid find nothing.
+func ValidStreamID(stream string) bool { return stream != "" && validText(stream) }
 
 // validText reports whether s can be stored as PostgreSQL text or jsonb:
 // valid UTF-8 without NUL bytes.
@@ -78,7 +83,7 @@ func ValidateSnapshot(s Snapshot, maxSize int) error {
 		return fmt.Errorf("%w: stream id %q", ErrInvalidText, s.StreamID)
 	case s.Version < 1:
 		return fmt.Errorf("%w: snapshot version %d", ErrBadVersion, s.Version)
-	case s.SchemaVersion < 0:
+	case s.SchemaVersion < 0 || s.SchemaVersion > math.MaxInt32:
 		return fmt.Errorf("%w: snapshot schema version %d", ErrBadVersion, s.SchemaVersion)
 	case len(s.Data) > maxSize:
 		return fmt.Errorf("%w: snapshot has %d bytes, limit %d", ErrEventTooLarge, len(s.Data), maxSize)

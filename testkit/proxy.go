@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"testing"
 )
 
 // TCPProxy forwards loopback TCP connections to a target and can cut them
@@ -12,7 +13,6 @@ import (
 // without restarting a shared server. It closes at test cleanup; every
 // goroutine it starts is waited for.
 type TCPProxy struct {
-	t      TB
 	target string
 	ln     net.Listener
 	ctx    context.Context // ends at Close; bounds dials to the target
@@ -26,16 +26,15 @@ type TCPProxy struct {
 }
 
 // NewTCPProxy listens on a free loopback port and forwards to target.
-func NewTCPProxy(t TB, target string) *TCPProxy {
+func NewTCPProxy(t testing.TB, target string) *TCPProxy {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		cancel()
-		t.Errorf("testkit: proxy listen: %v", err)
-		return nil
+		t.Fatalf("testkit: proxy listen: %v", err)
 	}
-	p := &TCPProxy{t: t, target: target, ln: ln, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+	p := &TCPProxy{target: target, ln: ln, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.Close)

@@ -56,6 +56,9 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 	if err != nil {
 		return err
 	}
+	if current, err := appliedVersion(ctx, pool, quoted); err == nil && current >= all[len(all)-1].version {
+		return nil // up to date: no lock, no DDL, no CREATE privilege needed
+	}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("acquire connection: %w", err)
@@ -96,6 +99,18 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 		}
 	}
 	return nil
+}
+
+// appliedVersion returns the latest applied migration, 0 when none (or no
+// migrations table).
+func appliedVersion(ctx context.Context, pool *pgxpool.Pool, quoted string) (int, error) {
+	var exists bool
+	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", quoted+".schema_migrations").Scan(&exists); err != nil || !exists {
+		return 0, err
+	}
+	var v int
+	err := pool.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM "+quoted+".schema_migrations").Scan(&v)
+	return v, err
 }
 
 // lockKey derives an advisory lock key from a purpose and the schema, so

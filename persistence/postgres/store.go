@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,7 +16,7 @@ import (
 	"github.com/composable-go/composable/persistence"
 )
 
-// ErrClosed is returned by a [Store] after Close.
+// ErrClosed is returned by [Store.Append] after Close.
 var ErrClosed = errors.New("postgres: store closed")
 
 // ErrCommitUnknown is matched by the error an Append returns when the
@@ -45,6 +46,7 @@ type Store struct {
 	// batches and batchedEvents count committed group-commit transactions
 	// and their events (for benchmarks and, later, metrics).
 	batches, batchedEvents atomic.Int64
+	attempts               atomic.Int64 // transactions tried, for tests
 
 	// beforeCommit, when set by a test before the first Append, runs inside
 	// every append transaction just before COMMIT; an error aborts it.
@@ -85,9 +87,10 @@ func WithMaxEventSize(n int) Option { return func(c *config) { c.maxEventSize = 
 // Default 1000.
 func WithMaxBatchEvents(n int) Option { return func(c *config) { c.maxBatchEvents = n } }
 
-// WithNotify turns the NOTIFY after each commit on or off (default on).
-// Subscribers in other processes use it as a wake-up hint; without it they
-// find new events by polling.
+// WithNotify turns the NOTIFY after each commit on or off (default on),
+// and with it the LISTEN that [Store.Appended] starts. Subscribers in other
+// processes use the notification as a wake-up hint; without it they find new
+// events by polling.
 func WithNotify(on bool) Option { return func(c *config) { c.notify = on } }
 
 // WithLogger sets where the store logs connection trouble. Default
@@ -130,8 +133,13 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 
 func (c config) validate() error {
 	var errs []error
-	if c.schema == "" {
+	switch {
+	case c.schema == "":
 		errs = append(errs, errors.New("empty schema"))
+	case len(c.schema) > 63 || strings.ContainsRune(c.schema, 0):
+		// PostgreSQL would truncate or mangle it, and two options naming one
+		// schema would get different locks.
+		errs = append(errs, fmt.Errorf("schema %q: at most 63 bytes, no NUL", c.schema))
 	}
 	if c.maxEventSize <= 0 {
 		errs = append(errs, fmt.Errorf("max event size %d", c.maxEventSize))
@@ -181,7 +189,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected persistence.
 	}
 	r := &request{ctx: ctx, stream: stream, expected: expected, events: events,
 		metadata: encodeMetadata(events), done: make(chan result, 1)}
-	if err := s.enqueue(r); err != nil {
+	if err := s.enqueue(ctx, r); err != nil {
 		return persistence.AppendResult{}, err
 	}
 	select {
@@ -192,18 +200,25 @@ func (s *Store) Append(ctx context.Context, stream string, expected persistence.
 	}
 }
 
-func (s *Store) enqueue(r *request) error {
+func (s *Store) enqueue(ctx context.Context, r *request) error {
 	s.gate.RLock()
 	defer s.gate.RUnlock()
 	if s.closed {
 		return ErrClosed
 	}
-	s.requests <- r
-	return nil
+	select {
+	case s.requests <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Load implements [persistence.EventStore].
 func (s *Store) Load(ctx context.Context, stream string, fromVersion int64) ([]persistence.RecordedEvent, error) {
+	if !persistence.ValidStreamID(stream) { // PostgreSQL would refuse the text
+		return nil, fmt.Errorf("%w: %q", persistence.ErrStreamNotFound, stream)
+	}
 	fromVersion = max(fromVersion, 1)
 	// One round trip: the stream's version (which says whether it exists
 	// and how many events to expect) and its events.
@@ -259,6 +274,9 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap persistence.Snapshot) err
 
 // LoadSnapshot implements [persistence.SnapshotStore].
 func (s *Store) LoadSnapshot(ctx context.Context, stream string) (persistence.Snapshot, bool, error) {
+	if !persistence.ValidStreamID(stream) {
+		return persistence.Snapshot{}, false, nil
+	}
 	snap := persistence.Snapshot{StreamID: stream}
 	err := s.pool.QueryRow(ctx, s.q.loadSnapshot, stream).Scan(&snap.Version, &snap.SchemaVersion, &snap.Data)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -292,10 +310,10 @@ func (s *Store) signalAppended() {
 
 // queries holds the SQL texts, built once with the schema quoted in.
 type queries struct {
-	lock, streamVersions, existingIDs, head, insert, notify string
-	load, streamVersion, readAll                            string
-	saveSnapshot, loadSnapshot                              string
-	channel                                                 string
+	lock, streamVersions, existingIDs, head, insert, notify, locate string
+	load, streamVersion, readAll                                    string
+	saveSnapshot, loadSnapshot                                      string
+	channel                                                         string
 }
 
 func newQueries(schema string) queries {
@@ -315,6 +333,7 @@ func newQueries(schema string) queries {
 			"SELECT (SELECT coalesce(max(global_position), 0) FROM " + events + ") + u.n, s, v, i, t, sv, substring($6::bytea FROM o FOR l), NULLIF(m, '')::jsonb " +
 			"FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int4[], $7::int4[], $8::int4[], $9::text[]) WITH ORDINALITY AS u(s, v, i, t, sv, o, l, m, n)",
 		notify:        "SELECT pg_notify($1, '')",
+		locate:        "SELECT event_id, version, global_position FROM " + events + " WHERE event_id = ANY($1)",
 		load:          "SELECT " + columns + " FROM " + events + " WHERE stream_id = $1 AND version >= $2 ORDER BY version",
 		streamVersion: "SELECT coalesce(max(version), 0) FROM " + events + " WHERE stream_id = $1",
 		readAll:       "SELECT " + columns + " FROM " + events + " WHERE global_position > $1 ORDER BY global_position LIMIT $2",

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -51,13 +52,16 @@ func ev(id string) persistence.EventData {
 	return persistence.EventData{ID: id, Type: "test", SchemaVersion: 1, Data: []byte(id)}
 }
 
-// waitForLockWaiter waits until some session waits for an advisory lock.
-func waitForLockWaiter(t *testing.T, pool *pgxpool.Pool) {
+// waitForLockWaiter waits until a session waits for the append lock of
+// schema (other tests on the server take advisory locks of their own).
+func waitForLockWaiter(t *testing.T, pool *pgxpool.Pool, schema string) {
 	t.Helper()
+	key := uint64(lockKey("append", schema))
 	testkit.Eventually(t, 10*time.Second, func() bool {
 		var n int
 		err := pool.QueryRow(context.Background(),
-			"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").Scan(&n)
+			"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = $1::oid AND objid = $2::oid AND objsubid = 1",
+			uint32(key>>32), uint32(key)).Scan(&n)
 		return err == nil && n > 0
 	})
 }
@@ -87,7 +91,7 @@ func TestFeedNeverSkipsAnEventCommittedLater(t *testing.T) {
 
 	second := make(chan error, 1)
 	go func() { _, err := other.Append(ctx, "b", persistence.NoStream, ev("second")); second <- err }()
-	waitForLockWaiter(t, pool) // "second" is queued behind "first"
+	waitForLockWaiter(t, pool, schema) // "second" is queued behind "first"
 
 	seen, err := other.ReadAll(ctx, 0, 100)
 	if err != nil {
@@ -330,11 +334,11 @@ func TestNotifyWakesOtherProcesses(t *testing.T) {
 
 func TestOptionsAreValidated(t *testing.T) {
 	pool := pgtest.Pool(t)
-	_, err := New(ctxFor(t), pool, WithSchema(""), WithMaxEventSize(0), WithMaxBatchEvents(-1), WithLogger(nil))
+	_, err := New(ctxFor(t), pool, WithSchema(strings.Repeat("s", 64)), WithMaxEventSize(0), WithMaxBatchEvents(-1), WithLogger(nil))
 	if !errors.Is(err, persistence.ErrInvalidInput) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, want := range []string{"empty schema", "max event size", "max batch events", "nil logger"} {
+	for _, want := range []string{"at most 63 bytes", "max event size", "max batch events", "nil logger"} {
 		if !contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}

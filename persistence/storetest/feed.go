@@ -155,3 +155,46 @@ func testSubscribe(t *testing.T, s Store) {
 		t.Fatalf("Subscribe returned %v, want the handler's error", err)
 	}
 }
+
+// testNotifier checks the wake-up hint of stores that offer one: a
+// subscriber that would poll only once an hour still sees an append at once.
+func testNotifier(t *testing.T, s Store) {
+	if _, ok := s.(persistence.Notifier); !ok {
+		t.Skip("the store does not implement persistence.Notifier")
+	}
+	ctx, cancel := context.WithCancel(ctxFor(t))
+	defer cancel()
+	mustAppend(t, s, "hinted", persistence.NoStream, ev("seed"))
+	got := make(chan string, 2)
+	done := make(chan error, 1)
+	go func() {
+		done <- persistence.Subscribe(ctx, s, 0, persistence.SubscribeOptions{PollInterval: time.Hour},
+			func(_ context.Context, events []persistence.RecordedEvent) error {
+				for _, e := range events {
+					got <- e.ID
+				}
+				return nil
+			})
+	}()
+	receive := func() string {
+		select {
+		case id := <-got:
+			return id
+		case <-time.After(20 * time.Second):
+			t.Fatal("no event within 20s: the subscriber polls hourly, so no hint arrived")
+			return ""
+		}
+	}
+	if id := receive(); id != "id-seed" { // the first read
+		t.Fatalf("got %s", id)
+	}
+	// The subscriber now waits on its hint and an hour-long timer.
+	mustAppend(t, s, "hinted", 1, ev("woken"))
+	if id := receive(); id != "id-woken" {
+		t.Fatalf("got %s", id)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

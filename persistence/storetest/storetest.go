@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -58,6 +59,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"CancelledContextWritesNothing", testCancelledContext},
 		{"GlobalFeedUnderConcurrentWriters", testGlobalFeedOrder},
 		{"SubscribeCatchesUpThenFollows", testSubscribe},
+		{"NotifierWakesSubscribers", testNotifier},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -345,8 +347,13 @@ func testLoadFromVersion(t *testing.T, s Store) {
 			}
 		}
 	}
-	if _, err := s.Load(ctxFor(t), "missing", 1); !errors.Is(err, persistence.ErrStreamNotFound) {
-		t.Errorf("Load(missing) err = %v, want ErrStreamNotFound", err)
+	for _, missing := range []string{"missing", "bad\x00id", "bad\xffid", ""} {
+		if _, err := s.Load(ctxFor(t), missing, 1); !errors.Is(err, persistence.ErrStreamNotFound) {
+			t.Errorf("Load(%q) err = %v, want ErrStreamNotFound", missing, err)
+		}
+		if _, ok, err := s.LoadSnapshot(ctxFor(t), missing); ok || err != nil {
+			t.Errorf("LoadSnapshot(%q) = %v, %v; want not found", missing, ok, err)
+		}
 	}
 }
 
@@ -467,6 +474,7 @@ func testSnapshots(t *testing.T, s Store) {
 		{StreamID: "x", Version: 0},
 		{StreamID: "x\x00y", Version: 1},
 		{StreamID: "x", Version: 1, Data: make([]byte, persistence.DefaultMaxEventSize+1)},
+		{StreamID: "x", Version: 1, SchemaVersion: math.MaxInt32 + 1},
 	} {
 		if err := s.SaveSnapshot(ctx, bad); !errors.Is(err, persistence.ErrInvalidInput) {
 			t.Errorf("SaveSnapshot(%q, v%d, %d bytes) err = %v, want ErrInvalidInput", bad.StreamID, bad.Version, len(bad.Data), err)
@@ -502,6 +510,9 @@ func testBadInput(t *testing.T, s Store) {
 		{"NUL in metadata value", "s", persistence.Any, []persistence.EventData{withField(func(e *persistence.EventData) { e.Metadata = map[string]string{"k": "v\x00"} })}, persistence.ErrInvalidText},
 		{"NUL in metadata key", "s", persistence.Any, []persistence.EventData{withField(func(e *persistence.EventData) { e.Metadata = map[string]string{"k\x00": "v"} })}, persistence.ErrInvalidText},
 		{"negative schema version", "s", persistence.Any, []persistence.EventData{withField(func(e *persistence.EventData) { e.SchemaVersion = -1 })}, persistence.ErrBadVersion},
+		{"schema version beyond int32", "s", persistence.Any, []persistence.EventData{withField(func(e *persistence.EventData) { e.SchemaVersion = math.MaxInt32 + 1 })}, persistence.ErrBadVersion},
+		{"invalid UTF-8 in event id", "s", persistence.Any, []persistence.EventData{withField(func(e *persistence.EventData) { e.ID = "a\xff" })}, persistence.ErrInvalidText},
+		{"invalid UTF-8 in metadata", "s", persistence.Any, []persistence.EventData{withField(func(e *persistence.EventData) { e.Metadata = map[string]string{"k": "\xff"} })}, persistence.ErrInvalidText},
 		{"event over the size limit", "s", persistence.Any, []persistence.EventData{ev("ok"), big}, persistence.ErrEventTooLarge},
 	}
 	for _, tt := range tests {

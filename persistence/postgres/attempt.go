@@ -1,0 +1,229 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/composable-go/composable/persistence"
+)
+
+// state is what decisions rest on, read under the write lock.
+type state struct {
+	versions map[string]int64 // current version per stream of the batch
+	verified map[string]bool  // versions read from the database, not the cache
+	existing map[string]bool  // event ids of the batch already stored (careful mode)
+	checked  bool             // existing is complete
+}
+
+// attempt runs one transaction for batch. In the common case — every stream
+// of the batch is in the writer's cache — it takes one round trip: BEGIN,
+// the write lock, the insert (which numbers the rows after the current head
+// of the feed), the new head and COMMIT, pipelined, then NOTIFY on its own.
+// Otherwise a first round trip begins, locks and reads what the decisions
+// need. Round trips matter because every one on the writer's path delays
+// all queued appends.
+//
+// attempt returns an error wrapping ErrCommitUnknown, with the decisions it
+// tried to commit, when the outcome of COMMIT is unknown, and any other
+// error only when nothing was written. A connection left inside a
+// transaction by an error is destroyed on release, which rolls the
+// transaction back.
+func (w *writer) attempt(batch []*request, careful bool) ([]decision, error) {
+	s := w.store
+	s.attempts.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.batchTimeout)
+	defer cancel()
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("acquire connection: %w", err)
+	}
+	defer conn.Release()
+
+	st := &state{versions: map[string]int64{}, verified: map[string]bool{}, existing: map[string]bool{}}
+	var lookup []string
+	for _, r := range batch {
+		if _, seen := st.versions[r.stream]; seen || st.verified[r.stream] {
+			continue
+		}
+		if v, ok := w.versions[r.stream]; ok && !careful {
+			st.versions[r.stream] = v
+			continue
+		}
+		st.verified[r.stream] = true
+		lookup = append(lookup, r.stream)
+	}
+	began := false
+	if len(lookup) > 0 || careful {
+		if err := w.read(ctx, conn.Conn(), st, true, lookup, careful, batch); err != nil {
+			return nil, err
+		}
+		began = true
+	}
+	decisions, rows := decide(batch, st)
+	if refusesOnHearsay(decisions, st) {
+		// Refusals must rest on the database and name duplicates first.
+		var unverified []string
+		for stream := range st.versions {
+			if !st.verified[stream] {
+				st.verified[stream] = true
+				unverified = append(unverified, stream)
+			}
+		}
+		if err := w.read(ctx, conn.Conn(), st, !began, unverified, true, batch); err != nil {
+			return nil, err
+		}
+		began = true
+		decisions, rows = decide(batch, st)
+	}
+	if rows.len() == 0 && !began {
+		return decisions, nil
+	}
+	head, err := w.write(ctx, conn.Conn(), rows, !began)
+	if errors.Is(err, ErrCommitUnknown) {
+		return decisions, err
+	}
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if !careful && errors.As(err, &pgErr) && pgErr.Code == "23505" {
+			return nil, fmt.Errorf("%w: %w", errStale, err)
+		}
+		return nil, err
+	}
+	// decide numbered the rows from 1; the insert put them after the old head.
+	before := head - int64(rows.len())
+	if len(w.versions) > maxCachedStreams {
+		clear(w.versions)
+	}
+	for stream := range st.verified { // refused streams' versions are news too
+		w.versions[stream] = st.versions[stream]
+	}
+	for i := range decisions {
+		if d := &decisions[i]; d.err == nil {
+			d.res.Position += before
+			w.versions[d.r.stream] = d.res.Version
+		}
+	}
+	return decisions, nil
+}
+
+// write inserts the accepted rows, reads the new head of the feed and
+// commits, in one round trip which with begin also opens the transaction;
+// the NOTIFY hint follows COMMIT in the same round trip, in its own
+// transaction, so that it never holds up or fails an append. (A test hook
+// that runs before COMMIT costs a second round trip.) It returns the new
+// head.
+//
+// Whether COMMIT happened is read from COMMIT's own completion, not from
+// the batch's error: an error after it (the NOTIFY, a broken connection)
+// does not undo it. No completion and no server error means the outcome is
+// unknown.
+func (w *writer) write(ctx context.Context, conn *pgx.Conn, rows *rowSet, begin bool) (int64, error) {
+	q := &w.store.q
+	b := &pgx.Batch{}
+	if begin {
+		queueBegin(b, w.store)
+	}
+	var head int64
+	if rows.len() > 0 {
+		b.Queue(q.insert, rows.streams, rows.versions, rows.ids, rows.types, rows.schemaVersions,
+			rows.data, rows.offsets, rows.lengths, rows.metadata)
+		b.Queue(q.head).QueryRow(func(row pgx.Row) error { return row.Scan(&head) })
+	}
+	if hook := w.store.beforeCommit; hook != nil {
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			return 0, fmt.Errorf("insert: %w", err)
+		}
+		if err := hook(); err != nil {
+			return 0, err
+		}
+		b = &pgx.Batch{}
+	}
+	committed := false
+	b.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
+		committed = tag.String() == "COMMIT" // an aborted transaction answers ROLLBACK
+		return nil
+	})
+	if rows.len() > 0 && w.store.cfg.notify {
+		b.Queue(q.notify, q.channel)
+	}
+	err := conn.SendBatch(ctx, b).Close()
+	switch {
+	case committed && (head > 0 || rows.len() == 0):
+		return head, nil
+	case committed:
+		return 0, fmt.Errorf("%w: committed, but the new head was not read: %w", ErrCommitUnknown, err)
+	case err == nil:
+		return 0, errors.New("postgres: COMMIT did not complete")
+	}
+	var pgErr *pgconn.PgError
+	if pgconn.SafeToRetry(err) || (errors.As(err, &pgErr) && !isConnectionError(pgErr)) {
+		return 0, fmt.Errorf("insert or commit refused: %w", err) // not committed
+	}
+	return 0, fmt.Errorf("%w: %w", ErrCommitUnknown, err)
+}
+
+// refusesOnHearsay reports whether a decision refuses a request on the
+// strength of cached versions or without having checked for duplicates.
+func refusesOnHearsay(decisions []decision, st *state) bool {
+	for _, d := range decisions {
+		if errors.Is(d.err, persistence.ErrConcurrency) && (!st.verified[d.r.stream] || !st.checked) {
+			return true
+		}
+	}
+	return false
+}
+
+// read fills st in one round trip: with lock, it first begins the
+// transaction and takes the write lock; then it reads the versions of
+// streams, and, with checkIDs, which of the batch's event ids are stored.
+func (w *writer) read(ctx context.Context, conn *pgx.Conn, st *state, lock bool, streams []string, checkIDs bool, batch []*request) error {
+	q := &w.store.q
+	b := &pgx.Batch{}
+	if lock {
+		queueBegin(b, w.store)
+	}
+	if len(streams) > 0 {
+		b.Queue(q.streamVersions, streams).Query(func(rows pgx.Rows) error {
+			var id string
+			var v int64
+			_, err := pgx.ForEachRow(rows, []any{&id, &v}, func() error {
+				st.versions[id] = v
+				return nil
+			})
+			return err
+		})
+		for _, id := range streams {
+			if _, ok := st.versions[id]; !ok {
+				st.versions[id] = 0
+			}
+		}
+	}
+	if checkIDs {
+		var ids []string
+		for _, r := range batch {
+			for _, e := range r.events {
+				ids = append(ids, e.ID)
+			}
+		}
+		st.checked = true
+		b.Queue(q.existingIDs, ids).Query(func(rows pgx.Rows) error {
+			var id string
+			_, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+				st.existing[id] = true
+				return nil
+			})
+			return err
+		})
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("read write state: %w", err)
+	}
+	return nil
+}
