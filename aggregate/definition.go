@@ -19,11 +19,16 @@ type Decision[C, E any] struct {
 	Effect composable.Effect[C]
 }
 
-// Emit returns a decision that appends events. The command type has to be
-// given: aggregate.Emit[Command](OrderPlaced{...}).
+// Emit returns a decision that appends events. Both type parameters have to
+// be given when the event type is an interface (it usually is), or Go infers
+// the concrete event type: aggregate.Emit[Command, Event](OrderPlaced{...}).
 func Emit[C, E any](events ...E) Decision[C, E] {
 	return Decision[C, E]{Events: events}
 }
+
+// Reject returns an empty decision and err, for handlers that refuse a
+// command: return aggregate.Reject[Command, Event](ErrAlreadyShipped).
+func Reject[C, E any](err error) (Decision[C, E], error) { return Decision[C, E]{}, err }
 
 // Then returns d with effect e merged into its effect.
 func (d Decision[C, E]) Then(e composable.Effect[C]) Decision[C, E] {

@@ -161,8 +161,9 @@ type Result[S, E any] struct {
 	// read-your-writes; 0 when it appended nothing.
 	Position int64
 	// Duplicate reports that a command with the same id had already been
-	// handled: nothing was written, and Events, Version and Position are
-	// those of the original.
+	// handled: nothing was written; Events, Version and Position are those
+	// of the original, while State is the current state (later commands may
+	// have changed it since).
 	Duplicate bool
 }
 
@@ -246,7 +247,8 @@ func (t *Type[S, C, E, Env]) Send(ctx context.Context, id string, cmd C, opts ..
 }
 
 // State returns the aggregate's current state and version, activating it
-// if needed; Events is empty and Position 0.
+// if needed; Events is empty and Position 0. An aggregate without events
+// has Version 0 and the initial state.
 func (t *Type[S, C, E, Env]) State(ctx context.Context, id string) (Result[S, E], error) {
 	return t.h.request(ctx, &envelope[S, C, E]{id: id, query: true})
 }

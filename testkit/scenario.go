@@ -67,14 +67,30 @@ func Given[S, C, E, Env any](t TB, def aggregate.Definition[S, C, E, Env], event
 	return start(t, def, &pureDriver[S, C, E, Env]{def: def, cur: initial(def, scenarioID)}, events)
 }
 
+// WithCompare adds go-cmp options to the scenario's comparisons of events
+// and states, e.g. cmpopts.EquateEmpty(). It returns sc.
+func (sc *Scenario[S, C, E, Env]) WithCompare(opts ...cmp.Option) *Scenario[S, C, E, Env] {
+	sc.compare = append(sc.compare, opts...)
+	return sc
+}
+
 // GivenLive starts a scenario whose steps go through a live aggregate actor
 // (aggregate.Runtime on an actor system, memory store, manual clock); the
 // given events are written to the store first. Effects run inside the actor
 // and cannot be asserted with ThenEffect; their outcome shows in later
-// steps and in State.
+// steps and in State. It hosts the type with default options; see
+// GivenLiveWith.
 func GivenLive[S, C, E, Env any](t TB, def aggregate.Definition[S, C, E, Env], events ...E) *Scenario[S, C, E, Env] {
 	t.Helper()
-	d, err := newLiveDriver(t, def)
+	return GivenLiveWith(t, def, aggregate.Options{}, events...)
+}
+
+// GivenLiveWith is GivenLive with the options the type is hosted with, so
+// scenarios run under the type's real settings (snapshot frequency, dedup
+// window).
+func GivenLiveWith[S, C, E, Env any](t TB, def aggregate.Definition[S, C, E, Env], opts aggregate.Options, events ...E) *Scenario[S, C, E, Env] {
+	t.Helper()
+	d, err := newLiveDriver(t, def, opts)
 	if err != nil {
 		t.Errorf("testkit: start live aggregate: %v", err)
 	}
@@ -178,6 +194,12 @@ func (st *Step[S, C, E, Env]) ThenState(expect func(*S)) *Step[S, C, E, Env] {
 		st.sc.t.Errorf("testkit: When(%T): state differs (-want +got):\n%s", st.cmd, diff)
 	}
 	return st
+}
+
+// ThenUnchanged asserts that the step left the state as it was.
+func (st *Step[S, C, E, Env]) ThenUnchanged() *Step[S, C, E, Env] {
+	st.sc.t.Helper()
+	return st.ThenState(func(*S) {})
 }
 
 // ThenEffect runs the step's effect on a manual clock advanced by advance,
@@ -289,7 +311,7 @@ type liveDriver[S, C, E, Env any] struct {
 	typ   *aggregate.Type[S, C, E, Env]
 }
 
-func newLiveDriver[S, C, E, Env any](t TB, def aggregate.Definition[S, C, E, Env]) (*liveDriver[S, C, E, Env], error) {
+func newLiveDriver[S, C, E, Env any](t TB, def aggregate.Definition[S, C, E, Env], opts aggregate.Options) (*liveDriver[S, C, E, Env], error) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sys := actor.NewSystem(actor.WithLogger(logger))
 	store := memory.New()
@@ -298,7 +320,7 @@ func newLiveDriver[S, C, E, Env any](t TB, def aggregate.Definition[S, C, E, Env
 		_ = rt.Close()
 		_ = sys.Close()
 	})
-	typ, err := aggregate.Register(rt, def, aggregate.Options{})
+	typ, err := aggregate.Register(rt, def, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -138,3 +138,15 @@ func TestGoldenReplayDetectsBreaks(t *testing.T) {
 		t.Fatalf("unknown type: %q", errs)
 	}
 }
+
+func TestScenarioHelpers(t *testing.T) {
+	sc := testkit.GivenLiveWith(t, tallyDef(), aggregate.Options{SnapshotEvery: 1})
+	sc.When(tallyCmd{Add: -5}).ThenError(errNegative).ThenUnchanged()
+	sc.When(tallyCmd{Add: 2}).Then(added{N: 2})
+	rec := &recorder{}
+	bad := testkit.Given(rec, tallyDef())
+	bad.When(tallyCmd{Add: 1}).Then(added{N: 1}).ThenUnchanged()
+	if errs := rec.finish(); len(errs) != 1 || !strings.Contains(errs[0], "state differs") {
+		t.Fatalf("ThenUnchanged after a change: %q", errs)
+	}
+}
