@@ -428,3 +428,64 @@ func TestUntypedSendAndValidation(t *testing.T) {
 		t.Fatalf("duplicate type: %v", err)
 	}
 }
+
+// failingSnapshots fails every snapshot write while failing is set.
+type failingSnapshots struct {
+	*memory.Store
+	mu      sync.Mutex
+	failing bool
+	tries   int
+}
+
+func (s *failingSnapshots) SaveSnapshot(ctx context.Context, snap persistence.Snapshot) error {
+	s.mu.Lock()
+	s.tries++
+	failing := s.failing
+	s.mu.Unlock()
+	if failing {
+		return errors.New("disk full")
+	}
+	return s.Store.SaveSnapshot(ctx, snap)
+}
+
+func (s *failingSnapshots) attempts() int { s.mu.Lock(); defer s.mu.Unlock(); return s.tries }
+
+func TestFailedSnapshotWritesAreRetriedNotFatal(t *testing.T) {
+	store := &failingSnapshots{Store: memory.New(), failing: true}
+	f := newFixture(t, store, aggregate.Options{SnapshotEvery: 2})
+	ctx := ctxT(t)
+	for i := range 3 {
+		if _, err := f.accounts.Send(ctx, "a1", deposit{Amount: 1}); err != nil {
+			t.Fatalf("command %d failed because a snapshot write failed: %v", i, err)
+		}
+	}
+	testkit.Eventually(t, 5*time.Second, func() bool { return store.attempts() >= 1 })
+	store.mu.Lock()
+	store.failing = false
+	store.mu.Unlock()
+	// The next commands try again until a snapshot lands.
+	testkit.Eventually(t, 5*time.Second, func() bool {
+		if _, err := f.accounts.Send(ctx, "a1", deposit{Amount: 1}); err != nil {
+			t.Fatal(err)
+		}
+		_, ok, _ := store.LoadSnapshot(ctx, "account/a1")
+		return ok
+	})
+}
+
+func TestSnapshotOnPassivation(t *testing.T) {
+	store := memory.New()
+	f := newFixture(t, store, aggregate.Options{SnapshotEvery: 1000, SnapshotOnPassivation: true, IdleTimeout: time.Minute})
+	ctx := ctxT(t)
+	for range 3 {
+		_, _ = f.accounts.Send(ctx, "a1", deposit{Amount: 1})
+	}
+	if _, ok, _ := store.LoadSnapshot(ctx, "account/a1"); ok {
+		t.Fatal("snapshot before passivation")
+	}
+	f.passivateAll(t, time.Minute)
+	snap, ok, err := store.LoadSnapshot(ctx, "account/a1")
+	if err != nil || !ok || snap.Version != 3 {
+		t.Fatalf("after passivation: %+v, %v, %v", snap, ok, err)
+	}
+}
