@@ -313,6 +313,7 @@ type queries struct {
 	lock, streamVersions, existingIDs, head, insert, notify, locate string
 	load, streamVersion, readAll                                    string
 	saveSnapshot, loadSnapshot                                      string
+	loadCheckpoint, saveCheckpoint                                  string
 	channel                                                         string
 }
 
@@ -340,7 +341,10 @@ func newQueries(schema string) queries {
 		saveSnapshot: "INSERT INTO " + snapshots + " (stream_id, version, schema_version, data) VALUES ($1, $2, $3, $4) " +
 			"ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version, data = EXCLUDED.data, saved_at = now() " +
 			"WHERE " + snapshots + ".version <= EXCLUDED.version",
-		loadSnapshot: "SELECT version, schema_version, data FROM " + snapshots + " WHERE stream_id = $1",
-		channel:      fmt.Sprintf("composable_events_%016x", uint64(lockKey("notify", schema))),
+		loadSnapshot:   "SELECT version, schema_version, data FROM " + snapshots + " WHERE stream_id = $1",
+		loadCheckpoint: "SELECT position FROM " + pgx.Identifier{schema, "checkpoints"}.Sanitize() + " WHERE name = $1",
+		saveCheckpoint: "INSERT INTO " + pgx.Identifier{schema, "checkpoints"}.Sanitize() + " AS c (name, position) VALUES ($1, $2) " +
+			"ON CONFLICT (name) DO UPDATE SET position = greatest(c.position, EXCLUDED.position), updated_at = now()",
+		channel: fmt.Sprintf("composable_events_%016x", uint64(lockKey("notify", schema))),
 	}
 }

@@ -1,0 +1,232 @@
+// Package relay publishes the event store's global feed to a bus: the event
+// log is the outbox. Nothing committed stays unpublished and nothing
+// uncommitted is published, because the relay reads only committed events
+// and advances its checkpoint only after the bus acknowledged them.
+//
+// Exactly one relay per name is active at a time, by a [persistence.Lease]
+// (a PostgreSQL advisory lock in production): start one in every instance of
+// a service, and when the active one dies another takes over from the last
+// checkpoint. Delivery is at-least-once: events published after the last
+// checkpoint are published again by the next holder.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/composable-go/composable/bus"
+	"github.com/composable-go/composable/persistence"
+)
+
+// Config describes a relay. Store, Publisher, Checkpoints and Lease are
+// required.
+type Config struct {
+	// Name names the relay's checkpoint and lease. Default "relay".
+	Name string
+	// Store is read from its global feed.
+	Store persistence.EventStore
+	// Publisher receives every event.
+	Publisher bus.Publisher
+	// Checkpoints keeps the position of the last published event.
+	Checkpoints persistence.CheckpointStore
+	// Lease keeps a single relay per name active.
+	Lease persistence.Lease
+	// Topic chooses each event's topic. Default: [TopicByType]("events.").
+	Topic func(persistence.RecordedEvent) string
+	// BatchSize is the most events read and published at once. Default 500.
+	BatchSize int
+	// PollInterval is how often the feed is polled without a wake-up hint.
+	// Default 200ms.
+	PollInterval time.Duration
+	// MinBackoff and MaxBackoff bound the waits after a failure (the bus or
+	// the store down). Defaults 100ms and 10s.
+	MinBackoff, MaxBackoff time.Duration
+	// Logger receives failures. Default [slog.Default].
+	Logger *slog.Logger
+}
+
+// ErrInvalidConfig is matched by the errors of [Config.Validate].
+var ErrInvalidConfig = errors.New("relay: invalid config")
+
+// Validate reports every problem with c at once.
+func (c Config) Validate() error {
+	var errs []error
+	for _, req := range []struct {
+		name    string
+		missing bool
+	}{
+		{"Store", c.Store == nil}, {"Publisher", c.Publisher == nil},
+		{"Checkpoints", c.Checkpoints == nil}, {"Lease", c.Lease == nil},
+	} {
+		if req.missing {
+			errs = append(errs, fmt.Errorf("%w: %s is required", ErrInvalidConfig, req.name))
+		}
+	}
+	if c.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("%w: BatchSize %d", ErrInvalidConfig, c.BatchSize))
+	}
+	return errors.Join(errs...)
+}
+
+// TopicByType returns a topic chooser that names a topic after the
+// aggregate type of the event's stream ("order/42" goes to prefix+"order").
+func TopicByType(prefix string) func(persistence.RecordedEvent) string {
+	return func(e persistence.RecordedEvent) string {
+		typ, _, _ := strings.Cut(e.StreamID, "/")
+		return prefix + typ
+	}
+}
+
+// Relay publishes the feed; see the package documentation. It is safe for
+// concurrent use; run it once per process with Run.
+type Relay struct {
+	cfg       Config
+	published atomic.Int64 // position of the last event published and checkpointed
+}
+
+// New returns a relay for cfg.
+func New(cfg Config) (*Relay, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Name == "" {
+		cfg.Name = "relay"
+	}
+	if cfg.Topic == nil {
+		cfg.Topic = TopicByType("events.")
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = 500
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 200 * time.Millisecond
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 100 * time.Millisecond
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = max(cfg.MinBackoff, 10*time.Second)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Relay{cfg: cfg}, nil
+}
+
+// Published returns the position of the last event this relay published
+// and checkpointed, 0 before the first.
+func (r *Relay) Published() int64 { return r.published.Load() }
+
+// errLeaseLost ends a run whose lease was lost.
+var errLeaseLost = errors.New("relay: lease lost")
+
+// Run relays until ctx ends, then returns nil. It waits for the lease,
+// relays while it holds it, and starts over — after a back-off — when
+// anything fails or the lease is lost.
+func (r *Relay) Run(ctx context.Context) error {
+	backoff := r.cfg.MinBackoff
+	for ctx.Err() == nil {
+		before := r.published.Load()
+		err := r.hold(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if r.published.Load() > before {
+			backoff = r.cfg.MinBackoff
+		}
+		r.cfg.Logger.Warn("relay: restarting", slog.String("relay", r.cfg.Name), slog.Any("error", err), slog.Duration("after", backoff))
+		if !sleep(ctx, backoff) {
+			return nil
+		}
+		backoff = min(2*backoff, r.cfg.MaxBackoff)
+	}
+	return nil
+}
+
+// hold acquires the lease and relays until it is lost or something fails.
+func (r *Relay) hold(ctx context.Context) error {
+	lost, release, err := r.cfg.Lease.Acquire(ctx, r.cfg.Name)
+	if err != nil {
+		return fmt.Errorf("acquire lease: %w", err)
+	}
+	defer release()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-lost:
+			cancel()
+		case <-runCtx.Done():
+		}
+	}()
+	defer wg.Wait()
+	defer cancel()
+
+	from, err := r.cfg.Checkpoints.LoadCheckpoint(runCtx, r.cfg.Name)
+	if err != nil {
+		return fmt.Errorf("load checkpoint: %w", err)
+	}
+	r.published.Store(from)
+	err = persistence.Subscribe(runCtx, r.cfg.Store, from, persistence.SubscribeOptions{
+		BatchSize: r.cfg.BatchSize, PollInterval: r.cfg.PollInterval, MaxBackoff: r.cfg.MaxBackoff,
+		OnReadError: func(err error) {
+			r.cfg.Logger.Warn("relay: reading the feed failed; retrying", slog.String("relay", r.cfg.Name), slog.Any("error", err))
+		},
+	}, r.publish)
+	select {
+	case <-lost:
+		return errLeaseLost
+	default:
+	}
+	return err
+}
+
+// publish sends one batch, retrying until the bus accepts it, then saves
+// the checkpoint.
+func (r *Relay) publish(ctx context.Context, events []persistence.RecordedEvent) error {
+	msgs := make([]bus.Message, len(events))
+	for i, e := range events {
+		msgs[i] = bus.Message{Topic: r.cfg.Topic(e), Key: e.StreamID, Event: e}
+	}
+	backoff := r.cfg.MinBackoff
+	for {
+		err := r.cfg.Publisher.Publish(ctx, msgs...)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.cfg.Logger.Warn("relay: publish failed; retrying", slog.String("relay", r.cfg.Name), slog.Int("events", len(msgs)), slog.Any("error", err))
+		if !sleep(ctx, backoff) {
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, r.cfg.MaxBackoff)
+	}
+	last := events[len(events)-1].GlobalPosition
+	if err := r.cfg.Checkpoints.SaveCheckpoint(ctx, r.cfg.Name, last); err != nil {
+		return fmt.Errorf("save checkpoint %d: %w", last, err) // restart from the old one: duplicates, no loss
+	}
+	r.published.Store(last)
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
