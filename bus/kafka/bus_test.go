@@ -1,0 +1,55 @@
+package kafka_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.uber.org/goleak"
+
+	"github.com/composable-go/composable/bus"
+	"github.com/composable-go/composable/bus/bustest"
+	"github.com/composable-go/composable/bus/kafka"
+	"github.com/composable-go/composable/testkit/kafkatest"
+)
+
+func TestMain(m *testing.M) {
+	// go-metrics, which sarama uses, starts a process-wide ticker with the
+	// first meter and never stops it.
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/rcrowley/go-metrics.(*meterArbiter).tick"))
+}
+
+// testSarama is the sarama configuration for tests: quick rebalances.
+func testSarama() *sarama.Config {
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V3_6_0_0
+	cfg.Consumer.MaxWaitTime = 100 * time.Millisecond
+	cfg.Consumer.Group.Heartbeat.Interval = 100 * time.Millisecond
+	cfg.Consumer.Group.Session.Timeout = 6 * time.Second
+	cfg.Consumer.Group.Rebalance.Timeout = 5 * time.Second
+	cfg.Consumer.Group.Rebalance.Retry.Backoff = 100 * time.Millisecond
+	cfg.Metadata.Retry.Backoff = 50 * time.Millisecond
+	cfg.Net.ReadTimeout = 10 * time.Second
+	return cfg
+}
+
+func newBus(t *testing.T, broker *kafkatest.Broker, retry bus.Retry) *kafka.Bus {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := kafka.New(ctx, kafka.Config{
+		Brokers: broker.Addrs(), Retry: retry, Partitions: 4,
+		CommitInterval: 100 * time.Millisecond, Sarama: testSarama(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+func TestConformance(t *testing.T) {
+	broker := kafkatest.Start(t)
+	bustest.Run(t, func(t *testing.T, r bus.Retry) bustest.Bus { return newBus(t, broker, r) })
+}

@@ -1,0 +1,164 @@
+package kafka
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/composable-go/composable/bus"
+	"github.com/composable-go/composable/persistence"
+)
+
+// Header names. The value of a message is the event's data; everything
+// else travels in headers. Metadata keys are prefixed with "meta-"; the
+// correlation and causation ids and the W3C trace context are also copied
+// to their conventional names for tools that look there.
+const (
+	HeaderEventID        = "event-id"
+	HeaderEventType      = "event-type"
+	HeaderSchemaVersion  = "schema-version"
+	HeaderStreamID       = "stream-id"
+	HeaderStreamVersion  = "stream-version"
+	HeaderGlobalPosition = "global-position"
+	HeaderRecordedAt     = "recorded-at"
+	HeaderCorrelationID  = "correlation-id"
+	HeaderCausationID    = "causation-id"
+	HeaderTraceParent    = "traceparent"
+	metaPrefix           = "meta-"
+
+	HeaderDLQError     = "dlq-error"
+	HeaderDLQAttempts  = "dlq-attempts"
+	HeaderDLQTopic     = "dlq-original-topic"
+	HeaderDLQPartition = "dlq-original-partition"
+	HeaderDLQOffset    = "dlq-original-offset"
+	HeaderDLQGroup     = "dlq-group"
+)
+
+// encode turns a bus message into a sarama message.
+func encode(m bus.Message) *sarama.ProducerMessage {
+	e := m.Event
+	h := []sarama.RecordHeader{
+		{Key: []byte(HeaderEventID), Value: []byte(e.ID)},
+		{Key: []byte(HeaderEventType), Value: []byte(e.Type)},
+		{Key: []byte(HeaderSchemaVersion), Value: []byte(strconv.Itoa(e.SchemaVersion))},
+		{Key: []byte(HeaderStreamID), Value: []byte(e.StreamID)},
+		{Key: []byte(HeaderStreamVersion), Value: []byte(strconv.FormatInt(e.Version, 10))},
+		{Key: []byte(HeaderGlobalPosition), Value: []byte(strconv.FormatInt(e.GlobalPosition, 10))},
+		{Key: []byte(HeaderRecordedAt), Value: []byte(e.RecordedAt.UTC().Format(time.RFC3339Nano))},
+	}
+	for k, v := range e.Metadata {
+		h = append(h, sarama.RecordHeader{Key: []byte(metaPrefix + k), Value: []byte(v)})
+	}
+	for _, conv := range []struct{ meta, header string }{
+		{persistence.MetadataCorrelationID, HeaderCorrelationID},
+		{persistence.MetadataCausationID, HeaderCausationID},
+		{"traceparent", HeaderTraceParent},
+	} {
+		if v, ok := e.Metadata[conv.meta]; ok {
+			h = append(h, sarama.RecordHeader{Key: []byte(conv.header), Value: []byte(v)})
+		}
+	}
+	return &sarama.ProducerMessage{
+		Topic: m.Topic, Key: sarama.StringEncoder(m.Key), Value: sarama.ByteEncoder(e.Data),
+		Headers: h, Timestamp: e.RecordedAt,
+	}
+}
+
+// decode turns a consumed message back into a delivery.
+func decode(msg *sarama.ConsumerMessage) (bus.Delivery, error) {
+	d := bus.Delivery{
+		Message: bus.Message{Topic: msg.Topic, Key: string(msg.Key), Event: persistence.RecordedEvent{
+			EventData: persistence.EventData{Data: append([]byte{}, msg.Value...)},
+		}},
+		Partition: msg.Partition, Offset: msg.Offset,
+	}
+	e := &d.Event
+	var dl bus.DeadLetterInfo
+	var err error
+	for _, rh := range msg.Headers {
+		if rh == nil {
+			continue
+		}
+		k, v := string(rh.Key), string(rh.Value)
+		switch k {
+		case HeaderEventID:
+			e.ID = v
+		case HeaderEventType:
+			e.Type = v
+		case HeaderSchemaVersion:
+			e.SchemaVersion, err = atoi(k, v, err)
+		case HeaderStreamID:
+			e.StreamID = v
+		case HeaderStreamVersion:
+			e.Version, err = atoi64(k, v, err)
+		case HeaderGlobalPosition:
+			e.GlobalPosition, err = atoi64(k, v, err)
+		case HeaderRecordedAt:
+			t, perr := time.Parse(time.RFC3339Nano, v)
+			if perr != nil && err == nil {
+				err = fmt.Errorf("header %s: %w", k, perr)
+			}
+			e.RecordedAt = t
+		case HeaderDLQError:
+			dl.Error = v
+		case HeaderDLQAttempts:
+			dl.Attempts, err = atoi(k, v, err)
+		case HeaderDLQTopic:
+			dl.Topic = v
+		case HeaderDLQPartition:
+			var p int64
+			p, err = atoi64(k, v, err)
+			dl.Partition = int32(p)
+		case HeaderDLQOffset:
+			dl.Offset, err = atoi64(k, v, err)
+		case HeaderDLQGroup:
+			dl.Group = v
+		default:
+			if meta, ok := strings.CutPrefix(k, metaPrefix); ok {
+				if e.Metadata == nil {
+					e.Metadata = map[string]string{}
+				}
+				e.Metadata[meta] = v
+			}
+		}
+	}
+	if dl.Topic != "" {
+		d.DeadLetter = &dl
+	}
+	return d, err
+}
+
+// deadLetterMessage is the original message bound for the dead-letter
+// topic, with the failure in headers.
+func deadLetterMessage(topic string, d bus.Delivery, info bus.DeadLetterInfo) *sarama.ProducerMessage {
+	pm := encode(d.Message)
+	pm.Topic = topic
+	pm.Headers = append(pm.Headers,
+		sarama.RecordHeader{Key: []byte(HeaderDLQError), Value: []byte(info.Error)},
+		sarama.RecordHeader{Key: []byte(HeaderDLQAttempts), Value: []byte(strconv.Itoa(info.Attempts))},
+		sarama.RecordHeader{Key: []byte(HeaderDLQTopic), Value: []byte(info.Topic)},
+		sarama.RecordHeader{Key: []byte(HeaderDLQPartition), Value: []byte(strconv.FormatInt(int64(info.Partition), 10))},
+		sarama.RecordHeader{Key: []byte(HeaderDLQOffset), Value: []byte(strconv.FormatInt(info.Offset, 10))},
+		sarama.RecordHeader{Key: []byte(HeaderDLQGroup), Value: []byte(info.Group)},
+	)
+	return pm
+}
+
+func atoi(k, v string, prev error) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil && prev == nil {
+		return n, fmt.Errorf("header %s: %w", k, err)
+	}
+	return n, prev
+}
+
+func atoi64(k, v string, prev error) (int64, error) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil && prev == nil {
+		return n, fmt.Errorf("header %s: %w", k, err)
+	}
+	return n, prev
+}
