@@ -192,8 +192,9 @@ func (b *Bus) Subscribe(ctx context.Context, group string, topics []string, h bu
 	go func() { // the group's asynchronous errors; the last one is reported if Consume fails
 		defer drain.Done()
 		for err := range cg.Errors() {
-			select {
-			case <-errs:
+			select { // keep only the latest
+			case old := <-errs:
+				_ = old
 			default:
 			}
 			errs <- err
