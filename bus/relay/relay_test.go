@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"context"
+	"os"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"go.uber.org/goleak"
 
 	"github.com/composable-go/composable/bus"
@@ -22,7 +24,26 @@ import (
 	"github.com/composable-go/composable/testkit"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(envChildSchema) != "" {
+		runChild() // the relay process TestRelaySurvivesKill9 kills
+	}
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/rcrowley/go-metrics.(*meterArbiter).tick"))
+}
+
+// testSarama is the sarama configuration for tests: quick rebalances.
+func testSarama() *sarama.Config {
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V3_6_0_0
+	cfg.Consumer.MaxWaitTime = 100 * time.Millisecond
+	cfg.Consumer.Group.Heartbeat.Interval = 100 * time.Millisecond
+	cfg.Consumer.Group.Session.Timeout = 6 * time.Second
+	cfg.Consumer.Group.Rebalance.Timeout = 5 * time.Second
+	cfg.Consumer.Group.Rebalance.Retry.Backoff = 100 * time.Millisecond
+	cfg.Metadata.Retry.Backoff = 50 * time.Millisecond
+	cfg.Net.ReadTimeout = 10 * time.Second
+	return cfg
+}
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
