@@ -157,7 +157,7 @@ func TestRelaySurvivesKill9(t *testing.T) {
 	streams := []string{"order/1", "order/2", "account/3"}
 	appendSome(t, store, "e", streams, 0, 100)
 
-	child := exec.Command(os.Args[0], "-test.run=^$")
+	child := exec.CommandContext(context.Background(), os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), envChildSchema+"="+schema, envChildBrokers+"="+strings.Join(broker.Addrs(), ","))
 	child.Stderr = os.Stderr
 	if err := child.Start(); err != nil {

@@ -2,11 +2,11 @@ package relay_test
 
 import (
 	"context"
-	"os"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
