@@ -34,7 +34,12 @@ func testSarama() *sarama.Config {
 	return cfg
 }
 
-func newBus(t *testing.T, broker *kafkatest.Broker, retry bus.Retry) *kafka.Bus {
+func newBusTB(t testing.TB, broker *kafkatest.Broker) *kafka.Bus {
+	t.Helper()
+	return newBus(t, broker, bus.Retry{})
+}
+
+func newBus(t testing.TB, broker *kafkatest.Broker, retry bus.Retry) *kafka.Bus {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

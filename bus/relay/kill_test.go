@@ -58,6 +58,11 @@ func runChild() {
 
 func pgKafka(t *testing.T) (*postgres.Store, string, *kafkatest.Broker, *kafka.Bus) {
 	t.Helper()
+	return pgKafkaB(t)
+}
+
+func pgKafkaB(t testing.TB) (*postgres.Store, string, *kafkatest.Broker, *kafka.Bus) {
+	t.Helper()
 	pool := pgtest.Pool(t)
 	schema := pgtest.Schema(t, pool, "relay")
 	store, err := postgres.New(context.Background(), pool, postgres.WithSchema(schema), postgres.WithLogger(quiet()))
@@ -184,6 +189,7 @@ func TestRelaySurvivesKill9(t *testing.T) {
 
 	r, _ := start(t, relay.Config{Store: store, Publisher: b, Checkpoints: store, Lease: store, BatchSize: 50})
 	testkit.Eventually(t, 30*time.Second, func() bool { return r.Published() == int64(3*120) })
+	t.Logf("published %d", r.Published())
 	consumeAll(t, store, b, "events.order", "events.account")
 }
 

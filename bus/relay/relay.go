@@ -44,6 +44,11 @@ type Config struct {
 	// PollInterval is how often the feed is polled without a wake-up hint.
 	// Default 200ms.
 	PollInterval time.Duration
+	// CheckpointInterval is how often the checkpoint is saved while events
+	// flow; it is also saved when the relay stops. A crash republishes at
+	// most the events published since the last save. Default 250ms; zero
+	// or less saves after every batch.
+	CheckpointInterval time.Duration
 	// MinBackoff and MaxBackoff bound the waits after a failure (the bus or
 	// the store down). Defaults 100ms and 10s.
 	MinBackoff, MaxBackoff time.Duration
@@ -87,7 +92,10 @@ func TopicByType(prefix string) func(persistence.RecordedEvent) string {
 // concurrent use; run it once per process with Run.
 type Relay struct {
 	cfg       Config
-	published atomic.Int64 // position of the last event published and checkpointed
+	published atomic.Int64 // position of the last event the bus acknowledged
+
+	saveMu sync.Mutex // serialises checkpoint saves
+	saved  int64      // last checkpoint saved
 }
 
 // New returns a relay for cfg.
@@ -116,11 +124,14 @@ func New(cfg Config) (*Relay, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.CheckpointInterval == 0 {
+		cfg.CheckpointInterval = 250 * time.Millisecond
+	}
 	return &Relay{cfg: cfg}, nil
 }
 
 // Published returns the position of the last event this relay published
-// and checkpointed, 0 before the first.
+// and the bus acknowledged, 0 before the first.
 func (r *Relay) Published() int64 { return r.published.Load() }
 
 // errLeaseLost ends a run whose lease was lost.
@@ -176,6 +187,34 @@ func (r *Relay) hold(ctx context.Context) error {
 		return fmt.Errorf("load checkpoint: %w", err)
 	}
 	r.published.Store(from)
+	r.saveMu.Lock()
+	r.saved = from
+	r.saveMu.Unlock()
+	// Save the checkpoint every CheckpointInterval while events flow — and
+	// once more when they stop, or when the relay stops.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(max(r.cfg.CheckpointInterval, time.Millisecond))
+		defer tick.Stop()
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-tick.C:
+				if err := r.save(runCtx); err != nil && runCtx.Err() == nil {
+					r.cfg.Logger.Warn("relay: checkpoint not saved; will retry", slog.String("relay", r.cfg.Name), slog.Any("error", err))
+				}
+			}
+		}
+	}()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := r.save(ctx); err != nil {
+			r.cfg.Logger.Warn("relay: final checkpoint not saved", slog.String("relay", r.cfg.Name), slog.Any("error", err))
+		}
+	}()
 	err = persistence.Subscribe(runCtx, r.cfg.Store, from, persistence.SubscribeOptions{
 		BatchSize: r.cfg.BatchSize, PollInterval: r.cfg.PollInterval, MaxBackoff: r.cfg.MaxBackoff,
 		OnReadError: func(err error) {
@@ -212,11 +251,27 @@ func (r *Relay) publish(ctx context.Context, events []persistence.RecordedEvent)
 		}
 		backoff = min(2*backoff, r.cfg.MaxBackoff)
 	}
-	last := events[len(events)-1].GlobalPosition
-	if err := r.cfg.Checkpoints.SaveCheckpoint(ctx, r.cfg.Name, last); err != nil {
-		return fmt.Errorf("save checkpoint %d: %w", last, err) // restart from the old one: duplicates, no loss
+	r.published.Store(events[len(events)-1].GlobalPosition)
+	if r.cfg.CheckpointInterval <= 0 {
+		return r.save(ctx)
 	}
-	r.published.Store(last)
+	return nil
+}
+
+// save records the position of the last acknowledged event, if it moved.
+// A failed save loses nothing: the next holder starts from the older
+// checkpoint and publishes duplicates.
+func (r *Relay) save(ctx context.Context) error {
+	r.saveMu.Lock()
+	defer r.saveMu.Unlock()
+	last := r.published.Load()
+	if last <= r.saved {
+		return nil
+	}
+	if err := r.cfg.Checkpoints.SaveCheckpoint(ctx, r.cfg.Name, last); err != nil {
+		return fmt.Errorf("save checkpoint %d: %w", last, err)
+	}
+	r.saved = last
 	return nil
 }
 
