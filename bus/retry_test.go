@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/composable-go/composable/bus"
+	"github.com/composable-go/composable/persistence"
 )
 
 func TestDeliverRetriesThenDeadLetters(t *testing.T) {
@@ -80,5 +81,23 @@ func TestDeliverStopsWithItsContextAndRecoversPanics(t *testing.T) {
 	}
 	if !errors.Is(bus.Permanent(context.DeadlineExceeded), context.DeadlineExceeded) || bus.Permanent(nil) != nil {
 		t.Fatal("Permanent must keep the cause")
+	}
+}
+
+func TestDecodeErrorsArePermanent(t *testing.T) {
+	reg := persistence.NewRegistry()
+	type placed struct{ N int }
+	if err := persistence.Register[placed](reg, "placed"); err != nil {
+		t.Fatal(err)
+	}
+	ok := bus.Delivery{Message: bus.Message{Event: persistence.RecordedEvent{EventData: persistence.EventData{Type: "placed", SchemaVersion: 1, Data: []byte(`{"N":3}`)}}}}
+	if e, err := bus.Decode[placed](reg, ok); err != nil || e.N != 3 {
+		t.Fatalf("%+v, %v", e, err)
+	}
+	bad := ok
+	bad.Event.Type = "unknown"
+	_, err := bus.Decode[placed](reg, bad)
+	if !errors.Is(err, bus.ErrPermanent) || !errors.Is(err, persistence.ErrUnknownEventType) {
+		t.Fatalf("err = %v", err)
 	}
 }
