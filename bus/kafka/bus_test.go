@@ -21,18 +21,7 @@ func TestMain(m *testing.M) {
 }
 
 // testSarama is the sarama configuration for tests: quick rebalances.
-func testSarama() *sarama.Config {
-	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V3_6_0_0
-	cfg.Consumer.MaxWaitTime = 100 * time.Millisecond
-	cfg.Consumer.Group.Heartbeat.Interval = 100 * time.Millisecond
-	cfg.Consumer.Group.Session.Timeout = 6 * time.Second
-	cfg.Consumer.Group.Rebalance.Timeout = 5 * time.Second
-	cfg.Consumer.Group.Rebalance.Retry.Backoff = 100 * time.Millisecond
-	cfg.Metadata.Retry.Backoff = 50 * time.Millisecond
-	cfg.Net.ReadTimeout = 10 * time.Second
-	return cfg
-}
+func testSarama() *sarama.Config { return kafkatest.SaramaConfig() }
 
 func newBusTB(t testing.TB, broker *kafkatest.Broker) *kafka.Bus {
 	t.Helper()

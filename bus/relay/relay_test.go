@@ -22,6 +22,7 @@ import (
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/persistence/memory"
 	"github.com/composable-go/composable/testkit"
+	"github.com/composable-go/composable/testkit/kafkatest"
 )
 
 func TestMain(m *testing.M) {
@@ -32,18 +33,7 @@ func TestMain(m *testing.M) {
 }
 
 // testSarama is the sarama configuration for tests: quick rebalances.
-func testSarama() *sarama.Config {
-	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V3_6_0_0
-	cfg.Consumer.MaxWaitTime = 100 * time.Millisecond
-	cfg.Consumer.Group.Heartbeat.Interval = 100 * time.Millisecond
-	cfg.Consumer.Group.Session.Timeout = 6 * time.Second
-	cfg.Consumer.Group.Rebalance.Timeout = 5 * time.Second
-	cfg.Consumer.Group.Rebalance.Retry.Backoff = 100 * time.Millisecond
-	cfg.Metadata.Retry.Backoff = 50 * time.Millisecond
-	cfg.Net.ReadTimeout = 10 * time.Second
-	return cfg
-}
+func testSarama() *sarama.Config { return kafkatest.SaramaConfig() }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 

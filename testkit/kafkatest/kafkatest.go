@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -184,4 +186,22 @@ func (b *Broker) WaitGroupStable(ctx context.Context, group string, members int)
 // the test's cleanup has stopped it.
 func (b *Broker) Cluster() *kfake.Cluster {
 	return b.cluster
+}
+
+// SaramaConfig returns a sarama configuration tuned for tests against the
+// in-process broker: version 3.6 and quick group operations (sarama sends
+// group requests on the connection a fetch occupies for up to
+// Consumer.MaxWaitTime, so that bounds rebalances and commits). Production
+// keeps sarama's slower defaults.
+func SaramaConfig() *sarama.Config {
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V3_6_0_0
+	cfg.Consumer.MaxWaitTime = 100 * time.Millisecond
+	cfg.Consumer.Group.Heartbeat.Interval = 100 * time.Millisecond
+	cfg.Consumer.Group.Session.Timeout = 6 * time.Second // the broker's minimum
+	cfg.Consumer.Group.Rebalance.Timeout = 5 * time.Second
+	cfg.Consumer.Group.Rebalance.Retry.Backoff = 100 * time.Millisecond
+	cfg.Metadata.Retry.Backoff = 50 * time.Millisecond
+	cfg.Net.ReadTimeout = 2 * cfg.Consumer.Group.Rebalance.Timeout
+	return cfg
 }
