@@ -28,19 +28,24 @@ func Permanent(err error) error {
 }
 
 // IsRetryable reports whether retrying a delivery that failed with err may
-// succeed: every error except those marked with [Permanent] and context
-// cancellation.
+// succeed: every error except those marked with [Permanent]. (A handler
+// whose own call was cancelled may well succeed next time; when the
+// delivery itself is cancelled, nothing is retried anyway.)
 func IsRetryable(err error) bool {
-	return err != nil && !errors.Is(err, ErrPermanent) && !errors.Is(err, context.Canceled)
+	return err != nil && !errors.Is(err, ErrPermanent)
 }
 
 // Retry says what a subscriber does with a delivery whose handler fails:
 // retry it in place, with exponential back-off, up to MaxAttempts
 // deliveries, then publish it to a dead-letter topic and go on. A delivery
-// failing with a [Permanent] error is dead-lettered at once. Deliveries
-// after it on the same partition wait meanwhile, which keeps per-key order.
+// failing with a [Permanent] error (or a panic, or an undecodable message)
+// is dead-lettered at once. Deliveries after it on the same partition wait
+// meanwhile, which keeps per-key order. A dead-letter publish that fails is
+// retried with back-off, without running the handler again; until it
+// succeeds the original is not acknowledged.
 //
-// The zero value retries forever and never dead-letters.
+// The zero value retries transient failures forever and dead-letters only
+// permanent ones.
 type Retry struct {
 	// MaxAttempts bounds deliveries of one message; 0 means no bound.
 	MaxAttempts int
@@ -87,16 +92,37 @@ func (r Retry) Deliver(ctx context.Context, group string, d Delivery, h Handler,
 				return fmt.Errorf("bus: delivery of %s offset %d: %w", d.Topic, d.Offset, err)
 			}
 			info := DeadLetterInfo{Error: err.Error(), Attempts: attempt, Topic: d.Topic, Partition: d.Partition, Offset: d.Offset, Group: group}
-			if dlErr := deadLetter(ctx, d, info); dlErr != nil {
-				return fmt.Errorf("bus: dead-letter %s offset %d: %w (handler: %w)", d.Topic, d.Offset, dlErr, err)
-			}
-			return nil
+			return r.deadLetter(ctx, d, info, deadLetter, err)
 		}
 		timer := time.NewTimer(b.NextBackOff())
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return ctx.Err()
+		case <-timer.C:
+		}
+	}
+}
+
+// deadLetter publishes d to the dead-letter topic, retrying a failed publish
+// with back-off until it succeeds or ctx ends.
+func (r Retry) deadLetter(ctx context.Context, d Delivery, info DeadLetterInfo, publish DeadLetterer, cause error) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = orDefault(r.InitialBackoff, 100*time.Millisecond)
+	b.MaxInterval = orDefault(r.MaxBackoff, 10*time.Second)
+	for {
+		err := publish(ctx, d, info)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("bus: dead-letter %s offset %d: %w (handler: %w)", d.Topic, d.Offset, err, cause)
+		}
+		timer := time.NewTimer(b.NextBackOff())
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return fmt.Errorf("bus: dead-letter %s offset %d: %w (handler: %w)", d.Topic, d.Offset, err, cause)
 		case <-timer.C:
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -29,6 +30,8 @@ type Bus struct {
 	cfg      Config
 	sarama   *sarama.Config
 	producer sarama.SyncProducer
+	done     context.Context // ends at Close: stops subscriptions
+	stop     context.CancelFunc
 
 	mu     sync.Mutex
 	closed bool
@@ -58,6 +61,9 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 	if cfg.ReplicationFactor == 0 {
 		cfg.ReplicationFactor = 1
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	type result struct {
 		p   sarama.SyncProducer
 		err error
@@ -72,7 +78,8 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 		if r.err != nil {
 			return nil, fmt.Errorf("kafka bus: connect %v: %w", cfg.Brokers, r.err)
 		}
-		return &Bus{cfg: cfg, sarama: sc, producer: r.p}, nil
+		done, stop := context.WithCancel(context.Background())
+		return &Bus{cfg: cfg, sarama: sc, producer: r.p, done: done, stop: stop}, nil
 	case <-ctx.Done():
 		go func() { // the connect goroutine ends on its own; close what it made
 			if r := <-ch; r.p != nil {
@@ -107,6 +114,12 @@ func (b *Bus) Publish(ctx context.Context, msgs ...bus.Message) error {
 			return fmt.Errorf("%w: message %d has no topic", bus.ErrInvalidMessage, i)
 		}
 		pms[i] = encode(m)
+		// sarama sends each message on its own: one the broker must refuse
+		// would let later messages of its key through. Refuse the batch.
+		if size := pms[i].ByteSize(2); size > b.sarama.Producer.MaxMessageBytes {
+			return bus.Permanent(fmt.Errorf("%w: message %d (%s) is %d bytes, the producer's limit is %d",
+				bus.ErrInvalidMessage, i, m.Event.ID, size, b.sarama.Producer.MaxMessageBytes))
+		}
 	}
 	return b.send(ctx, pms)
 }
@@ -158,9 +171,9 @@ func (b *Bus) CreateTopics(ctx context.Context, topics ...string) error {
 	return nil
 }
 
-// Close stops accepting work, waits for publishes and subscriptions to end
-// (subscriptions end with their context), and closes the producer. It is
-// idempotent.
+// Close stops accepting work, ends running subscriptions (as if their
+// contexts ended), waits for them and for publishes in flight, and closes
+// the producer. It is idempotent.
 func (b *Bus) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -169,11 +182,14 @@ func (b *Bus) Close() error {
 	}
 	b.closed = true
 	b.mu.Unlock()
+	b.stop()
 	b.wg.Wait()
 	return b.producer.Close()
 }
 
-// Subscribe implements [bus.Subscriber] with a sarama consumer group.
+// Subscribe implements [bus.Subscriber] with a sarama consumer group. Group
+// errors that a rejoin may cure are logged and retried; a topic that does
+// not exist, or authorisation failures, end the subscription with an error.
 func (b *Bus) Subscribe(ctx context.Context, group string, topics []string, h bus.Handler) error {
 	if group == "" || len(topics) == 0 || h == nil {
 		return fmt.Errorf("%w: a group, topics and a handler are required", bus.ErrInvalidMessage)
@@ -182,47 +198,54 @@ func (b *Bus) Subscribe(ctx context.Context, group string, topics []string, h bu
 		return err
 	}
 	defer b.wg.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopWithBus := context.AfterFunc(b.done, cancel)
+	defer stopWithBus()
+
 	cg, err := sarama.NewConsumerGroup(b.cfg.Brokers, group, b.sarama)
 	if err != nil {
 		return fmt.Errorf("kafka bus: join group %q: %w", group, err)
 	}
-	errs := make(chan error, 1)
 	var drain sync.WaitGroup
 	drain.Add(1)
-	go func() { // the group's asynchronous errors; the last one is reported if Consume fails
+	go func() { // the group's asynchronous errors (failed commits, say)
 		defer drain.Done()
 		for err := range cg.Errors() {
-			select { // keep only the latest
-			case old := <-errs:
-				_ = old
-			default:
-			}
-			errs <- err
+			b.cfg.Logger.Warn("kafka bus: consumer group error", "group", group, "error", err)
 		}
 	}()
 	handler := &groupHandler{bus: b, group: group, h: h}
 	var runErr error
 	for ctx.Err() == nil {
-		if err := cg.Consume(ctx, topics, handler); err != nil {
-			if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
-				break
-			}
+		err := cg.Consume(ctx, topics, handler)
+		if err == nil || errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
+			continue
+		}
+		if fatal(err) {
 			runErr = fmt.Errorf("kafka bus: consume %v as %q: %w", topics, group, err)
-			if !sleep(ctx, time.Second) { // a transient group error: rejoin
-				break
-			}
-			runErr = nil
+			break
+		}
+		b.cfg.Logger.Warn("kafka bus: consume failed; rejoining", "group", group, "topics", topics, "error", err)
+		sleep(ctx, time.Second)
+	}
+	_ = cg.Close() // commits marked offsets, leaves the group
+	drain.Wait()
+	return runErr
+}
+
+// fatal reports group errors a rejoin cannot cure.
+func fatal(err error) bool {
+	for _, kerr := range []sarama.KError{
+		sarama.ErrUnknownTopicOrPartition, sarama.ErrTopicAuthorizationFailed,
+		sarama.ErrGroupAuthorizationFailed, sarama.ErrClusterAuthorizationFailed,
+		sarama.ErrInvalidTopic,
+	} {
+		if errors.Is(err, kerr) {
+			return true
 		}
 	}
-	closeErr := cg.Close() // commits marked offsets, leaves the group
-	drain.Wait()
-	if runErr != nil {
-		return runErr
-	}
-	if closeErr != nil && ctx.Err() == nil {
-		return fmt.Errorf("kafka bus: close group %q: %w", group, closeErr)
-	}
-	return nil
+	return false
 }
 
 // groupHandler delivers a claim's messages one at a time, in order.
@@ -237,49 +260,68 @@ func (g *groupHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 // ConsumeClaim marks each message only once it was handled or
 // dead-lettered; a message that can be neither is retried in place, so
-// nothing after it is marked either. When the claim ends (revoke, close)
-// the marked offsets are committed.
+// nothing after it is marked either. The claim has its own context, which
+// ends when the session does or when the claim is revoked — with
+// cooperative rebalancing sarama only closes the claim's channel — so a
+// message being retried lets go of a revoked partition at once. When the
+// claim ends, the marked offsets are committed.
 func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	defer sess.Commit()
-	ctx := sess.Context()
+	ctx, cancel := context.WithCancel(sess.Context())
+	msgs := make(chan *sarama.ConsumerMessage)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer cancel() // the channel closed: the claim is over
+		for {
+			select {
+			case m, ok := <-claim.Messages():
+				if !ok {
+					return
+				}
+				select {
+				case msgs <- m:
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	defer wg.Wait()
+	defer cancel()
+
 	retry := g.bus.cfg.Retry
 	for {
+		var msg *sarama.ConsumerMessage
 		select {
 		case <-ctx.Done():
 			return nil
-		case msg, ok := <-claim.Messages():
-			if !ok {
+		case msg = <-msgs:
+		}
+		d, decodeErr := decode(msg)
+		h := g.h
+		if decodeErr != nil { // a message we cannot read will not get better
+			h = func(context.Context, bus.Delivery) error {
+				return bus.Permanent(fmt.Errorf("decode: %w", decodeErr))
+			}
+		}
+		deadLetter := func(ctx context.Context, _ bus.Delivery, info bus.DeadLetterInfo) error {
+			return g.bus.send(ctx, []*sarama.ProducerMessage{deadLetterMessage(retry.DeadLetterTopicFor(msg.Topic), msg, info)})
+		}
+		for {
+			err := retry.Deliver(ctx, g.group, d, h, deadLetter)
+			if err == nil {
+				sess.MarkMessage(msg, "")
+				break
+			}
+			if !sleep(ctx, time.Second) { // revoked: the next owner gets it again
 				return nil
-			}
-			d, decodeErr := decode(msg)
-			h := g.h
-			if decodeErr != nil { // a message we cannot read will not get better
-				h = func(context.Context, bus.Delivery) error {
-					return bus.Permanent(fmt.Errorf("decode: %w", decodeErr))
-				}
-			}
-			backoff := 100 * time.Millisecond
-			for {
-				err := retry.Deliver(ctx, g.group, d, h, g.bus.deadLetter)
-				if err == nil {
-					sess.MarkMessage(msg, "")
-					break
-				}
-				if ctx.Err() != nil {
-					return nil // revoked: the next owner gets it again
-				}
-				if !sleep(ctx, backoff) {
-					return nil
-				}
-				backoff = min(2*backoff, 10*time.Second)
 			}
 		}
 	}
-}
-
-func (b *Bus) deadLetter(ctx context.Context, d bus.Delivery, info bus.DeadLetterInfo) error {
-	topic := b.cfg.Retry.DeadLetterTopicFor(d.Topic)
-	return b.send(ctx, []*sarama.ProducerMessage{deadLetterMessage(topic, d, info)})
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -3,6 +3,7 @@ package kafka
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -19,7 +20,7 @@ type Config struct {
 	// ClientID names this client to the brokers. Default "composable".
 	ClientID string
 	// Retry says what consumers do with failing deliveries; see
-	// [bus.Retry]. Default: retry forever.
+	// [bus.Retry]. Default: the zero Retry.
 	Retry bus.Retry
 	// Partitions and ReplicationFactor are used by CreateTopics. Defaults
 	// 12 and 1.
@@ -27,6 +28,9 @@ type Config struct {
 	ReplicationFactor int16
 	// CommitInterval is how often marked offsets are committed. Default 1s.
 	CommitInterval time.Duration
+	// Logger receives consumer-group errors that are retried. Default
+	// [slog.Default].
+	Logger *slog.Logger
 	// Sarama, when set, is the base sarama configuration; the bus then
 	// enforces only what its guarantees need (idempotent producer,
 	// acks=all, manual marking, oldest initial offset).

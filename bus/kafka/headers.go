@@ -61,10 +61,10 @@ func encode(m bus.Message) *sarama.ProducerMessage {
 			h = append(h, sarama.RecordHeader{Key: []byte(conv.header), Value: []byte(v)})
 		}
 	}
-	return &sarama.ProducerMessage{
-		Topic: m.Topic, Key: sarama.StringEncoder(m.Key), Value: sarama.ByteEncoder(e.Data),
-		Headers: h, Timestamp: e.RecordedAt,
-	}
+	// The record timestamp is left to the producer (now): a relay catching
+	// up on old history must not hand retention or the broker's timestamp
+	// checks an old time. The event's own time is the recorded-at header.
+	return &sarama.ProducerMessage{Topic: m.Topic, Key: sarama.StringEncoder(m.Key), Value: sarama.ByteEncoder(e.Data), Headers: h}
 }
 
 // decode turns a consumed message back into a delivery.
@@ -131,11 +131,20 @@ func decode(msg *sarama.ConsumerMessage) (bus.Delivery, error) {
 	return d, err
 }
 
-// deadLetterMessage is the original message bound for the dead-letter
-// topic, with the failure in headers.
-func deadLetterMessage(topic string, d bus.Delivery, info bus.DeadLetterInfo) *sarama.ProducerMessage {
-	pm := encode(d.Message)
-	pm.Topic = topic
+// deadLetterMessage is the consumed message, exactly as it was — key,
+// value, every header — bound for the dead-letter topic with the failure
+// added in dlq-* headers (earlier dlq-* headers, from a message that was
+// dead-lettered before, are kept).
+func deadLetterMessage(topic string, msg *sarama.ConsumerMessage, info bus.DeadLetterInfo) *sarama.ProducerMessage {
+	pm := &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(msg.Value)}
+	if msg.Key != nil {
+		pm.Key = sarama.ByteEncoder(msg.Key)
+	}
+	for _, h := range msg.Headers {
+		if h != nil {
+			pm.Headers = append(pm.Headers, *h)
+		}
+	}
 	pm.Headers = append(pm.Headers,
 		sarama.RecordHeader{Key: []byte(HeaderDLQError), Value: []byte(info.Error)},
 		sarama.RecordHeader{Key: []byte(HeaderDLQAttempts), Value: []byte(strconv.Itoa(info.Attempts))},

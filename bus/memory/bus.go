@@ -11,8 +11,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
-	"sort"
 	"sync"
+	"time"
 
 	"github.com/composable-go/composable/bus"
 )
@@ -65,7 +65,7 @@ type Option func(*Bus)
 func WithPartitions(n int) Option { return func(b *Bus) { b.partitions = n } }
 
 // WithRetry sets what subscribers do with failing deliveries (see
-// [bus.Retry]). Default: retry forever.
+// [bus.Retry]). Default: the zero Retry.
 func WithRetry(r bus.Retry) Option { return func(b *Bus) { b.retry = r } }
 
 // New returns an empty bus.
@@ -211,33 +211,23 @@ func (b *Bus) groupLocked(name string) *group {
 	return g
 }
 
-// assignmentLocked spreads the partitions of the group's topics over its
-// members round robin, in a stable order, and returns m's share.
+// assignmentLocked spreads each topic's partitions round robin over the
+// group's members that subscribe to that topic, in a stable order, and
+// returns m's share.
 func (b *Bus) assignmentLocked(g *group, m *member) map[tp]bool {
-	var all []tp
-	seen := map[string]bool{}
-	for _, mem := range g.members {
-		for _, name := range mem.topics {
-			if seen[name] {
-				continue
-			}
-			seen[name] = true
-			for p := range b.topicLocked(name).parts {
-				all = append(all, tp{topic: name, part: int32(p)})
-			}
-		}
-	}
-	sort.Slice(all, func(i, j int) bool {
-		if all[i].topic != all[j].topic {
-			return all[i].topic < all[j].topic
-		}
-		return all[i].part < all[j].part
-	})
 	out := map[tp]bool{}
-	idx := slices.Index(g.members, m)
-	for i, p := range all {
-		if idx >= 0 && i%len(g.members) == idx && slices.Contains(m.topics, p.topic) {
-			out[p] = true
+	for _, name := range m.topics {
+		var subscribers []*member
+		for _, mem := range g.members {
+			if slices.Contains(mem.topics, name) {
+				subscribers = append(subscribers, mem)
+			}
+		}
+		idx := slices.Index(subscribers, m)
+		for p := range b.topicLocked(name).parts {
+			if p%len(subscribers) == idx {
+				out[tp{topic: name, part: int32(p)}] = true
+			}
 		}
 	}
 	return out
@@ -258,6 +248,9 @@ func (b *Bus) consume(ctx context.Context, groupName string, g *group, p tp, h b
 		return
 	}
 	defer func() { <-token }()
+	if ctx.Err() != nil { // revoked while waiting: select may pick either
+		return
+	}
 	for {
 		b.mu.Lock()
 		offset := g.offsets[p]
@@ -276,10 +269,17 @@ func (b *Bus) consume(ctx context.Context, groupName string, g *group, p tp, h b
 		b.mu.Unlock()
 		d := bus.Delivery{Message: r.msg, Partition: p.part, Offset: offset, DeadLetter: r.dl}
 		if err := b.retry.Deliver(ctx, groupName, d, h, b.deadLetter); err != nil {
-			if ctx.Err() != nil {
+			// Deliver returns an error only when ctx ended, or, with no
+			// bound on attempts, for a permanent failure it cannot
+			// dead-letter: wait, then deliver again.
+			timer := time.NewTimer(100 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
 				return // revoked or stopped: the next owner redelivers it
+			case <-timer.C:
 			}
-			continue // the dead-letter publish failed: deliver again
+			continue
 		}
 		b.mu.Lock()
 		g.offsets[p] = max(g.offsets[p], offset+1)

@@ -86,8 +86,12 @@ func NewDeduplicator(ctx context.Context, pool *pgxpool.Pool, schema, consumer s
 // the record, and the second is skipped.
 func (d *Deduplicator) Handler(h TxHandler) bus.Handler {
 	return func(ctx context.Context, del bus.Delivery) error {
+		key := d.key(del)
+		if key == "" { // every such event would look like the first one's duplicate
+			return bus.Permanent(fmt.Errorf("bus/postgres: delivery at %s offset %d has no deduplication key", del.Topic, del.Offset))
+		}
 		return pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
-			tag, err := tx.Exec(ctx, d.insert, d.consumer, d.key(del))
+			tag, err := tx.Exec(ctx, d.insert, d.consumer, key)
 			if err != nil {
 				return fmt.Errorf("bus/postgres: record %s: %w", del.Event.ID, err)
 			}

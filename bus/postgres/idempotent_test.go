@@ -91,6 +91,9 @@ func TestDuplicatesChangeNothing(t *testing.T) {
 	if seen != 1 {
 		t.Fatalf("audit saw %d, want 1", seen)
 	}
+	if err := h(ctx, delivery("", "order/9", 1)); !errors.Is(err, bus.ErrPermanent) {
+		t.Fatalf("event without an id: %v, want a permanent error", err)
+	}
 	if _, err := buspg.NewDeduplicator(ctx, pool, "", "x", nil); !errors.Is(err, buspg.ErrInvalidConfig) {
 		t.Fatalf("bad config: %v", err)
 	}

@@ -46,8 +46,8 @@ type Config struct {
 	PollInterval time.Duration
 	// CheckpointInterval is how often the checkpoint is saved while events
 	// flow; it is also saved when the relay stops. A crash republishes at
-	// most the events published since the last save. Default 250ms; zero
-	// or less saves after every batch.
+	// most the events published since the last save. Default (zero) 250ms;
+	// a negative value saves after every batch.
 	CheckpointInterval time.Duration
 	// MinBackoff and MaxBackoff bound the waits after a failure (the bus or
 	// the store down). Defaults 100ms and 10s.
@@ -192,22 +192,10 @@ func (r *Relay) hold(ctx context.Context) error {
 	r.saveMu.Unlock()
 	// Save the checkpoint every CheckpointInterval while events flow — and
 	// once more when they stop, or when the relay stops.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(max(r.cfg.CheckpointInterval, time.Millisecond))
-		defer tick.Stop()
-		for {
-			select {
-			case <-runCtx.Done():
-				return
-			case <-tick.C:
-				if err := r.save(runCtx); err != nil && runCtx.Err() == nil {
-					r.cfg.Logger.Warn("relay: checkpoint not saved; will retry", slog.String("relay", r.cfg.Name), slog.Any("error", err))
-				}
-			}
-		}
-	}()
+	if r.cfg.CheckpointInterval > 0 {
+		wg.Add(1)
+		go r.saveEvery(runCtx, &wg)
+	}
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -245,7 +233,11 @@ func (r *Relay) publish(ctx context.Context, events []persistence.RecordedEvent)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		r.cfg.Logger.Warn("relay: publish failed; retrying", slog.String("relay", r.cfg.Name), slog.Int("events", len(msgs)), slog.Any("error", err))
+		level := slog.LevelWarn
+		if !bus.IsRetryable(err) { // e.g. an event the broker can never take: stuck until fixed
+			level = slog.LevelError
+		}
+		r.cfg.Logger.Log(ctx, level, "relay: publish failed; retrying", slog.String("relay", r.cfg.Name), slog.Int("events", len(msgs)), slog.Any("error", err))
 		if !sleep(ctx, backoff) {
 			return ctx.Err()
 		}
@@ -256,6 +248,23 @@ func (r *Relay) publish(ctx context.Context, events []persistence.RecordedEvent)
 		return r.save(ctx)
 	}
 	return nil
+}
+
+// saveEvery saves the checkpoint every CheckpointInterval until ctx ends.
+func (r *Relay) saveEvery(ctx context.Context, wg *sync.WaitGroup) {
+	defer wg.Done()
+	tick := time.NewTicker(r.cfg.CheckpointInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := r.save(ctx); err != nil && ctx.Err() == nil {
+				r.cfg.Logger.Warn("relay: checkpoint not saved; will retry", slog.String("relay", r.cfg.Name), slog.Any("error", err))
+			}
+		}
+	}
 }
 
 // save records the position of the last acknowledged event, if it moved.

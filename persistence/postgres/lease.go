@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -39,52 +38,44 @@ func (s *Store) SaveCheckpoint(ctx context.Context, name string, position int64)
 	return nil
 }
 
-// leaseCheckEvery is how often a held lease checks its connection.
-const leaseCheckEvery = time.Second
-
 // Acquire implements [persistence.Lease] with a session advisory lock, held
 // on a connection taken out of the pool for as long as the lease lasts.
 // When the holding process dies, PostgreSQL drops the connection and with
-// it the lock, and a waiting process takes over at once. The holder checks
-// its connection every second; if the connection dies, lost closes.
+// it the lock, and a waiting process takes over at once. The holder blocks
+// reading that connection (waiting for a notification that never comes), so
+// it learns of a terminated session at once and closes lost. A network
+// partition is noticed only when TCP gives up (keepalives): for that long
+// two holders may be active — consumers of what a holder does must be
+// idempotent anyway.
 func (s *Store) Acquire(ctx context.Context, name string) (<-chan struct{}, func(), error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("postgres: lease %q: %w", name, err)
 	}
+	raw := conn.Hijack() // a connection that holds a lock never goes back to the pool
 	key := lockKey("lease:"+name, s.cfg.schema)
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
-		conn.Release()
+	if _, err := raw.Exec(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
+		_ = raw.Close(context.Background())
 		return nil, nil, fmt.Errorf("postgres: lease %q: %w", name, err)
 	}
-	raw := conn.Hijack() // a connection holding a lock never goes back to the pool
 	lost := make(chan struct{})
-	stop := make(chan struct{})
+	watch, stopWatch := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer close(lost)
-		tick := time.NewTicker(leaseCheckEvery)
-		defer tick.Stop()
+		// Returns with an error when the session dies, or when released.
 		for {
-			select {
-			case <-stop:
+			if _, err := raw.WaitForNotification(watch); err != nil {
 				return
-			case <-tick.C:
-				pctx, cancel := context.WithTimeout(context.Background(), leaseCheckEvery)
-				err := raw.Ping(pctx)
-				cancel()
-				if err != nil {
-					return
-				}
 			}
 		}
 	}()
 	var once sync.Once
 	release := func() {
 		once.Do(func() {
-			close(stop)
+			stopWatch()
 			wg.Wait()
 			_ = raw.Close(context.Background()) // ends the session: the lock goes with it
 		})
