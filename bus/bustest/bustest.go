@@ -12,8 +12,12 @@
 // a new group reading history, redelivery after a handler error, a
 // subscriber closing and reopening without losing anything (5,000
 // messages), ten consumers joining and leaving in waves (every message
-// processed at least once; duplicates are counted and logged), and a poison
-// message going to the dead-letter topic while the others go on.
+// processed at least once, no partition handled by two consumers at once,
+// keys in order; duplicates are counted and logged), a poison message going
+// to the dead-letter topic with its failure recorded while the others go on
+// and its key's later messages wait for it, a delivery interrupted by a stop
+// being redelivered, and one group whose members subscribe to different
+// topics.
 package bustest
 
 import (
@@ -22,6 +26,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -67,6 +72,8 @@ func Run(t *testing.T, newBus Factory) {
 		{"CloseAndReopenLosesNothing", testCloseReopen},
 		{"ConsumersJoiningAndLeavingInWaves", testWaves},
 		{"PoisonMessageIsDeadLettered", testPoison},
+		{"InterruptedDeliveryIsRedelivered", testInterrupted},
+		{"MembersOnDifferentTopics", testMixedTopics},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -131,14 +138,16 @@ func publish(t *testing.T, b Bus, msgs ...bus.Message) {
 
 // collector records deliveries, safe for concurrent handlers.
 type collector struct {
-	mu    sync.Mutex
-	got   []bus.Delivery
-	count map[string]int // by event id
-	more  chan struct{}
+	mu      sync.Mutex
+	got     []bus.Delivery
+	count   map[string]int // by event id
+	more    chan struct{}
+	busy    map[string]bool // topic/partition being handled now
+	overlap int             // deliveries that found their partition busy
 }
 
 func newCollector() *collector {
-	return &collector{count: map[string]int{}, more: make(chan struct{}, 1)}
+	return &collector{count: map[string]int{}, more: make(chan struct{}, 1), busy: map[string]bool{}}
 }
 
 func (c *collector) add(d bus.Delivery) {
@@ -152,9 +161,45 @@ func (c *collector) add(d bus.Delivery) {
 	}
 }
 
+// handler records d, noting whether another delivery of its partition was
+// in progress (a partition must have one consumer at a time).
 func (c *collector) handler(_ context.Context, d bus.Delivery) error {
+	p := fmt.Sprintf("%s/%d", d.Topic, d.Partition)
+	c.mu.Lock()
+	if c.busy[p] {
+		c.overlap++
+	}
+	c.busy[p] = true
+	c.mu.Unlock()
+	runtime.Gosched() // widen the window an overlap needs
+	c.mu.Lock()
+	c.busy[p] = false
+	c.mu.Unlock()
 	c.add(d)
 	return nil
+}
+
+// checkOrder fails if the first deliveries of a key are out of version
+// order, or if a partition was handled by two consumers at once.
+func (c *collector) checkOrder(t *testing.T) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.overlap > 0 {
+		t.Fatalf("%d deliveries ran while another of the same partition was in progress", c.overlap)
+	}
+	first := map[string]bool{}
+	last := map[string]int64{}
+	for _, d := range c.got {
+		if first[d.Event.ID] {
+			continue
+		}
+		first[d.Event.ID] = true
+		if d.Event.Version != last[d.Key]+1 {
+			t.Fatalf("key %s: version %d first delivered after %d", d.Key, d.Event.Version, last[d.Key])
+		}
+		last[d.Key] = d.Event.Version
+	}
 }
 
 func (c *collector) distinct() int {
@@ -349,10 +394,16 @@ func testCloseReopen(t *testing.T, b Bus) {
 	stop := subscribe(t, b, group, tps, c.handler)
 	c.waitDistinct(t, total/3, time.Minute) // stop partway through
 	stop()
+	before := c.distinct()
 	stop = subscribe(t, b, group, tps, c.handler)
 	c.waitDistinct(t, total, 2*time.Minute)
 	stop()
-	t.Logf("close/reopen: %d messages, %d duplicate deliveries", total, c.duplicates())
+	c.checkOrder(t)
+	dup := c.duplicates()
+	t.Logf("close/reopen: %d messages, %d handled before the stop, %d duplicate deliveries", total, before, dup)
+	if dup >= before {
+		t.Fatalf("%d duplicates for %d messages handled before the stop: the reopened subscriber did not resume from its offsets", dup, before)
+	}
 }
 
 func testWaves(t *testing.T, b Bus) {
@@ -387,6 +438,7 @@ func testWaves(t *testing.T, b Bus) {
 	publish(t, b, sent[2*total/3:]...)
 	c.waitDistinct(t, total, 2*time.Minute)
 	stops[9]()
+	c.checkOrder(t)
 	t.Logf("waves: %d messages, %d duplicate deliveries (at-least-once)", total, c.duplicates())
 }
 
@@ -396,11 +448,27 @@ func testPoison(t *testing.T, b Bus) {
 	for i := range 30 {
 		sent = append(sent, msg(tps[0], fmt.Sprintf("k%d", i%3), int64(i/3+1), int64(i+1)))
 	}
-	poison := sent[10].Event.ID
+	poison := sent[10]
 	c := newCollector()
 	group := unique("g")
+	var (
+		mu         sync.Mutex
+		seq        int
+		lastPoison int                // sequence number of the poison's last attempt
+		after      = map[int]string{} // sequence -> id, for the poison key's later events
+		poisonPart int32
+	)
 	subscribe(t, b, group, tps, func(ctx context.Context, d bus.Delivery) error {
-		if d.Event.ID == poison {
+		mu.Lock()
+		seq++
+		n := seq
+		if d.Event.ID == poison.Event.ID {
+			lastPoison, poisonPart = n, d.Partition
+		} else if d.Key == poison.Key && d.Event.Version > poison.Event.Version {
+			after[n] = d.Event.ID
+		}
+		mu.Unlock()
+		if d.Event.ID == poison.Event.ID {
 			return fmt.Errorf("cannot handle %s", d.Event.ID)
 		}
 		c.add(d)
@@ -412,15 +480,74 @@ func testPoison(t *testing.T, b Bus) {
 	subscribe(t, b, unique("dlq-reader"), []string{testRetry.DeadLetterTopicFor(tps[0])}, dl.handler)
 	dl.waitDistinct(t, 1, time.Minute)
 	d := dl.deliveries()[0]
-	if d.Event.ID != poison || d.DeadLetter == nil {
+	if d.Event.ID != poison.Event.ID || d.DeadLetter == nil {
 		t.Fatalf("dead letter %+v", d)
 	}
 	info := *d.DeadLetter
-	if info.Attempts != testRetry.MaxAttempts || info.Topic != tps[0] || info.Group != group ||
-		!strings.Contains(info.Error, "cannot handle") || info.Offset < 0 {
+	if info.Attempts != testRetry.MaxAttempts || info.Topic != tps[0] || info.Group != group || info.Partition != poisonPart ||
+		!strings.Contains(info.Error, "cannot handle") {
 		t.Fatalf("dead-letter info %+v", info)
 	}
-	if string(d.Event.Data) != string(sent[10].Event.Data) || d.Key != sent[10].Key {
+	if string(d.Event.Data) != string(poison.Event.Data) || d.Key != poison.Key || d.Event.Type != poison.Event.Type ||
+		!maps.Equal(d.Event.Metadata, poison.Event.Metadata) || d.Event.Version != poison.Event.Version {
 		t.Fatalf("dead letter lost the original: %+v", d.Message)
 	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(after) == 0 {
+		t.Fatal("no later event of the poison's key was delivered")
+	}
+	for n, id := range after {
+		if n < lastPoison {
+			t.Fatalf("%s was delivered before the poison message was dead-lettered: its key's order broke", id)
+		}
+	}
+}
+
+// testInterrupted stops a subscriber while its handler is in the middle of
+// a message (the handler gives up with the context): the message was not
+// acknowledged, so the next subscriber gets it.
+func testInterrupted(t *testing.T, b Bus) {
+	tps := topics(t, b, 1)
+	var sent []bus.Message
+	for i := range 10 {
+		sent = append(sent, msg(tps[0], "k", int64(i+1), int64(i+1)))
+	}
+	publish(t, b, sent...)
+	group := unique("g")
+	inside := make(chan struct{})
+	var once sync.Once
+	c := newCollector()
+	stop := subscribe(t, b, group, tps, func(ctx context.Context, d bus.Delivery) error {
+		if d.Event.Version == 4 {
+			once.Do(func() { close(inside) })
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		c.add(d)
+		return nil
+	})
+	<-inside
+	stop()
+	stop = subscribe(t, b, group, tps, c.handler)
+	c.waitDistinct(t, len(sent), time.Minute)
+	stop()
+}
+
+// testMixedTopics has one group whose members subscribe to different
+// topics: every topic's messages reach the members subscribed to it.
+func testMixedTopics(t *testing.T, b Bus) {
+	tps := topics(t, b, 2)
+	group := unique("g")
+	ca, cb := newCollector(), newCollector()
+	subscribe(t, b, group, tps[:1], ca.handler)
+	subscribe(t, b, group, tps[1:], cb.handler)
+	var sa, sb []bus.Message
+	for i := range 40 {
+		sa = append(sa, msg(tps[0], fmt.Sprintf("k%d", i%5), int64(i/5+1), int64(i+1)))
+		sb = append(sb, msg(tps[1], fmt.Sprintf("k%d", i%5), int64(i/5+1), int64(100+i)))
+	}
+	publish(t, b, append(sa, sb...)...)
+	ca.waitDistinct(t, len(sa), time.Minute)
+	cb.waitDistinct(t, len(sb), time.Minute)
 }
