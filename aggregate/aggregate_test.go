@@ -489,3 +489,36 @@ func TestSnapshotOnPassivation(t *testing.T) {
 		t.Fatalf("after passivation: %+v, %v, %v", snap, ok, err)
 	}
 }
+
+// TestOnActivateReArmsFromState: an aggregate that records a pending hold
+// re-arms it whenever it becomes active again — here after a restart.
+func TestOnActivateReArmsFromState(t *testing.T) {
+	store := memory.New()
+	withReArm := func(d *aggregate.Definition[account, command, event, env]) {
+		d.OnActivate = func(s account, _ env) composable.Effect[command] {
+			if s.Balance > 0 && s.Holds == 0 { // pending: a hold is due
+				return composable.Delay(time.Minute, composable.Send[command](hold{}))
+			}
+			return composable.None[command]()
+		}
+	}
+	f := newFixture(t, store, aggregate.Options{}, withReArm)
+	ctx := ctxT(t)
+	// Its first activation: nothing pending yet.
+	if _, err := f.accounts.Send(ctx, "a1", deposit{Amount: 5}); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.rt.Close()
+	g := newFixture(t, store, aggregate.Options{}, withReArm)
+	if _, err := g.accounts.State(ctx, "a1"); err != nil { // activates: the hold is re-armed
+		t.Fatal(err)
+	}
+	if err := g.clock.BlockUntil(ctx, 2); err != nil { // the passivation sweep's timer and the hold
+		t.Fatal(err)
+	}
+	g.clock.Advance(time.Minute)
+	testkit.Eventually(t, 5*time.Second, func() bool {
+		res, err := g.accounts.State(ctx, "a1")
+		return err == nil && res.State.Holds == 1
+	})
+}

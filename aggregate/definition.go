@@ -74,6 +74,12 @@ type Definition[S, C, E, Env any] struct {
 	// still rehydrates after any failure, so correctness does not depend on
 	// it — only the cost of a failure does.)
 	Clone func(S) S
+	// OnActivate, if set, returns an effect to start each time the
+	// aggregate becomes active, right after its state was rebuilt from the
+	// store: after a restart, a passivation or a move to another node. It
+	// re-arms what the state says is pending — timers, say (see package
+	// saga). It must be pure, like Handle.
+	OnActivate func(state S, env Env) composable.Effect[C]
 	// Env is passed to every Handle call.
 	Env Env
 }

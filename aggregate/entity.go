@@ -125,8 +125,12 @@ func (e *entity[S, C, E, Env]) process(m *envelope[S, C, E]) (res Result[S, E], 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), e.h.opts.CommandTimeout)
 	defer cancel()
 	if !e.recovered || e.dirty {
+		activating := !e.recovered
 		if err := e.rehydrate(ctx); err != nil {
 			return res, e.storeFailed(err)
+		}
+		if activating {
+			e.activate(m)
 		}
 	}
 	if m.query {
@@ -388,6 +392,29 @@ func (e *entity[S, C, E, Env]) passivate(ctx protoactor.Context) {
 		}
 	}
 	ctx.Send(ctx.Parent(), passivateOK{pid: ctx.Self()})
+}
+
+// activate starts the definition's OnActivate effect for the freshly
+// rebuilt state.
+func (e *entity[S, C, E, Env]) activate(m *envelope[S, C, E]) {
+	if e.h.def.OnActivate == nil {
+		return
+	}
+	effect, err := safeActivate(e.h.def.OnActivate, e.h.def.Clone(e.state), e.h.def.Env)
+	if err != nil {
+		e.h.rt.logger.Error("aggregate: OnActivate panicked", slog.String("stream", e.stream), slog.Any("error", err))
+		return
+	}
+	e.startEffect(&envelope[S, C, E]{ctx: context.WithoutCancel(m.ctx), id: e.id}, effect)
+}
+
+func safeActivate[S, C, Env any](f func(S, Env) composable.Effect[C], state S, env Env) (effect composable.Effect[C], err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &composable.PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return f(state, env), nil
 }
 
 func (e *entity[S, C, E, Env]) startEffect(m *envelope[S, C, E], effect composable.Effect[C]) {
