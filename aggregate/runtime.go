@@ -80,6 +80,15 @@ func NewRuntime(sys *actor.System, store persistence.EventStore, opts ...Runtime
 	return rt
 }
 
+// Store returns the event store the runtime writes to.
+func (rt *Runtime) Store() persistence.EventStore { return rt.store }
+
+// Clock returns the runtime's clock.
+func (rt *Runtime) Clock() composable.Clock { return rt.clock }
+
+// Logger returns the runtime's logger.
+func (rt *Runtime) Logger() *slog.Logger { return rt.logger }
+
 // Close stops accepting commands (they get ErrShuttingDown), waits for the
 // commands in flight to be answered, then stops every aggregate actor —
 // cancelling their effects — and waits for pending snapshot writes. It is

@@ -1,0 +1,46 @@
+// Package saga runs multi-aggregate workflows as event-sourced actors.
+//
+// A saga type is a pure reducer, like an aggregate's: its [Definition]'s
+// Handle reacts to an [Input] — a domain event from the bus (routed to an
+// instance by Route, with strict start and continue semantics), the outcome
+// of a command the instance dispatched, or one of its timers firing — and
+// returns a [Decision]: the saga's own events, commands to dispatch to
+// aggregates, timers to arm or cancel, and whether to complete, fail, or
+// compensate.
+//
+// # Instances
+//
+// Each instance is an aggregate of type "saga-<Type>" on the same
+// aggregate runtime: one live, serial actor per instance id, rebuilt from its
+// stream. Routed events are deduplicated by event id (at-least-once
+// delivery makes duplicates normal). An [Instance] holds the saga's state
+// and what the framework tracks: pending timers with their due times,
+// commands awaiting their outcome, and the compensations of the steps that
+// succeeded — all recorded as events, so all of it survives restarts.
+//
+// # Durable timers
+//
+// Arming a timer records its due time. Whenever an instance becomes active
+// — after a crash, a passivation or a move to another node — its pending
+// timers are re-armed from the state at their recorded due times, and its
+// pending commands re-dispatched (their command ids, derived from the
+// instance and the step, make that idempotent). [Saga.Recover] activates the
+// instances an index stream lists as started and not ended, so timers fire
+// after a restart even when no event arrives. A timer that was cancelled, or
+// fires after the saga ended, never reaches Handle. Timers use the runtime's
+// clock: tests drive them with a manual clock.
+//
+// # Compensation and failure
+//
+// A [Command] may carry a compensation. When Handle decides to Compensate,
+// the compensations of the steps that succeeded are dispatched one after
+// another, newest first, and the saga then ends as Failed with the reason.
+// A dispatched command that fails transiently is retried with back-off
+// ([Command].Retries); a failure that remains is reported to Handle, skipped,
+// or stops the saga ([FailurePolicy]). An error or panic in Handle fails the
+// saga visibly — logged, recorded as the reason — and never rolls back
+// silently.
+//
+// Sagas carry the state they need in their own events; they never query
+// projections, which may lag.
+package saga

@@ -1,0 +1,288 @@
+package saga
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/composable-go/composable"
+	"github.com/composable-go/composable/aggregate"
+	"github.com/composable-go/composable/persistence"
+)
+
+// input is the command of a saga instance's underlying aggregate: a routed
+// domain event, a dispatched command's outcome, or a timer firing.
+type input struct {
+	Event  *persistence.RecordedEvent
+	Mode   RouteMode
+	Result *evResulted
+	Timer  string
+	Due    time.Time
+}
+
+type decision = aggregate.Decision[input, event]
+
+// timerKey names a timer's effect, so rescheduling replaces it and
+// cancelling stops it.
+type timerKey struct{ name string }
+
+// handle is the underlying aggregate's command handler: it records what
+// the framework tracks, calls the saga's Handle, and turns its decision into
+// events and effects.
+func (s *Saga[S, E, Env]) handle(inst Instance[S], in input, _ struct{}) (decision, error) {
+	switch {
+	case in.Event != nil:
+		switch {
+		case inst.Ended() || inst.Status == Compensating:
+			return decision{}, nil // too late: nothing to do
+		case in.Mode == Start && inst.Status != NotStarted:
+			s.logger.Info("saga: start event for a running instance ignored", "saga", s.def.Type, "id", inst.ID, "event", in.Event.ID)
+			return decision{}, nil
+		case in.Mode == Continue && inst.Status == NotStarted:
+			s.logger.Info("saga: event for an instance that has not started ignored", "saga", s.def.Type, "id", inst.ID, "event", in.Event.ID)
+			return decision{}, nil
+		}
+		var pre []event
+		if inst.Status == NotStarted {
+			pre = append(pre, evStarted{})
+		}
+		ev, err := s.def.Events.Unmarshal(in.Event.EventData)
+		if err != nil {
+			return s.fail(inst, pre, fmt.Errorf("decode %s: %w", in.Event.ID, err)), nil
+		}
+		return s.decide(inst, pre, Input{Event: ev, Recorded: in.Event}), nil
+	case in.Timer != "":
+		due, ok := inst.Timers[in.Timer]
+		if !ok || !due.Equal(in.Due) || inst.Status != Running {
+			return decision{}, nil // cancelled, re-armed, fired already, or too late
+		}
+		return s.decide(inst, []event{evTimerFired{Name: in.Timer}}, Input{Timer: in.Timer}), nil
+	case in.Result != nil:
+		p, ok := inst.Pending[in.Result.Step]
+		if !ok {
+			return decision{}, nil // a duplicate outcome
+		}
+		res := *in.Result
+		if inst.Status == Compensating {
+			n := len(inst.Compensations)
+			if n > 0 && compensationStep(inst.Compensations[n-1]) == res.Step && res.Error != "" {
+				return s.end(inst, []event{res}, Failed, fmt.Sprintf("%s; then %s failed: %s", inst.Reason, res.Step, res.Error)), nil
+			}
+			// A compensation done, or a step that finished late: go on.
+			return s.translate(inst, []event{res}, Decision[E]{}), nil
+		}
+		result := Result{Step: res.Step, Version: res.Version, Position: res.Position}
+		if res.Error != "" {
+			switch p.OnFailure {
+			case Stop:
+				return s.end(inst, []event{res}, Failed, fmt.Sprintf("step %s failed: %s", res.Step, res.Error)), nil
+			case Skip:
+				res.Skipped = true
+			default:
+				result.Err = errors.New(res.Error)
+			}
+		}
+		return s.decide(inst, []event{res}, Input{Result: &result}), nil
+	}
+	return decision{}, nil
+}
+
+// decide calls the saga's Handle and translates its decision. An error or
+// a panic from Handle fails the saga, visibly.
+func (s *Saga[S, E, Env]) decide(inst Instance[S], pre []event, in Input) decision {
+	d, err := s.callHandle(inst.State, in)
+	if err != nil {
+		return s.fail(inst, pre, err)
+	}
+	return s.translate(inst, pre, d)
+}
+
+func (s *Saga[S, E, Env]) callHandle(state S, in Input) (d Decision[E], err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("panic in Handle: %v\n%s", v, debug.Stack())
+		}
+	}()
+	return s.def.Handle(state, in, s.def.Env)
+}
+
+// fail ends the saga after an unexpected error: logged, recorded as the
+// reason, never a silent rollback.
+func (s *Saga[S, E, Env]) fail(inst Instance[S], pre []event, err error) decision {
+	s.logger.Error("saga: failed unexpectedly", "saga", s.def.Type, "id", inst.ID, "error", err)
+	return s.end(inst, pre, Failed, "unexpected: "+err.Error())
+}
+
+func (s *Saga[S, E, Env]) end(inst Instance[S], pre []event, status Status, reason string) decision {
+	return s.translate(inst, append(pre, evEnded{Status: status, Reason: reason}), Decision[E]{})
+}
+
+// translate turns a decision into the instance's events and effects.
+func (s *Saga[S, E, Env]) translate(inst Instance[S], events []event, d Decision[E]) decision {
+	fail := func(err error) decision { return s.fail(inst, events, err) }
+	for _, e := range d.Events {
+		data, err := s.def.Events.Marshal(e)
+		if err != nil {
+			return fail(fmt.Errorf("encode event %T: %w", e, err))
+		}
+		events = append(events, evRecorded{Type: data.Type, SchemaVersion: data.SchemaVersion, Data: data.Data})
+	}
+	for _, c := range d.Dispatch {
+		p, err := s.encode(c)
+		if err != nil {
+			return fail(err)
+		}
+		events = append(events, evDispatched{Command: p})
+	}
+	now := s.clock.Now()
+	for _, t := range d.Schedule {
+		events = append(events, evTimerScheduled{Name: t.Name, Due: now.Add(t.After)})
+	}
+	for _, name := range d.Cancel {
+		if _, ok := inst.Timers[name]; ok {
+			events = append(events, evTimerCancelled{Name: name})
+		}
+	}
+	switch {
+	case d.Fail != "":
+		events = append(events, evEnded{Status: Failed, Reason: d.Fail})
+	case d.Compensate != "":
+		events = append(events, evCompensating{Reason: d.Compensate})
+	case d.Complete:
+		events = append(events, evEnded{Status: Completed})
+	}
+	// While compensating, dispatch the newest compensation not yet sent,
+	// or end when none is left.
+	next := s.simulate(inst, events)
+	if next.Status == Compensating && len(next.Pending) == 0 {
+		if n := len(next.Compensations); n > 0 {
+			c := next.Compensations[n-1]
+			c.Step = compensationStep(c)
+			events = append(events, evDispatched{Command: c})
+		} else {
+			events = append(events, evEnded{Status: Failed, Reason: next.Reason})
+		}
+		next = s.simulate(inst, events)
+	}
+	return decision{Events: events, Effect: s.effects(inst, next, events)}
+}
+
+func (s *Saga[S, E, Env]) simulate(inst Instance[S], events []event) Instance[S] {
+	next := inst.clone(s.cloneState)
+	for _, e := range events {
+		apply(&s.def, &next, e)
+	}
+	return next
+}
+
+// effects arms the timers and dispatches the commands that events record;
+// an ended saga's timers are disarmed.
+func (s *Saga[S, E, Env]) effects(before, after Instance[S], events []event) composable.Effect[input] {
+	var fx []composable.Effect[input]
+	for _, e := range events {
+		switch e := e.(type) {
+		case evDispatched:
+			fx = append(fx, s.dispatchEffect(after.ID, e.Command))
+		case evTimerScheduled:
+			fx = append(fx, s.timerEffect(e.Name, e.Due))
+		case evTimerCancelled:
+			fx = append(fx, composable.Cancel[input](timerKey{e.Name}))
+		}
+	}
+	if after.Ended() && !before.Ended() {
+		for name := range before.Timers {
+			fx = append(fx, composable.Cancel[input](timerKey{name}))
+		}
+		fx = append(fx, s.indexEffect(after.ID, true))
+	}
+	return composable.Merge(fx...)
+}
+
+// onActivate re-arms, from the state, what was pending when the instance
+// was last active: timers (at their recorded due times) and commands
+// awaiting their result (their ids make the re-dispatch idempotent).
+func (s *Saga[S, E, Env]) onActivate(inst Instance[S], _ struct{}) composable.Effect[input] {
+	if inst.Status != Running && inst.Status != Compensating {
+		return composable.None[input]()
+	}
+	var fx []composable.Effect[input]
+	for name, due := range inst.Timers {
+		fx = append(fx, s.timerEffect(name, due))
+	}
+	for _, p := range inst.Pending {
+		fx = append(fx, s.dispatchEffect(inst.ID, p))
+	}
+	return composable.Merge(fx...)
+}
+
+func (s *Saga[S, E, Env]) timerEffect(name string, due time.Time) composable.Effect[input] {
+	return composable.CancelInFlight(timerKey{name},
+		composable.Delay(due.Sub(s.clock.Now()), composable.Send(input{Timer: name, Due: due})))
+}
+
+func (s *Saga[S, E, Env]) dispatchEffect(sagaID string, p Pending) composable.Effect[input] {
+	return composable.Run(func(ctx context.Context, send func(input)) {
+		res := s.dispatch(ctx, sagaID, p)
+		send(input{Result: &res})
+	})
+}
+
+// encode records a command for dispatch.
+func (s *Saga[S, E, Env]) encode(c Command) (Pending, error) {
+	data, err := s.def.Commands.Marshal(c.Command)
+	if err != nil {
+		return Pending{}, fmt.Errorf("encode command %T of step %s: %w", c.Command, c.Step, err)
+	}
+	retries := c.Retries
+	if retries == 0 {
+		retries = 5
+	}
+	p := Pending{Step: c.Step, Aggregate: c.Aggregate, ID: c.ID, Type: data.Type, SchemaVersion: data.SchemaVersion,
+		Data: data.Data, Retries: max(retries, 0), OnFailure: c.OnFailure}
+	if c.Compensation != nil {
+		comp, err := s.encode(*c.Compensation)
+		if err != nil {
+			return Pending{}, err
+		}
+		p.Compensation = &comp
+	}
+	return p, nil
+}
+
+// dispatch sends a pending command, retrying transient failures with
+// back-off on the runtime's clock, and returns its outcome.
+func (s *Saga[S, E, Env]) dispatch(ctx context.Context, sagaID string, p Pending) evResulted {
+	cmd, err := s.def.Commands.Unmarshal(persistence.EventData{Type: p.Type, SchemaVersion: p.SchemaVersion, Data: p.Data})
+	if err != nil {
+		return evResulted{Step: p.Step, Error: "decode command: " + err.Error()}
+	}
+	id := fmt.Sprintf("saga/%s/%s/%s", s.def.Type, sagaID, p.Step)
+	md := map[string]string{persistence.MetadataCorrelationID: sagaID, persistence.MetadataCausationID: id}
+	backoff := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		reply, err := s.rt.Send(ctx, p.Aggregate, p.ID, cmd, aggregate.WithCommandID(id), aggregate.WithMetadata(md))
+		if err == nil {
+			return evResulted{Step: p.Step, Version: reply.Version, Position: reply.Position}
+		}
+		if ctx.Err() != nil || !transient(err) || attempt >= p.Retries {
+			return evResulted{Step: p.Step, Error: err.Error()}
+		}
+		s.logger.Warn("saga: command failed; retrying", slog.String("saga", s.def.Type), slog.String("id", sagaID),
+			slog.String("step", p.Step), slog.Any("error", err))
+		select {
+		case <-ctx.Done():
+			return evResulted{Step: p.Step, Error: ctx.Err().Error()}
+		case <-s.clock.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// transient reports failures a retry may cure.
+func transient(err error) bool {
+	return errors.Is(err, aggregate.ErrUnavailable) || errors.Is(err, aggregate.ErrOverloaded) ||
+		errors.Is(err, aggregate.ErrTooManyAttempts) || errors.Is(err, context.DeadlineExceeded)
+}

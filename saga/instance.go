@@ -1,0 +1,187 @@
+package saga
+
+import (
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/composable-go/composable/persistence"
+)
+
+// Status is where an instance is in its life.
+type Status int
+
+const (
+	// NotStarted means no event has started the instance.
+	NotStarted Status = iota
+	// Running means started, neither ended nor compensating.
+	Running
+	// Compensating means dispatching compensations before failing.
+	Compensating
+	// Completed means ended successfully.
+	Completed
+	// Failed means ended in failure; Reason says why.
+	Failed
+)
+
+// String names the status.
+func (s Status) String() string {
+	return [...]string{"not started", "running", "compensating", "completed", "failed"}[s]
+}
+
+// Instance is the state of one saga instance: the saga's own state and what
+// the framework tracks for it — pending timers and commands, the
+// compensations of the steps that succeeded. All of it is rebuilt from the
+// instance's events, so it survives restarts.
+type Instance[S any] struct {
+	ID     string
+	Status Status
+	Reason string
+	State  S
+	// Timers are the pending timers, by name, with their due times.
+	Timers map[string]time.Time
+	// Pending are the dispatched commands awaiting their result, by step.
+	Pending map[string]Pending
+	// Compensations of the steps that succeeded, oldest first.
+	Compensations []Pending
+}
+
+// Ended reports whether the instance completed or failed.
+func (i Instance[S]) Ended() bool { return i.Status == Completed || i.Status == Failed }
+
+// Pending is a dispatched command as the instance records it.
+type Pending struct {
+	Step          string
+	Aggregate     string
+	ID            string
+	Type          string // the command's registered type
+	SchemaVersion int
+	Data          []byte
+	Retries       int
+	OnFailure     FailurePolicy
+	Compensation  *Pending `json:",omitempty"`
+}
+
+func (i Instance[S]) clone(cloneState func(S) S) Instance[S] {
+	i.Timers = maps.Clone(i.Timers)
+	i.Pending = maps.Clone(i.Pending)
+	i.Compensations = slices.Clone(i.Compensations)
+	i.State = cloneState(i.State)
+	return i
+}
+
+// The framework's events, stored in the instance's stream.
+type (
+	evStarted  struct{}
+	evRecorded struct {
+		Type          string
+		SchemaVersion int
+		Data          []byte
+	}
+	evTimerScheduled struct {
+		Name string
+		Due  time.Time
+	}
+	evTimerCancelled struct{ Name string }
+	evTimerFired     struct{ Name string }
+	evDispatched     struct{ Command Pending }
+	evResulted       struct {
+		Step              string
+		Error             string `json:",omitempty"`
+		Skipped           bool   `json:",omitempty"`
+		Version, Position int64
+	}
+	evCompensating struct{ Reason string }
+	evEnded        struct {
+		Status Status
+		Reason string `json:",omitempty"`
+	}
+)
+
+// event is the union of the framework's events.
+type event interface{ sagaEvent() }
+
+func (evStarted) sagaEvent()        {}
+func (evRecorded) sagaEvent()       {}
+func (evTimerScheduled) sagaEvent() {}
+func (evTimerCancelled) sagaEvent() {}
+func (evTimerFired) sagaEvent()     {}
+func (evDispatched) sagaEvent()     {}
+func (evResulted) sagaEvent()       {}
+func (evCompensating) sagaEvent()   {}
+func (evEnded) sagaEvent()          {}
+
+// frameworkRegistry encodes the framework's events (JSON).
+func frameworkRegistry() *persistence.Registry {
+	reg := persistence.NewRegistry()
+	for _, err := range []error{
+		persistence.Register[evStarted](reg, "saga.started"),
+		persistence.Register[evRecorded](reg, "saga.recorded"),
+		persistence.Register[evTimerScheduled](reg, "saga.timer-scheduled"),
+		persistence.Register[evTimerCancelled](reg, "saga.timer-cancelled"),
+		persistence.Register[evTimerFired](reg, "saga.timer-fired"),
+		persistence.Register[evDispatched](reg, "saga.dispatched"),
+		persistence.Register[evResulted](reg, "saga.resulted"),
+		persistence.Register[evCompensating](reg, "saga.compensating"),
+		persistence.Register[evEnded](reg, "saga.ended"),
+	} {
+		if err != nil {
+			panic(err) // the framework's own types: a bug here, not input
+		}
+	}
+	return reg
+}
+
+// apply evolves an instance by one framework event. User events are
+// decoded with the definition's registry and applied with its Apply.
+func apply[S, E, Env any](def *Definition[S, E, Env], i *Instance[S], e event) {
+	switch e := e.(type) {
+	case evStarted:
+		i.Status = Running
+	case evRecorded:
+		ev, err := persistence.Decode[E](def.Events, persistence.EventData{Type: e.Type, SchemaVersion: e.SchemaVersion, Data: e.Data})
+		if err != nil {
+			panic(err) // the aggregate runtime reports it as a corrupt stream
+		}
+		def.Apply(&i.State, ev)
+	case evTimerScheduled:
+		if i.Timers == nil {
+			i.Timers = map[string]time.Time{}
+		}
+		i.Timers[e.Name] = e.Due
+	case evTimerCancelled:
+		delete(i.Timers, e.Name)
+	case evTimerFired:
+		delete(i.Timers, e.Name)
+	case evDispatched:
+		if i.Pending == nil {
+			i.Pending = map[string]Pending{}
+		}
+		i.Pending[e.Command.Step] = e.Command
+	case evResulted:
+		p, ok := i.Pending[e.Step]
+		delete(i.Pending, e.Step)
+		if !ok {
+			return
+		}
+		if n := len(i.Compensations); i.Status == Compensating && n > 0 && compensationStep(i.Compensations[n-1]) == e.Step {
+			i.Compensations = i.Compensations[:n-1] // a compensation done
+			return
+		}
+		// A step that succeeded — even one that finished late, during the
+		// compensation — is undone with the others.
+		if e.Error == "" && !e.Skipped && p.Compensation != nil {
+			c := *p.Compensation
+			c.Step = p.Step // the stack remembers the step it undoes
+			i.Compensations = append(i.Compensations, c)
+		}
+	case evCompensating:
+		i.Status, i.Reason = Compensating, e.Reason
+	case evEnded:
+		i.Status, i.Reason = e.Status, e.Reason
+		i.Timers, i.Pending = nil, nil
+	}
+}
+
+// compensationStep names the step that dispatches the compensation of c.
+func compensationStep(c Pending) string { return "compensate:" + c.Step }

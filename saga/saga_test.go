@@ -1,0 +1,251 @@
+package saga_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/composable-go/composable/actor"
+	"github.com/composable-go/composable/aggregate"
+	"github.com/composable-go/composable/persistence"
+	"github.com/composable-go/composable/persistence/memory"
+	"github.com/composable-go/composable/saga"
+	"github.com/composable-go/composable/testkit"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+type fixture struct {
+	store     *memory.Store
+	clock     *testkit.ManualClock
+	rt        *aggregate.Runtime
+	wallets   *aggregate.Type[wallet, walletCmd, walletEvent, struct{}]
+	transfers *saga.Saga[transfer, any, struct{}]
+	n         int
+}
+
+func newFixture(t *testing.T, store *memory.Store, clock *testkit.ManualClock) *fixture {
+	t.Helper()
+	sys := actor.NewSystem(actor.WithLogger(quiet()))
+	t.Cleanup(func() { _ = sys.Close() })
+	rt := aggregate.NewRuntime(sys, store, aggregate.WithClock(clock), aggregate.WithLogger(quiet()))
+	t.Cleanup(func() { _ = rt.Close() })
+	wallets, err := aggregate.Register(rt, walletDefinition(), aggregate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	transfers, err := saga.Register(rt, transferDefinition(), nil, saga.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{store: store, clock: clock, rt: rt, wallets: wallets, transfers: transfers}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// deliver encodes a domain event as the relay would publish it, and routes
+// it to the saga.
+func (f *fixture) deliver(t *testing.T, e any) persistence.RecordedEvent {
+	t.Helper()
+	data, err := transferDefinition().Events.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.n++
+	data.ID = fmt.Sprintf("domain-%d-%d", time.Now().UnixNano(), f.n)
+	rec := persistence.RecordedEvent{EventData: data, StreamID: "transfer/x"}
+	if err := f.transfers.Deliver(ctxT(t), rec); err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+func (f *fixture) balance(t *testing.T, id string) int {
+	t.Helper()
+	res, err := f.wallets.State(ctxT(t), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.State.Balance
+}
+
+// waitFor waits until the instance satisfies cond.
+func (f *fixture) waitFor(t *testing.T, id string, cond func(saga.Instance[transfer]) bool) saga.Instance[transfer] {
+	t.Helper()
+	var inst saga.Instance[transfer]
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		var err error
+		inst, err = f.transfers.Instance(ctxT(t), id)
+		return err == nil && cond(inst)
+	})
+	return inst
+}
+
+func debited(i saga.Instance[transfer]) bool { return i.Status == saga.Running && len(i.Pending) == 0 }
+
+func TestHappyPath(t *testing.T) {
+	f := newFixture(t, memory.New(), testkit.NewManualClock(time.Unix(0, 0)))
+	f.deliver(t, TransferRequested{Transfer: "t1", From: "alice", To: "bob", Amount: 30})
+	f.waitFor(t, "t1", debited)
+	f.deliver(t, TransferApproved{Transfer: "t1"})
+	inst := f.waitFor(t, "t1", saga.Instance[transfer].Ended)
+	if inst.Status != saga.Completed || len(inst.Timers) != 0 || !inst.State.Approved {
+		t.Fatalf("instance %+v", inst)
+	}
+	if a, b := f.balance(t, "alice"), f.balance(t, "bob"); a != 70 || b != 130 {
+		t.Fatalf("balances %d/%d", a, b)
+	}
+	// The deadline, disarmed, never fires.
+	f.clock.Advance(time.Hour)
+	if inst := f.waitFor(t, "t1", saga.Instance[transfer].Ended); inst.Status != saga.Completed {
+		t.Fatalf("late timer changed the outcome: %+v", inst)
+	}
+}
+
+func TestFailedCreditIsCompensated(t *testing.T) {
+	f := newFixture(t, memory.New(), testkit.NewManualClock(time.Unix(0, 0)))
+	f.deliver(t, TransferRequested{Transfer: "t2", From: "alice", To: "bob", Amount: 30, FailCredit: true})
+	f.waitFor(t, "t2", debited)
+	f.deliver(t, TransferApproved{Transfer: "t2"})
+	inst := f.waitFor(t, "t2", saga.Instance[transfer].Ended)
+	if inst.Status != saga.Failed || !strings.Contains(inst.Reason, "credit failed: ") || !strings.Contains(inst.Reason, "account closed") {
+		t.Fatalf("instance %+v", inst)
+	}
+	if a, b := f.balance(t, "alice"), f.balance(t, "bob"); a != 100 || b != 100 {
+		t.Fatalf("balances %d/%d after compensation", a, b)
+	}
+}
+
+func TestFailurePolicies(t *testing.T) {
+	f := newFixture(t, memory.New(), testkit.NewManualClock(time.Unix(0, 0)))
+	// Stop: the saga fails at once, without compensation.
+	f.deliver(t, TransferRequested{Transfer: "stop", From: "carol", To: "dan", Amount: 10, FailCredit: true, Policy: saga.Stop})
+	f.waitFor(t, "stop", debited)
+	f.deliver(t, TransferApproved{Transfer: "stop"})
+	inst := f.waitFor(t, "stop", saga.Instance[transfer].Ended)
+	if inst.Status != saga.Failed || !strings.HasPrefix(inst.Reason, "step credit failed") || f.balance(t, "carol") != 90 {
+		t.Fatalf("stop: %+v, carol %d", inst, f.balance(t, "carol"))
+	}
+	// Skip: the failed step counts as done.
+	f.deliver(t, TransferRequested{Transfer: "skip", From: "erin", To: "fay", Amount: 10, FailCredit: true, Policy: saga.Skip})
+	f.waitFor(t, "skip", debited)
+	f.deliver(t, TransferApproved{Transfer: "skip"})
+	inst = f.waitFor(t, "skip", saga.Instance[transfer].Ended)
+	if inst.Status != saga.Completed {
+		t.Fatalf("skip: %+v", inst)
+	}
+}
+
+func TestRejectedFirstStepFails(t *testing.T) {
+	f := newFixture(t, memory.New(), testkit.NewManualClock(time.Unix(0, 0)))
+	f.deliver(t, TransferRequested{Transfer: "t3", From: "alice", To: "bob", Amount: 500})
+	inst := f.waitFor(t, "t3", saga.Instance[transfer].Ended)
+	if inst.Status != saga.Failed || !strings.Contains(inst.Reason, "insufficient funds") || len(inst.Timers) != 0 {
+		t.Fatalf("instance %+v", inst)
+	}
+}
+
+func TestDeadlineCompensates(t *testing.T) {
+	f := newFixture(t, memory.New(), testkit.NewManualClock(time.Unix(0, 0)))
+	f.deliver(t, TransferRequested{Transfer: "t4", From: "alice", To: "bob", Amount: 40})
+	f.waitFor(t, "t4", debited)
+	f.clock.Advance(time.Minute)
+	inst := f.waitFor(t, "t4", saga.Instance[transfer].Ended)
+	if inst.Status != saga.Failed || inst.Reason != "approval deadline missed" || f.balance(t, "alice") != 100 {
+		t.Fatalf("instance %+v, alice %d", inst, f.balance(t, "alice"))
+	}
+	// An approval that comes too late changes nothing.
+	f.deliver(t, TransferApproved{Transfer: "t4"})
+	if inst := f.waitFor(t, "t4", saga.Instance[transfer].Ended); inst.State.Approved || f.balance(t, "bob") != 100 {
+		t.Fatalf("late approval was handled: %+v", inst)
+	}
+}
+
+// TestTimerSurvivesRestart stops the runtime while the saga waits for its
+// approval; a new runtime recovers the instance, and the deadline still
+// fires — once.
+func TestTimerSurvivesRestart(t *testing.T) {
+	store, clock := memory.New(), testkit.NewManualClock(time.Unix(0, 0))
+	f := newFixture(t, store, clock)
+	f.deliver(t, TransferRequested{Transfer: "t5", From: "alice", To: "bob", Amount: 25})
+	f.waitFor(t, "t5", debited)
+	_ = f.rt.Close()
+
+	g := newFixture(t, store, clock)
+	if err := g.transfers.Recover(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := clock.BlockUntil(ctxT(t), 1); err != nil { // the re-armed deadline
+		t.Fatal(err)
+	}
+	clock.Advance(time.Minute)
+	inst := g.waitFor(t, "t5", saga.Instance[transfer].Ended)
+	if inst.Status != saga.Failed || g.balance(t, "alice") != 100 {
+		t.Fatalf("after restart: %+v, alice %d", inst, g.balance(t, "alice"))
+	}
+	// Exactly one refund: alice's stream holds the debit and one credit.
+	events, err := store.Load(ctxT(t), "wallet/alice", 1)
+	if err != nil || len(events) != 2 {
+		t.Fatalf("alice's stream: %d events (%v)", len(events), err)
+	}
+}
+
+func TestDuplicatesAndStrictRouting(t *testing.T) {
+	f := newFixture(t, memory.New(), testkit.NewManualClock(time.Unix(0, 0)))
+	rec := f.deliver(t, TransferRequested{Transfer: "t6", From: "alice", To: "bob", Amount: 10})
+	f.waitFor(t, "t6", debited)
+	// The same event again (a redelivery), and a second start for the
+	// running instance: neither debits again.
+	if err := f.transfers.Deliver(ctxT(t), rec); err != nil {
+		t.Fatal(err)
+	}
+	f.deliver(t, TransferRequested{Transfer: "t6", From: "alice", To: "bob", Amount: 10})
+	// A continue for an instance that never started is ignored.
+	f.deliver(t, TransferApproved{Transfer: "nobody"})
+	if inst, _ := f.transfers.Instance(ctxT(t), "nobody"); inst.Status != saga.NotStarted {
+		t.Fatalf("continue started an instance: %+v", inst)
+	}
+	if b := f.balance(t, "alice"); b != 90 {
+		t.Fatalf("alice %d: debited more than once", b)
+	}
+}
+
+func TestUnexpectedErrorsFailVisibly(t *testing.T) {
+	for _, panics := range []bool{false, true} {
+		f := newFixture(t, memory.New(), testkit.NewManualClock(time.Unix(0, 0)))
+		id := fmt.Sprint("boom-", panics)
+		f.deliver(t, TransferRequested{Transfer: id, From: "alice", To: "bob", Amount: 10})
+		f.waitFor(t, id, debited)
+		f.deliver(t, Explode{Transfer: id, Panic: panics})
+		inst := f.waitFor(t, id, saga.Instance[transfer].Ended)
+		if inst.Status != saga.Failed || !strings.HasPrefix(inst.Reason, "unexpected: ") {
+			t.Fatalf("panic=%v: %+v", panics, inst)
+		}
+		if f.balance(t, "alice") != 90 {
+			t.Fatal("an unexpected error must not roll back silently")
+		}
+	}
+}
+
+func TestDefinitionIsValidated(t *testing.T) {
+	sys := actor.NewSystem(actor.WithLogger(quiet()))
+	defer sys.Close()
+	rt := aggregate.NewRuntime(sys, memory.New())
+	defer rt.Close()
+	_, err := saga.Register(rt, saga.Definition[transfer, any, struct{}]{Type: "a/b"}, nil, saga.Options{})
+	if err == nil || !strings.Contains(err.Error(), "Type") || !strings.Contains(err.Error(), "registries") || !strings.Contains(err.Error(), "Route") {
+		t.Fatalf("err = %v", err)
+	}
+}
