@@ -59,7 +59,7 @@ type recorder struct {
 	cleanups []func()
 }
 
-func (r *recorder) Helper()                     {}
+func (r *recorder) Helper()                      {}
 func (r *recorder) Errorf(f string, args ...any) { r.errs = append(r.errs, fmt.Sprintf(f, args...)) }
 func (r *recorder) Cleanup(f func())             { r.cleanups = append(r.cleanups, f) }
 func (r *recorder) finish() []string {
