@@ -225,8 +225,9 @@ func (s *Saga[S, E, Env]) timerEffect(name string, due time.Time) composable.Eff
 
 func (s *Saga[S, E, Env]) dispatchEffect(sagaID string, p Pending) composable.Effect[input] {
 	return composable.Run(func(ctx context.Context, send func(input)) {
-		res := s.dispatch(ctx, sagaID, p)
-		send(input{Result: &res})
+		if res, ok := s.dispatch(ctx, sagaID, p); ok {
+			send(input{Result: &res})
+		}
 	})
 }
 
@@ -253,11 +254,14 @@ func (s *Saga[S, E, Env]) encode(c Command) (Pending, error) {
 }
 
 // dispatch sends a pending command, retrying transient failures with
-// back-off on the runtime's clock, and returns its outcome.
-func (s *Saga[S, E, Env]) dispatch(ctx context.Context, sagaID string, p Pending) evResulted {
+// back-off on the runtime's clock, and returns its outcome. It reports no
+// outcome (false) when the instance is stopping or the runtime shutting
+// down: the command stays pending and is dispatched again when the
+// instance next becomes active.
+func (s *Saga[S, E, Env]) dispatch(ctx context.Context, sagaID string, p Pending) (evResulted, bool) {
 	cmd, err := s.def.Commands.Unmarshal(persistence.EventData{Type: p.Type, SchemaVersion: p.SchemaVersion, Data: p.Data})
 	if err != nil {
-		return evResulted{Step: p.Step, Error: "decode command: " + err.Error()}
+		return evResulted{Step: p.Step, Error: "decode command: " + err.Error()}, true
 	}
 	id := fmt.Sprintf("saga/%s/%s/%s", s.def.Type, sagaID, p.Step)
 	md := map[string]string{persistence.MetadataCorrelationID: sagaID, persistence.MetadataCausationID: id}
@@ -265,16 +269,19 @@ func (s *Saga[S, E, Env]) dispatch(ctx context.Context, sagaID string, p Pending
 	for attempt := 0; ; attempt++ {
 		reply, err := s.rt.Send(ctx, p.Aggregate, p.ID, cmd, aggregate.WithCommandID(id), aggregate.WithMetadata(md))
 		if err == nil {
-			return evResulted{Step: p.Step, Version: reply.Version, Position: reply.Position}
+			return evResulted{Step: p.Step, Version: reply.Version, Position: reply.Position}, true
 		}
-		if ctx.Err() != nil || !transient(err) || attempt >= p.Retries {
-			return evResulted{Step: p.Step, Error: err.Error()}
+		if ctx.Err() != nil || errors.Is(err, aggregate.ErrShuttingDown) {
+			return evResulted{}, false
+		}
+		if !transient(err) || attempt >= p.Retries {
+			return evResulted{Step: p.Step, Error: err.Error()}, true
 		}
 		s.logger.Warn("saga: command failed; retrying", slog.String("saga", s.def.Type), slog.String("id", sagaID),
 			slog.String("step", p.Step), slog.Any("error", err))
 		select {
 		case <-ctx.Done():
-			return evResulted{Step: p.Step, Error: ctx.Err().Error()}
+			return evResulted{}, false
 		case <-s.clock.After(backoff):
 		}
 		backoff = min(2*backoff, 10*time.Second)
