@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/composable-go/composable/actor"
+	"github.com/composable-go/composable/aggregate"
+	busmemory "github.com/composable-go/composable/bus/memory"
+	"github.com/composable-go/composable/bus/relay"
+	"github.com/composable-go/composable/persistence"
+	"github.com/composable-go/composable/persistence/memory"
+	"github.com/composable-go/composable/persistence/postgres"
+	"github.com/composable-go/composable/saga"
+)
+
+// backend is where a bank keeps its events, and how its relay remembers
+// what it published and makes sure it runs once.
+type backend struct {
+	store       persistence.EventStore
+	checkpoints persistence.CheckpointStore
+	lease       persistence.Lease
+	// close releases the store; call it after the bank over it closed.
+	close func() error
+}
+
+// memoryBackend keeps everything in this process.
+func memoryBackend() backend {
+	return backend{store: memory.New(), checkpoints: memory.NewCheckpoints(), lease: memory.NewLeases(), close: func() error { return nil }}
+}
+
+// postgresBackend connects to url and keeps the events in schema (created
+// on first use). The store is also the relay's checkpoint store and its
+// lease (an advisory lock), so a relay in another process takes over from
+// where this one stopped.
+//
+// A caveat of pairing that durable checkpoint with the in-process bus: an
+// event the relay published but the saga had not consumed when the process
+// stopped (Ctrl-C mid-transfer, a crash) is gone with the bus, while the
+// checkpoint says it was delivered — that transfer's saga never starts.
+// The demo waits for every saga to end before it stops; a service uses a
+// bus whose messages outlive the process (bus/kafka).
+func postgresBackend(ctx context.Context, url, schema string, logger *slog.Logger) (backend, error) {
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return backend{}, fmt.Errorf("postgres connection string: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return backend{}, fmt.Errorf("PostgreSQL is not reachable at %s (start it, or pass another -postgres URL): %w", url, err)
+	}
+	store, err := postgres.New(ctx, pool, postgres.WithSchema(schema), postgres.WithLogger(logger))
+	if err != nil {
+		pool.Close()
+		return backend{}, err
+	}
+	return backend{store: store, checkpoints: store, lease: store, close: func() error {
+		err := store.Close() // the writer first, then the connections it uses
+		pool.Close()
+		return err
+	}}, nil
+}
+
+// bank is one process of the banking service: accounts, transfers and the
+// transfer saga hosted on an aggregate runtime, and the path that carries
+// TransferRequested from the store to the saga — the relay publishing the
+// store's feed to an in-process bus, and the saga consuming it. A bank is
+// safe for concurrent use.
+type bank struct {
+	store         persistence.EventStore
+	accountEvents *persistence.Registry
+	sys           *actor.System
+	rt            *aggregate.Runtime
+	accounts      *aggregate.Type[Account, AccountCommand, AccountEvent, struct{}]
+	transfers     *aggregate.Type[Transfer, TransferCommand, TransferEvent, struct{}]
+	sagas         *saga.Saga[Progress, SagaEvent, struct{}]
+	bus           *busmemory.Bus
+	relay         *relay.Relay
+}
+
+// openBank hosts the aggregates and the saga over be. Nothing moves on the
+// bus until Run.
+func openBank(be backend, logger *slog.Logger) (*bank, error) {
+	accountDef, err := newAccountDefinition()
+	if err != nil {
+		return nil, err
+	}
+	transferDef, err := newTransferDefinition()
+	if err != nil {
+		return nil, err
+	}
+	sagaDef, err := newTransferSaga()
+	if err != nil {
+		return nil, err
+	}
+	b := &bank{store: be.store, accountEvents: accountDef.Events, bus: busmemory.New()}
+	b.relay, err = relay.New(relay.Config{Store: be.store, Publisher: b.bus, Checkpoints: be.checkpoints, Lease: be.lease, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	b.sys = actor.NewSystem(actor.WithLogger(logger))
+	b.rt = aggregate.NewRuntime(b.sys, be.store, aggregate.WithLogger(logger))
+	if b.accounts, err = aggregate.Register(b.rt, accountDef, aggregate.Options{}); err == nil {
+		if b.transfers, err = aggregate.Register(b.rt, transferDef, aggregate.Options{}); err == nil {
+			b.sagas, err = saga.Register(b.rt, sagaDef, nil, saga.Options{})
+		}
+	}
+	if err != nil {
+		return nil, errors.Join(err, b.Close())
+	}
+	return b, nil
+}
+
+// Run relays the store's feed to the bus and feeds the saga from it until
+// ctx ends, then returns nil; if either stops with an error, it stops the
+// other and returns the error.
+func (b *bank) Run(ctx context.Context) error {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var relayErr, sagaErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer cancel()
+		if err := b.relay.Run(runCtx); err != nil {
+			relayErr = fmt.Errorf("relay: %w", err)
+		}
+	})
+	wg.Go(func() {
+		defer cancel()
+		// saga.Run returns ctx's error, not nil, when ctx ends while it
+		// recovers instances: that is a normal stop too.
+		if err := b.sagas.Run(runCtx, b.bus); err != nil && ctx.Err() == nil {
+			sagaErr = fmt.Errorf("transfer saga: %w", err)
+		}
+	})
+	wg.Wait()
+	return errors.Join(relayErr, sagaErr)
+}
+
+// Close answers the commands in flight, then stops every actor — sagas
+// waiting on a command included: they resume when the bank opens again. It
+// does not close the store.
+func (b *bank) Close() error {
+	return errors.Join(b.rt.Close(), b.sys.Close())
+}
+
+// withBank opens a bank over be, runs it while fn does, then stops and
+// closes it — also when fn panics or calls runtime.Goexit (t.Fatal). fn's
+// ctx ends early if the bank stops with an error.
+func withBank(ctx context.Context, be backend, logger *slog.Logger, fn func(context.Context, *bank) error) (err error) {
+	b, err := openBank(be, logger)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		defer cancel()
+		done <- b.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		err = errors.Join(err, <-done, b.Close())
+	}()
+	return fn(ctx, b)
+}
+
+// awaitEnd waits until the saga of transfer id has completed or failed.
+// The saga offers no notification of an instance's end, so this polls.
+func (b *bank) awaitEnd(ctx context.Context, id string, timeout time.Duration) (saga.Instance[Progress], error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		inst, err := b.sagas.Instance(ctx, id)
+		switch {
+		case err == nil && inst.Ended():
+			return inst, nil
+		case ctx.Err() != nil:
+			return inst, fmt.Errorf("transfer %s: saga %s after %v: %w", id, inst.Status, timeout, errors.Join(err, ctx.Err()))
+		}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
+	}
+}
+
+// balance returns an account's balance.
+func (b *bank) balance(ctx context.Context, id string) (Money, error) {
+	res, err := b.accounts.State(ctx, id)
+	return res.State.Balance, err
+}
+
+// stepEvents returns the events that the steps of transfer id appended to
+// account's stream, by step name. The saga gives each command the id
+// "saga/transfer/<transfer>/<step>", and the runtime records it in the
+// events' metadata.
+func (b *bank) stepEvents(ctx context.Context, account, transfer string) (map[string][]AccountEvent, error) {
+	stored, err := b.store.Load(ctx, b.accounts.Stream(account), 1)
+	if err != nil {
+		return nil, err
+	}
+	prefix := fmt.Sprintf("saga/%s/%s/", sagaType, transfer)
+	out := map[string][]AccountEvent{}
+	for _, r := range stored {
+		step, ok := strings.CutPrefix(r.Metadata[persistence.MetadataCommandID], prefix)
+		if !ok {
+			continue
+		}
+		e, err := persistence.Decode[AccountEvent](b.accountEvents, r.EventData)
+		if err != nil {
+			return nil, err
+		}
+		out[step] = append(out[step], e)
+	}
+	return out, nil
+}

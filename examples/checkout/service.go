@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/composable-go/composable"
+	"github.com/composable-go/composable/actor"
+	"github.com/composable-go/composable/aggregate"
+	"github.com/composable-go/composable/bus"
+	"github.com/composable-go/composable/bus/relay"
+	"github.com/composable-go/composable/persistence"
+	"github.com/composable-go/composable/persistence/memory"
+	"github.com/composable-go/composable/persistence/postgres"
+	"github.com/composable-go/composable/saga"
+)
+
+// backend is where the service keeps its events, and where its relay
+// keeps its checkpoint and its lease.
+type backend struct {
+	store       persistence.EventStore
+	checkpoints persistence.CheckpointStore
+	lease       persistence.Lease
+	// close releases the store; call it after every service over it closed.
+	close func() error
+}
+
+// memoryBackend keeps everything in this process.
+func memoryBackend() backend {
+	return backend{store: memory.New(), checkpoints: memory.NewCheckpoints(), lease: memory.NewLeases(), close: func() error { return nil }}
+}
+
+// postgresBackend keeps the events in schema (created with its tables on
+// first use; nothing is ever dropped). The store is also the relay's
+// checkpoint store and lease — an advisory lock — so a relay in another
+// process takes over where this one stopped.
+func postgresBackend(ctx context.Context, url, schema string, logger *slog.Logger) (backend, error) {
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return backend{}, fmt.Errorf("postgres connection string: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return backend{}, fmt.Errorf("PostgreSQL is not reachable at %s (start it, or pass another -postgres URL): %w", url, err)
+	}
+	store, err := postgres.New(ctx, pool, postgres.WithSchema(schema), postgres.WithLogger(logger))
+	if err != nil {
+		pool.Close()
+		return backend{}, err
+	}
+	return backend{store: store, checkpoints: store, lease: store, close: func() error {
+		err := store.Close() // the writer first, then the connections it uses
+		pool.Close()
+		return err
+	}}, nil
+}
+
+// eventBus is what the service needs of a bus: the relay publishes to it,
+// the saga consumes from it.
+type eventBus interface {
+	bus.Publisher
+	bus.Subscriber
+}
+
+// settings are the parts of a service that tests and the demo choose.
+type settings struct {
+	clock              composable.Clock // the runtime's: saga timers, retries
+	reservationTimeout time.Duration
+	payments           PaymentEnv
+	logger             *slog.Logger
+	// sagaFeed, if set, wraps the bus subscription the saga consumes (the
+	// demo prints the deliveries).
+	sagaFeed func(bus.Subscriber) bus.Subscriber
+}
+
+// defaultPayments are the provider's rules in the demo and the tests.
+var defaultPayments = PaymentEnv{Limit: 500_00, DeclinedCards: []string{cardDeclined}}
+
+// Card tokens of the demo: one the provider accepts, one it declines.
+const (
+	cardOK       = "tok_visa"
+	cardDeclined = "tok_chargeDeclined"
+)
+
+// service is one process of the shop: the three aggregates and the
+// checkout saga on an aggregate runtime, and the production path of the
+// events — the relay publishing the store's feed to the bus, the saga
+// consuming it. A service is safe for concurrent use.
+type service struct {
+	store     persistence.EventStore
+	sys       *actor.System
+	rt        *aggregate.Runtime
+	orders    *aggregate.Type[Order, OrderCommand, OrderEvent, struct{}]
+	payments  *aggregate.Type[Payment, PaymentCommand, PaymentEvent, PaymentEnv]
+	inventory *aggregate.Type[Inventory, InventoryCommand, InventoryEvent, struct{}]
+	checkouts *saga.Saga[Checkout, CheckoutEvent, CheckoutEnv]
+	relay     *relay.Relay
+	sub       bus.Subscriber
+}
+
+// openService hosts the aggregates and the saga over be and b. Nothing
+// moves on the bus until Run.
+func openService(be backend, b eventBus, s settings) (*service, error) {
+	orderDef, err1 := newOrderDefinition()
+	paymentDef, err2 := newPaymentDefinition(s.payments)
+	inventoryDef, err3 := newInventoryDefinition()
+	checkoutDef, err4 := newCheckoutSaga(s.reservationTimeout)
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return nil, err
+	}
+	r, err := relay.New(relay.Config{
+		Store: be.store, Publisher: b, Checkpoints: be.checkpoints, Lease: be.lease,
+		Topic: relay.TopicByType(topicPrefix), Logger: s.logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	svc := &service{store: be.store, relay: r, sub: b}
+	if s.sagaFeed != nil {
+		svc.sub = s.sagaFeed(b)
+	}
+	svc.sys = actor.NewSystem(actor.WithLogger(s.logger))
+	svc.rt = aggregate.NewRuntime(svc.sys, be.store, aggregate.WithClock(s.clock), aggregate.WithLogger(s.logger))
+	if svc.orders, err = aggregate.Register(svc.rt, orderDef, aggregate.Options{}); err == nil {
+		if svc.payments, err = aggregate.Register(svc.rt, paymentDef, aggregate.Options{}); err == nil {
+			if svc.inventory, err = aggregate.Register(svc.rt, inventoryDef, aggregate.Options{}); err == nil {
+				svc.checkouts, err = saga.Register(svc.rt, checkoutDef, nil, saga.Options{})
+			}
+		}
+	}
+	if err != nil {
+		return nil, errors.Join(err, svc.Close())
+	}
+	return svc, nil
+}
+
+// Run relays the store's feed to the bus and feeds the saga from it —
+// saga.Run first recovers the instances a previous process left running —
+// until ctx ends, then returns nil. If either stops with an error, Run
+// stops the other and returns it.
+func (s *service) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var relayErr, sagaErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer cancel()
+		if err := s.relay.Run(ctx); err != nil {
+			relayErr = fmt.Errorf("relay: %w", err)
+		}
+	})
+	wg.Go(func() {
+		defer cancel()
+		if err := s.checkouts.Run(ctx, s.sub); err != nil && ctx.Err() == nil {
+			sagaErr = fmt.Errorf("checkout saga: %w", err)
+		}
+	})
+	wg.Wait()
+	return errors.Join(relayErr, sagaErr)
+}
+
+// Close answers the commands in flight, then stops every actor — sagas
+// waiting on a command or a timer included: they resume when a service
+// opens over the same store. It closes neither the store nor the bus.
+func (s *service) Close() error {
+	return errors.Join(s.rt.Close(), s.sys.Close())
+}
+
+// start runs the service in the background until stop, which waits for
+// it, closes it and returns what stopped it. running ends when the service
+// stops — on stop, or on its own when the relay or the saga fails — so that
+// whoever drives the service does not wait for a dead one.
+func (s *service) start(ctx context.Context) (running context.Context, stop func() error) {
+	running, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		err := s.Run(running)
+		cancel()
+		done <- err
+	}()
+	var once sync.Once
+	var err error
+	return running, func() error {
+		once.Do(func() {
+			cancel()
+			err = errors.Join(<-done, s.Close())
+		})
+		return err
+	}
+}
+
+// awaitEnd waits until the checkout of order has completed or failed,
+// polling: the saga offers no notification of an instance's end.
+func (s *service) awaitEnd(ctx context.Context, order string, timeout time.Duration) (saga.Instance[Checkout], error) {
+	var inst saga.Instance[Checkout]
+	err := poll(ctx, timeout, func(ctx context.Context) (bool, error) {
+		var err error
+		inst, err = s.checkouts.Instance(ctx, order)
+		return err == nil && inst.Ended(), nil
+	})
+	if err != nil {
+		return inst, fmt.Errorf("checkout %s still %s: %w", order, inst.Status, err)
+	}
+	return inst, nil
+}
+
+// poll calls cond every millisecond until it reports true or fails, or
+// timeout passes.
+func poll(ctx context.Context, timeout time.Duration, cond func(context.Context) (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, err := cond(ctx)
+		if ok || err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
