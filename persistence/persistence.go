@@ -101,6 +101,15 @@ type SnapshotStore interface {
 	LoadSnapshot(ctx context.Context, stream string) (Snapshot, bool, error)
 }
 
+// HeadReader is an optional capability of an [EventStore]: the position of
+// the last event of the global feed, what a reader's lag is measured
+// against.
+type HeadReader interface {
+	// Head returns the global position of the last committed event, 0 when
+	// the feed is empty. Every event up to it can be read with ReadAll.
+	Head(ctx context.Context) (int64, error)
+}
+
 // Notifier is an optional capability of an [EventStore]: a hint that the
 // global feed may have grown. [Subscribe] uses it to wake up early; it still
 // polls, so a lost hint only costs latency.

@@ -144,6 +144,16 @@ func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]persiste
 	return out, nil
 }
 
+// Head implements [persistence.HeadReader].
+func (s *Store) Head(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return int64(len(s.all)), nil
+}
+
 // Appended implements [persistence.Notifier].
 func (s *Store) Appended() <-chan struct{} {
 	s.mu.RLock()

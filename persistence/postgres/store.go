@@ -257,6 +257,16 @@ func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]persiste
 	return nil, fmt.Errorf("postgres: read all after %d: %w", after, err)
 }
 
+// Head implements [persistence.HeadReader]. Positions commit in order, so
+// the highest committed one is the head of a gap-free feed.
+func (s *Store) Head(ctx context.Context) (int64, error) {
+	var head int64
+	if err := s.pool.QueryRow(ctx, s.q.head).Scan(&head); err != nil {
+		return 0, fmt.Errorf("postgres: read head: %w", err)
+	}
+	return head, nil
+}
+
 // SaveSnapshot implements [persistence.SnapshotStore].
 func (s *Store) SaveSnapshot(ctx context.Context, snap persistence.Snapshot) error {
 	if err := persistence.ValidateSnapshot(snap, s.cfg.maxEventSize); err != nil {

@@ -198,3 +198,21 @@ func testNotifier(t *testing.T, s Store) {
 		t.Fatal(err)
 	}
 }
+
+// testHead checks the head of stores that report one: 0 when empty, then
+// the position of the last append.
+func testHead(t *testing.T, s Store) {
+	h, ok := s.(persistence.HeadReader)
+	if !ok {
+		t.Skip("the store does not implement persistence.HeadReader")
+	}
+	ctx := ctxFor(t)
+	if head, err := h.Head(ctx); err != nil || head != 0 {
+		t.Fatalf("empty store: head %d, %v", head, err)
+	}
+	mustAppend(t, s, "a", persistence.NoStream, ev("1"), ev("2"))
+	res := mustAppend(t, s, "b", persistence.NoStream, ev("3"))
+	if head, err := h.Head(ctx); err != nil || head != res.Position {
+		t.Fatalf("head %d, %v; want %d", head, err, res.Position)
+	}
+}

@@ -60,6 +60,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"GlobalFeedUnderConcurrentWriters", testGlobalFeedOrder},
 		{"SubscribeCatchesUpThenFollows", testSubscribe},
 		{"NotifierWakesSubscribers", testNotifier},
+		{"HeadIsTheLastPosition", testHead},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

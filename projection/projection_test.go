@@ -1,0 +1,230 @@
+package projection_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.uber.org/goleak"
+
+	"github.com/composable-go/composable/persistence"
+	evmemory "github.com/composable-go/composable/persistence/memory"
+	"github.com/composable-go/composable/projection"
+	"github.com/composable-go/composable/projection/memory"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func count(_ context.Context, tx *memory.Tx, e persistence.RecordedEvent) error {
+	n, _ := tx.Get(e.StreamID)
+	c, _ := n.(int)
+	tx.Put(e.StreamID, c+1)
+	return nil
+}
+
+func TestValidate(t *testing.T) {
+	for _, name := range []string{"", "Orders", "1orders", "orders__x", "orders-x", "_orders", "orders_", "a_very_long_projection_name_over_30"} {
+		p := projection.Projection[*memory.Tx]{Name: name, Handle: count}
+		if err := p.Validate(); !errors.Is(err, projection.ErrInvalid) {
+			t.Errorf("name %q: %v, want ErrInvalid", name, err)
+		}
+	}
+	for _, name := range []string{"orders", "order_history", "v2_orders"} {
+		p := projection.Projection[*memory.Tx]{Name: name, Handle: count}
+		if err := p.Validate(); err != nil {
+			t.Errorf("name %q: %v", name, err)
+		}
+	}
+	err := projection.Projection[*memory.Tx]{Name: "x", OnFailure: 7}.Validate()
+	if !errors.Is(err, projection.ErrInvalid) || !containsAll(err.Error(), "Handle", "OnFailure") {
+		t.Fatalf("Validate = %v, want every problem", err)
+	}
+	if _, err := projection.NewRunner[*memory.Tx](nil, nil, projection.Projection[*memory.Tx]{}, projection.Options{}); !errors.Is(err, projection.ErrInvalid) ||
+		!containsAll(err.Error(), "Lease", "feed and store", "Name") {
+		t.Fatalf("NewRunner = %v", err)
+	}
+}
+
+func containsAll(s string, parts ...string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
+
+type OrderPlaced struct{ Customer string }
+
+func TestDecoded(t *testing.T) {
+	reg := persistence.NewRegistry()
+	if err := persistence.Register[OrderPlaced](reg, "order.placed"); err != nil {
+		t.Fatal(err)
+	}
+	var got []any
+	h := projection.Decoded(reg, func(_ context.Context, _ *memory.Tx, e any, _ persistence.RecordedEvent) error {
+		got = append(got, e)
+		return nil
+	})
+	data, _ := reg.Marshal(OrderPlaced{Customer: "ada"})
+	ctx := ctxT(t)
+	if err := h(ctx, nil, persistence.RecordedEvent{EventData: data}); err != nil {
+		t.Fatal(err)
+	}
+	// Not this projection's business: skipped.
+	if err := h(ctx, nil, persistence.RecordedEvent{EventData: persistence.EventData{Type: "payment.charged", Data: []byte("{}")}}); err != nil {
+		t.Fatal(err)
+	}
+	// Corrupt: a failure, for the policy to handle.
+	if err := h(ctx, nil, persistence.RecordedEvent{EventData: persistence.EventData{Type: "order.placed", SchemaVersion: 1, Data: []byte("{not json")}}); err == nil {
+		t.Fatal("a corrupt event decoded")
+	}
+	if len(got) != 1 || got[0] != (OrderPlaced{Customer: "ada"}) {
+		t.Fatalf("handled %v", got)
+	}
+}
+
+// flaky fails Apply with an infrastructure error (not an *ApplyError) the
+// first n times.
+type flaky struct {
+	*memory.Store
+	n atomic.Int32
+}
+
+func (f *flaky) Apply(ctx context.Context, p projection.Projection[*memory.Tx], events []persistence.RecordedEvent) error {
+	if f.n.Add(-1) >= 0 {
+		return errors.New("connection reset by peer")
+	}
+	return f.Store.Apply(ctx, p, events)
+}
+
+// TestStoreOutageIsRetriedNotDeadLettered: a store failure is not the
+// handler's, whatever the policy: nothing is skipped.
+func TestStoreOutageIsRetriedNotDeadLettered(t *testing.T) {
+	feed := evmemory.New()
+	for i := range 10 {
+		if _, err := feed.Append(ctxT(t), fmt.Sprintf("s-%d", i%2), persistence.Any, persistence.EventData{ID: fmt.Sprint(i), Type: "t", Data: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store := &flaky{Store: memory.New()}
+	store.n.Store(3)
+	r, err := projection.NewRunner[*memory.Tx](feed, store, projection.Projection[*memory.Tx]{Name: "counts", Handle: count, OnFailure: projection.SkipAndDeadLetter},
+		projection.Options{Lease: evmemory.NewLeases(), Logger: quiet(), MinBackoff: time.Millisecond, BatchSize: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, r)
+	defer stop()
+	if err := r.WaitFor(ctxT(t), 10); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := store.Get("counts", "s-0")
+	b, _ := store.Get("counts", "s-1")
+	if a != 5 || b != 5 {
+		t.Fatalf("counts %v/%v", a, b)
+	}
+	if dl, _ := store.DeadLetters(ctxT(t), "counts"); len(dl) != 0 {
+		t.Fatalf("an outage dead-lettered %v", dl)
+	}
+}
+
+func run(t *testing.T, r *projection.Runner[*memory.Tx]) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+}
+
+func TestLagMetricAndNoRebuild(t *testing.T) {
+	feed := evmemory.New()
+	for i := range 4 {
+		if _, err := feed.Append(ctxT(t), "s-1", persistence.Any, persistence.EventData{ID: fmt.Sprint(i), Type: "t", Data: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reader := sdkmetric.NewManualReader()
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer func() { _ = provider.Shutdown(context.Background()) }()
+	store := &noRebuild{s: memory.New()}
+	r, err := projection.NewRunner[*memory.Tx](feed, store, projection.Projection[*memory.Tx]{Name: "counts", Handle: count},
+		projection.Options{Lease: evmemory.NewLeases(), Logger: quiet(), Meter: provider.Meter("test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Rebuild(ctxT(t)); !errors.Is(err, projection.ErrNoRebuild) {
+		t.Fatalf("Rebuild = %v, want ErrNoRebuild", err)
+	}
+	stop := run(t, r)
+	defer stop()
+	if err := r.WaitFor(ctxT(t), 4); err != nil {
+		t.Fatal(err)
+	}
+	r.Pause()
+	if _, err := feed.Append(ctxT(t), "s-1", persistence.Any, persistence.EventData{ID: "late", Type: "t", Data: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctxT(t), &rm); err != nil {
+		t.Fatal(err)
+	}
+	lag, applied := int64(-1), int64(-1)
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Gauge[int64]:
+				if m.Name == "composable.projection.lag" && d.DataPoints[0].Attributes.HasValue(attribute.Key("projection")) {
+					lag = d.DataPoints[0].Value
+				}
+			case metricdata.Sum[int64]:
+				if m.Name == "composable.projection.applied" {
+					applied = d.DataPoints[0].Value
+				}
+			}
+		}
+	}
+	if lag != 1 || applied != 4 {
+		t.Fatalf("lag %d, applied %d; want 1 and 4", lag, applied)
+	}
+}
+
+// noRebuild is the memory store without its Rebuilder.
+type noRebuild struct{ s *memory.Store }
+
+func (n *noRebuild) Apply(ctx context.Context, p projection.Projection[*memory.Tx], events []persistence.RecordedEvent) error {
+	return n.s.Apply(ctx, p, events)
+}
+
+func (n *noRebuild) Checkpoint(ctx context.Context, name string) (int64, error) {
+	return n.s.Checkpoint(ctx, name)
+}
+
+func (n *noRebuild) DeadLetter(ctx context.Context, name string, e persistence.RecordedEvent, cause error) error {
+	return n.s.DeadLetter(ctx, name, e, cause)
+}
+
+func (n *noRebuild) DeadLetters(ctx context.Context, name string) ([]projection.DeadLetter, error) {
+	return n.s.DeadLetters(ctx, name)
+}
