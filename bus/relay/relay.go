@@ -39,6 +39,9 @@ type Config struct {
 	Lease persistence.Lease
 	// Topic chooses each event's topic. Default: [TopicByType]("events.").
 	Topic func(persistence.RecordedEvent) string
+	// Include chooses the events to publish; the others are passed over
+	// (the checkpoint still moves past them). Default: every event.
+	Include func(persistence.RecordedEvent) bool
 	// BatchSize is the most events read and published at once. Default 500.
 	BatchSize int
 	// PollInterval is how often the feed is polled without a wake-up hint.
@@ -131,7 +134,8 @@ func New(cfg Config) (*Relay, error) {
 }
 
 // Published returns the position of the last event this relay published
-// and the bus acknowledged, 0 before the first.
+// and the bus acknowledged (or passed over, see Config.Include), 0 before
+// the first.
 func (r *Relay) Published() int64 { return r.published.Load() }
 
 // errLeaseLost ends a run whose lease was lost.
@@ -220,12 +224,14 @@ func (r *Relay) hold(ctx context.Context) error {
 // publish sends one batch, retrying until the bus accepts it, then saves
 // the checkpoint.
 func (r *Relay) publish(ctx context.Context, events []persistence.RecordedEvent) error {
-	msgs := make([]bus.Message, len(events))
-	for i, e := range events {
-		msgs[i] = bus.Message{Topic: r.cfg.Topic(e), Key: e.StreamID, Event: e}
+	msgs := make([]bus.Message, 0, len(events))
+	for _, e := range events {
+		if r.cfg.Include == nil || r.cfg.Include(e) {
+			msgs = append(msgs, bus.Message{Topic: r.cfg.Topic(e), Key: e.StreamID, Event: e})
+		}
 	}
 	backoff := r.cfg.MinBackoff
-	for {
+	for len(msgs) > 0 {
 		err := r.cfg.Publisher.Publish(ctx, msgs...)
 		if err == nil {
 			break

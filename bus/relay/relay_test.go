@@ -166,6 +166,32 @@ func TestRelayPublishesEverythingInStreamOrder(t *testing.T) {
 	testkit.Eventually(t, 10*time.Second, func() bool { return r.Published() == 151 })
 }
 
+// TestIncludeFilters publishes only the chosen events; the checkpoint moves
+// past the others, even a batch with none to publish.
+func TestIncludeFilters(t *testing.T) {
+	store := memory.New()
+	seed(t, store, []string{"order/1", "internal/1"}, 10)
+	seed(t, store, []string{"internal/2"}, 10) // whole batches passed over
+	checkpoints := memory.NewCheckpoints()
+	pub := &recorder{}
+	include := func(e persistence.RecordedEvent) bool { return !strings.HasPrefix(e.StreamID, "internal/") }
+	r, stop := start(t, relay.Config{Store: store, Publisher: pub, Checkpoints: checkpoints, Lease: memory.NewLeases(), BatchSize: 4, Include: include})
+	testkit.Eventually(t, 10*time.Second, func() bool { return r.Published() == 30 })
+	stop()
+	msgs := pub.published()
+	if len(msgs) != 10 {
+		t.Fatalf("published %d messages, want the 10 of order/1", len(msgs))
+	}
+	for i, m := range msgs {
+		if m.Key != "order/1" || m.Event.Version != int64(i+1) {
+			t.Fatalf("message %d: %s v%d", i, m.Key, m.Event.Version)
+		}
+	}
+	if pos, err := checkpoints.LoadCheckpoint(context.Background(), "relay"); err != nil || pos != 30 {
+		t.Fatalf("checkpoint %d, %v; want 30", pos, err)
+	}
+}
+
 func TestBrokerDownThenBack(t *testing.T) {
 	store := memory.New()
 	seed(t, store, []string{"order/1", "order/2"}, 30)
