@@ -49,8 +49,11 @@ type Input struct {
 type Result struct {
 	// Step is the command's step name.
 	Step string
-	// Err is the failure, or nil. It is rebuilt from a stored message: use
-	// its text, not its identity.
+	// Err is the failure, or nil. It is rebuilt from a stored message, so
+	// its identity is lost, with one exception: a business rejection
+	// matches [aggregate.ErrRejected], and its text is the aggregate
+	// handler's own message (without the runtime's prefix). Other failures
+	// (retries exhausted, a bad command) keep the runtime's full text.
 	Err error
 	// Version and Position locate the events the command appended.
 	Version, Position int64
@@ -67,12 +70,14 @@ type Command struct {
 	Aggregate, ID string
 	Command       any
 	// Compensation, if set, is dispatched — in reverse order of the steps
-	// that succeeded — when the saga compensates.
+	// that succeeded — when the saga compensates, under the step name
+	// [CompensationStep](Step) (its own Step is ignored).
 	Compensation *Command
 	// Retries bounds how often a failure the runtime deems transient (the
 	// store unavailable, overload, conflicts, timeouts) is retried, with
 	// exponential back-off, before the failure reaches Handle. Rejections
-	// are never retried. Default 5.
+	// (errors matching [aggregate.ErrRejected]) are never retried, whatever
+	// the handler's error wraps. Default 5.
 	Retries int
 	// OnFailure says what a failure that remains does. Default Report.
 	OnFailure FailurePolicy
@@ -115,7 +120,12 @@ type Decision[E any] struct {
 	Fail string
 	// Compensate ends the saga as failed, with this reason, after
 	// dispatching the compensations of the steps that succeeded, newest
-	// first, one after the other.
+	// first, one after the other. Compensation starts once no command is
+	// pending: a command dispatched before or with this decision that
+	// succeeds is compensated too; one that fails is logged and otherwise
+	// ignored (there is nothing of it to undo), so a step that must
+	// happen before compensating — cancelling the order, say — is an
+	// ordinary step whose Result then decides to Compensate.
 	Compensate string
 }
 

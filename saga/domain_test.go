@@ -160,10 +160,14 @@ func transferDefinition() saga.Definition[transfer, any, struct{}] {
 				return saga.Decision[any]{}, errors.New("saga bug")
 			}
 			if in.Timer == "deadline" {
-				return saga.Decision[any]{Compensate: "approval deadline missed"}, nil
+				// Cancelling the timer that fired is harmless: nothing is
+				// recorded for it.
+				return saga.Decision[any]{Cancel: []string{"deadline"}, Compensate: "approval deadline missed"}, nil
 			}
 			if r := in.Result; r != nil {
 				switch {
+				case r.Step == "debit" && errors.Is(r.Err, aggregate.ErrRejected):
+					return saga.Decision[any]{Cancel: []string{"deadline"}, Fail: "debit refused: " + r.Err.Error()}, nil
 				case r.Step == "debit" && r.Err != nil:
 					return saga.Decision[any]{Cancel: []string{"deadline"}, Fail: "debit failed: " + r.Err.Error()}, nil
 				case r.Step == "credit" && r.Err != nil:

@@ -68,8 +68,14 @@ func (s *Saga[S, E, Env]) handle(inst Instance[S], in input, _ struct{}) (decisi
 		res := *in.Result
 		if inst.Status == Compensating {
 			n := len(inst.Compensations)
-			if n > 0 && compensationStep(inst.Compensations[n-1]) == res.Step && res.Error != "" {
+			isCompensation := n > 0 && CompensationStep(inst.Compensations[n-1].Step) == res.Step
+			if isCompensation && res.Error != "" {
 				return s.end(inst, []event{res}, Failed, fmt.Sprintf("%s; then %s failed: %s", inst.Reason, res.Step, res.Error)), nil
+			}
+			if !isCompensation && res.Error != "" {
+				// A step dispatched before (or with) the decision to
+				// compensate failed: nothing of it to undo.
+				s.logger.Warn("saga: step failed while compensating", "saga", s.def.Type, "id", inst.ID, "step", res.Step, "error", res.Error)
 			}
 			// A compensation done, or a step that finished late: go on.
 			return s.translate(inst, []event{res}, Decision[E]{}), nil
@@ -82,7 +88,7 @@ func (s *Saga[S, E, Env]) handle(inst Instance[S], in input, _ struct{}) (decisi
 			case Skip:
 				res.Skipped = true
 			default:
-				result.Err = errors.New(res.Error)
+				result.Err = res.err()
 			}
 		}
 		return s.decide(inst, []event{res}, Input{Result: &result}), nil
@@ -141,8 +147,11 @@ func (s *Saga[S, E, Env]) translate(inst Instance[S], events []event, d Decision
 	for _, t := range d.Schedule {
 		events = append(events, evTimerScheduled{Name: t.Name, Due: now.Add(t.After)})
 	}
+	// A timer is cancelled if it is pending after what came before — not
+	// one that just fired, nor one never armed.
+	current := s.simulate(inst, events)
 	for _, name := range d.Cancel {
-		if _, ok := inst.Timers[name]; ok {
+		if _, ok := current.Timers[name]; ok {
 			events = append(events, evTimerCancelled{Name: name})
 		}
 	}
@@ -160,7 +169,7 @@ func (s *Saga[S, E, Env]) translate(inst Instance[S], events []event, d Decision
 	if next.Status == Compensating && len(next.Pending) == 0 {
 		if n := len(next.Compensations); n > 0 {
 			c := next.Compensations[n-1]
-			c.Step = compensationStep(c)
+			c.Step = CompensationStep(c.Step)
 			events = append(events, evDispatched{Command: c})
 		} else {
 			events = append(events, evEnded{Status: Failed, Reason: next.Reason})
@@ -263,7 +272,7 @@ func (s *Saga[S, E, Env]) dispatch(ctx context.Context, sagaID string, p Pending
 	if err != nil {
 		return evResulted{Step: p.Step, Error: "decode command: " + err.Error()}, true
 	}
-	id := fmt.Sprintf("saga/%s/%s/%s", s.def.Type, sagaID, p.Step)
+	id := CommandID(s.def.Type, sagaID, p.Step)
 	md := map[string]string{persistence.MetadataCorrelationID: sagaID, persistence.MetadataCausationID: id}
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
@@ -275,7 +284,7 @@ func (s *Saga[S, E, Env]) dispatch(ctx context.Context, sagaID string, p Pending
 			return evResulted{}, false
 		}
 		if !transient(err) || attempt >= p.Retries {
-			return evResulted{Step: p.Step, Error: err.Error()}, true
+			return resultOf(p.Step, err), true
 		}
 		s.logger.Warn("saga: command failed; retrying", slog.String("saga", s.def.Type), slog.String("id", sagaID),
 			slog.String("step", p.Step), slog.Any("error", err))
@@ -288,8 +297,55 @@ func (s *Saga[S, E, Env]) dispatch(ctx context.Context, sagaID string, p Pending
 	}
 }
 
-// transient reports failures a retry may cure.
+// transient reports failures a retry may cure. A rejection never is, even
+// one whose handler error wraps an infrastructure error.
 func transient(err error) bool {
+	if errors.Is(err, aggregate.ErrRejected) {
+		return false
+	}
 	return errors.Is(err, aggregate.ErrUnavailable) || errors.Is(err, aggregate.ErrOverloaded) ||
 		errors.Is(err, aggregate.ErrTooManyAttempts) || errors.Is(err, context.DeadlineExceeded)
 }
+
+// CommandID is the command id a saga instance sends with the command of a
+// step: deterministic, so a re-dispatch is deduplicated by the aggregate.
+func CommandID(sagaType, sagaID, step string) string {
+	return fmt.Sprintf("saga/%s/%s/%s", sagaType, sagaID, step)
+}
+
+// CompensationStep is the step name under which the compensation of step
+// is dispatched (and reported).
+func CompensationStep(step string) string { return "compensate:" + step }
+
+// resultOf records a command's failure. A rejection keeps only the
+// handler's message, and is marked so that Handle can tell it apart.
+func resultOf(step string, err error) evResulted {
+	r := evResulted{Step: step}
+	if err == nil {
+		return r
+	}
+	r.Error = err.Error()
+	var rej *aggregate.RejectedError
+	switch {
+	case errors.As(err, &rej) && rej.Err != nil:
+		r.Rejected, r.Error = true, rej.Err.Error()
+	case errors.Is(err, aggregate.ErrRejected):
+		r.Rejected = true
+	}
+	return r
+}
+
+// err rebuilds the failure Handle sees.
+func (r evResulted) err() error {
+	if r.Rejected {
+		return rejection(r.Error)
+	}
+	return errors.New(r.Error)
+}
+
+// rejection is a stored business rejection: it matches
+// [aggregate.ErrRejected].
+type rejection string
+
+func (r rejection) Error() string        { return string(r) }
+func (r rejection) Is(target error) bool { return target == aggregate.ErrRejected }

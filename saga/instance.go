@@ -88,6 +88,7 @@ type (
 	evResulted       struct {
 		Step              string
 		Error             string `json:",omitempty"`
+		Rejected          bool   `json:",omitempty"`
 		Skipped           bool   `json:",omitempty"`
 		Version, Position int64
 	}
@@ -164,7 +165,7 @@ func apply[S, E, Env any](def *Definition[S, E, Env], i *Instance[S], e event) {
 		if !ok {
 			return
 		}
-		if n := len(i.Compensations); i.Status == Compensating && n > 0 && compensationStep(i.Compensations[n-1]) == e.Step {
+		if n := len(i.Compensations); i.Status == Compensating && n > 0 && CompensationStep(i.Compensations[n-1].Step) == e.Step {
 			i.Compensations = i.Compensations[:n-1] // a compensation done
 			return
 		}
@@ -179,9 +180,6 @@ func apply[S, E, Env any](def *Definition[S, E, Env], i *Instance[S], e event) {
 		i.Status, i.Reason = Compensating, e.Reason
 	case evEnded:
 		i.Status, i.Reason = e.Status, e.Reason
-		i.Timers, i.Pending = nil, nil
+		i.Timers, i.Pending, i.Compensations = nil, nil, nil
 	}
 }
-
-// compensationStep names the step that dispatches the compensation of c.
-func compensationStep(c Pending) string { return "compensate:" + c.Step }

@@ -83,12 +83,10 @@ func (m *Machine[S, E, Env]) Event(inst Instance[S], ev any, metadata map[string
 }
 
 // Result reports the outcome of the pending command of step: err nil for
-// success.
+// success; an error matching [aggregate.ErrRejected] (a
+// [*aggregate.RejectedError], say) is a rejection.
 func (m *Machine[S, E, Env]) Result(inst Instance[S], step string, err error) (Instance[S], Outcome[E], error) {
-	r := evResulted{Step: step}
-	if err != nil {
-		r.Error = err.Error()
-	}
+	r := resultOf(step, err)
 	return m.feed(inst, input{Result: &r})
 }
 

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
+	"sync"
 
 	"github.com/composable-go/composable"
 	"github.com/composable-go/composable/aggregate"
@@ -25,6 +28,9 @@ type Saga[S, E, Env any] struct {
 	logger     *slog.Logger
 	cloneState func(S) S
 	typ        *aggregate.Type[Instance[S], input, event, struct{}]
+
+	mu      sync.Mutex
+	waiters map[string][]chan struct{} // by instance id, for Wait
 }
 
 // Options tunes how instances are hosted (see [aggregate.Options]; an
@@ -93,9 +99,12 @@ func (s *Saga[S, E, Env]) Deliver(ctx context.Context, rec persistence.RecordedE
 
 // Run recovers the instances that were active (see Recover), then consumes
 // the saga's topics from sub, as consumer group "saga.<Type>", until ctx
-// ends.
+// ends. It returns nil when ctx ends, even during recovery.
 func (s *Saga[S, E, Env]) Run(ctx context.Context, sub bus.Subscriber) error {
 	if err := s.Recover(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	return sub.Subscribe(ctx, "saga."+s.def.Type, s.def.Topics, func(ctx context.Context, d bus.Delivery) error {
@@ -140,6 +149,58 @@ func (s *Saga[S, E, Env]) Recover(ctx context.Context) error {
 	return nil
 }
 
+// Wait blocks until instance id has ended — completed or failed — and
+// returns its final state, or until ctx ends. It returns at once for an
+// instance that has ended; for one that has not started it waits for it to
+// start and end. Wait observes ends that happen on this runtime.
+func (s *Saga[S, E, Env]) Wait(ctx context.Context, id string) (Instance[S], error) {
+	for {
+		ended := s.await(id)
+		inst, err := s.Instance(ctx, id)
+		if err != nil || inst.Ended() {
+			s.unawait(id, ended)
+			return inst, err
+		}
+		select {
+		case <-ended:
+		case <-ctx.Done():
+			s.unawait(id, ended)
+			return inst, ctx.Err()
+		}
+	}
+}
+
+// await registers a waiter for the end of id.
+func (s *Saga[S, E, Env]) await(id string) chan struct{} {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.waiters == nil {
+		s.waiters = map[string][]chan struct{}{}
+	}
+	s.waiters[id] = append(s.waiters[id], ch)
+	return ch
+}
+
+func (s *Saga[S, E, Env]) unawait(id string, ch chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.waiters[id] = slices.DeleteFunc(s.waiters[id], func(c chan struct{}) bool { return c == ch })
+	if len(s.waiters[id]) == 0 {
+		delete(s.waiters, id)
+	}
+}
+
+// ended wakes the waiters of id.
+func (s *Saga[S, E, Env]) ended(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ch := range s.waiters[id] {
+		close(ch)
+	}
+	delete(s.waiters, id)
+}
+
 // Instance returns the current state of an instance (activating it).
 func (s *Saga[S, E, Env]) Instance(ctx context.Context, id string) (Instance[S], error) {
 	res, err := s.typ.State(ctx, id)
@@ -154,6 +215,15 @@ type indexEntry struct {
 }
 
 func (s *Saga[S, E, Env]) indexStream() string { return "saga-index/" + s.def.Type }
+
+// Stream returns the stream of instance id.
+func (s *Saga[S, E, Env]) Stream(id string) string { return "saga-" + s.def.Type + "/" + id }
+
+// IsSagaStream reports whether a stream is saga bookkeeping — an
+// instance's stream or a saga index — rather than a domain stream. A relay
+// that only domain consumers read can leave these out (see
+// relay.Config.Include).
+func IsSagaStream(streamID string) bool { return strings.HasPrefix(streamID, "saga-") }
 
 // index appends an entry; its event id is derived from the instance, so a
 // repeated entry is a harmless duplicate.
@@ -175,6 +245,7 @@ func (s *Saga[S, E, Env]) index(ctx context.Context, id string, ended bool) erro
 // indexEffect records an instance's end in the index.
 func (s *Saga[S, E, Env]) indexEffect(id string, ended bool) composable.Effect[input] {
 	return composable.Run(func(ctx context.Context, _ func(input)) {
+		s.ended(id) // the end is stored: waiters may read it
 		if err := s.index(ctx, id, ended); err != nil {
 			s.logger.Warn("saga: index not updated (recovery will activate the instance, harmlessly)", "saga", s.def.Type, "id", id, "error", err)
 		}

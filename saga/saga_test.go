@@ -2,6 +2,7 @@ package saga_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/composable-go/composable/actor"
 	"github.com/composable-go/composable/aggregate"
+	busmemory "github.com/composable-go/composable/bus/memory"
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/persistence/memory"
 	"github.com/composable-go/composable/saga"
@@ -101,7 +103,7 @@ func TestHappyPath(t *testing.T) {
 	f.waitFor(t, "t1", debited)
 	f.deliver(t, TransferApproved{Transfer: "t1"})
 	inst := f.waitFor(t, "t1", saga.Instance[transfer].Ended)
-	if inst.Status != saga.Completed || len(inst.Timers) != 0 || !inst.State.Approved {
+	if inst.Status != saga.Completed || len(inst.Timers) != 0 || len(inst.Compensations) != 0 || !inst.State.Approved {
 		t.Fatalf("instance %+v", inst)
 	}
 	if a, b := f.balance(t, "alice"), f.balance(t, "bob"); a != 70 || b != 130 {
@@ -152,7 +154,9 @@ func TestRejectedFirstStepFails(t *testing.T) {
 	f := newFixture(t, memory.New(), testkit.NewManualClock(time.Unix(0, 0)))
 	f.deliver(t, TransferRequested{Transfer: "t3", From: "alice", To: "bob", Amount: 500})
 	inst := f.waitFor(t, "t3", saga.Instance[transfer].Ended)
-	if inst.Status != saga.Failed || !strings.Contains(inst.Reason, "insufficient funds") || len(inst.Timers) != 0 {
+	// The rejection reaches Handle as one (errors.Is ErrRejected), with the
+	// handler's own message.
+	if inst.Status != saga.Failed || inst.Reason != "debit refused: insufficient funds" || len(inst.Timers) != 0 {
 		t.Fatalf("instance %+v", inst)
 	}
 }
@@ -247,5 +251,64 @@ func TestDefinitionIsValidated(t *testing.T) {
 	_, err := saga.Register(rt, saga.Definition[transfer, any, struct{}]{Type: "a/b"}, nil, saga.Options{})
 	if err == nil || !strings.Contains(err.Error(), "Type") || !strings.Contains(err.Error(), "registries") || !strings.Contains(err.Error(), "Route") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestWaitReturnsWhenTheInstanceEnds(t *testing.T) {
+	f := newFixture(t, memory.New(), testkit.NewManualClock(time.Unix(0, 0)))
+	done := make(chan saga.Instance[transfer], 1)
+	errs := make(chan error, 1)
+	go func() {
+		inst, err := f.transfers.Wait(ctxT(t), "w1") // before it even starts
+		errs <- err
+		done <- inst
+	}()
+	f.deliver(t, TransferRequested{Transfer: "w1", From: "alice", To: "bob", Amount: 5})
+	f.waitFor(t, "w1", debited)
+	select {
+	case <-done:
+		t.Fatal("Wait returned before the end")
+	default:
+	}
+	f.deliver(t, TransferApproved{Transfer: "w1"})
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	if inst := <-done; inst.Status != saga.Completed {
+		t.Fatalf("Wait returned %+v", inst)
+	}
+	// An ended instance: at once.
+	if inst, err := f.transfers.Wait(ctxT(t), "w1"); err != nil || inst.Status != saga.Completed {
+		t.Fatalf("second Wait: %+v, %v", inst, err)
+	}
+	// One that does not end: until ctx does.
+	f.deliver(t, TransferRequested{Transfer: "w2", From: "alice", To: "bob", Amount: 5})
+	ctx, cancel := context.WithCancel(ctxT(t))
+	cancel()
+	if _, err := f.transfers.Wait(ctx, "w2"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait on a cancelled ctx: %v", err)
+	}
+}
+
+// TestRunStopsQuietlyDuringRecovery ends Run's ctx before recovery could
+// read the index: Run returns nil, as a relay or subscriber does.
+func TestRunStopsQuietlyDuringRecovery(t *testing.T) {
+	f := newFixture(t, memory.New(), testkit.NewManualClock(time.Unix(0, 0)))
+	f.deliver(t, TransferRequested{Transfer: "r1", From: "alice", To: "bob", Amount: 5})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	b := busmemory.New()
+	if err := f.transfers.Run(ctx, b); err != nil {
+		t.Fatalf("Run after ctx ended: %v", err)
+	}
+}
+
+func TestStreams(t *testing.T) {
+	f := newFixture(t, memory.New(), testkit.NewManualClock(time.Unix(0, 0)))
+	if got := f.transfers.Stream("t1"); got != "saga-transfer/t1" || !saga.IsSagaStream(got) {
+		t.Fatalf("Stream = %q", got)
+	}
+	if !saga.IsSagaStream("saga-index/transfer") || saga.IsSagaStream("wallet/alice") {
+		t.Fatal("IsSagaStream misclassifies")
 	}
 }

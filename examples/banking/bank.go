@@ -101,7 +101,10 @@ func openBank(be backend, logger *slog.Logger) (*bank, error) {
 		return nil, err
 	}
 	b := &bank{store: be.store, accountEvents: accountDef.Events, bus: busmemory.New()}
-	b.relay, err = relay.New(relay.Config{Store: be.store, Publisher: b.bus, Checkpoints: be.checkpoints, Lease: be.lease, Logger: logger})
+	b.relay, err = relay.New(relay.Config{
+		Store: be.store, Publisher: b.bus, Checkpoints: be.checkpoints, Lease: be.lease,
+		Include: domainEvent, Logger: logger,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -116,6 +119,15 @@ func openBank(be backend, logger *slog.Logger) (*bank, error) {
 		return nil, errors.Join(err, b.Close())
 	}
 	return b, nil
+}
+
+// domainEvent reports whether the relay publishes e: the accounts' and the
+// transfers' events are the bank's to share; the saga's own streams — its
+// instances and its index of running ones — are bookkeeping that no
+// consumer reads from the bus.
+func domainEvent(e persistence.RecordedEvent) bool {
+	typ, _, _ := strings.Cut(e.StreamID, "/")
+	return typ == accountType || typ == transferType
 }
 
 // Run relays the store's feed to the bus and feeds the saga from it until
@@ -134,9 +146,7 @@ func (b *bank) Run(ctx context.Context) error {
 	})
 	wg.Go(func() {
 		defer cancel()
-		// saga.Run returns ctx's error, not nil, when ctx ends while it
-		// recovers instances: that is a normal stop too.
-		if err := b.sagas.Run(runCtx, b.bus); err != nil && ctx.Err() == nil {
+		if err := b.sagas.Run(runCtx, b.bus); err != nil {
 			sagaErr = fmt.Errorf("transfer saga: %w", err)
 		}
 	})
@@ -172,26 +182,16 @@ func withBank(ctx context.Context, be backend, logger *slog.Logger, fn func(cont
 	return fn(ctx, b)
 }
 
-// awaitEnd waits until the saga of transfer id has completed or failed.
-// The saga offers no notification of an instance's end, so this polls.
+// awaitEnd waits until the saga of transfer id has completed or failed,
+// for at most timeout.
 func (b *bank) awaitEnd(ctx context.Context, id string, timeout time.Duration) (saga.Instance[Progress], error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		inst, err := b.sagas.Instance(ctx, id)
-		switch {
-		case err == nil && inst.Ended():
-			return inst, nil
-		case ctx.Err() != nil:
-			return inst, fmt.Errorf("transfer %s: saga %s after %v: %w", id, inst.Status, timeout, errors.Join(err, ctx.Err()))
-		}
-		select {
-		case <-ctx.Done():
-		case <-tick.C:
-		}
+	inst, err := b.sagas.Wait(ctx, id)
+	if err != nil {
+		return inst, fmt.Errorf("transfer %s: saga %s after %v: %w", id, inst.Status, timeout, err)
 	}
+	return inst, nil
 }
 
 // balance returns an account's balance.
@@ -200,19 +200,22 @@ func (b *bank) balance(ctx context.Context, id string) (Money, error) {
 	return res.State.Balance, err
 }
 
-// stepEvents returns the events that the steps of transfer id appended to
-// account's stream, by step name. The saga gives each command the id
-// "saga/transfer/<transfer>/<step>", and the runtime records it in the
-// events' metadata.
-func (b *bank) stepEvents(ctx context.Context, account, transfer string) (map[string][]AccountEvent, error) {
+// stepEvents returns the events that the given steps of the saga of
+// transfer appended to account's stream, by step name. The saga sends a
+// step's command under the id saga.CommandID, and the runtime records it in
+// the events' metadata.
+func (b *bank) stepEvents(ctx context.Context, account, transfer string, steps []string) (map[string][]AccountEvent, error) {
 	stored, err := b.store.Load(ctx, b.accounts.Stream(account), 1)
 	if err != nil {
 		return nil, err
 	}
-	prefix := fmt.Sprintf("saga/%s/%s/", sagaType, transfer)
+	byID := make(map[string]string, len(steps)) // command id -> step
+	for _, step := range steps {
+		byID[saga.CommandID(sagaType, transfer, step)] = step
+	}
 	out := map[string][]AccountEvent{}
 	for _, r := range stored {
-		step, ok := strings.CutPrefix(r.Metadata[persistence.MetadataCommandID], prefix)
+		step, ok := byID[r.Metadata[persistence.MetadataCommandID]]
 		if !ok {
 			continue
 		}

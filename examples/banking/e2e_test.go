@@ -12,7 +12,6 @@ import (
 
 	"github.com/composable-go/composable/aggregate"
 	"github.com/composable-go/composable/saga"
-	"github.com/composable-go/composable/testkit"
 )
 
 // testOpenings are main's accounts — alice 100.00, bob 50.00, carol
@@ -60,12 +59,10 @@ func sum(balances map[string]Money) Money {
 // awaitSaga waits until the saga of transfer id has ended.
 func awaitSaga(ctx context.Context, t *testing.T, b *bank, id string) saga.Instance[Progress] {
 	t.Helper()
-	var inst saga.Instance[Progress]
-	testkit.Eventually(t, 20*time.Second, func() bool {
-		var err error
-		inst, err = b.sagas.Instance(ctx, id)
-		return err == nil && inst.Ended()
-	})
+	inst, err := b.awaitEnd(ctx, id, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return inst
 }
 

@@ -198,30 +198,40 @@ func transfer(ctx context.Context, out io.Writer, b *bank, t demoTransfer) error
 // accounts' streams (the events each step's command id appended).
 func trace(ctx context.Context, out io.Writer, b *bank, inst saga.Instance[Progress]) error {
 	p := inst.State
+	// The compensations of the steps, undone newest first if the saga
+	// compensates, under the step names the framework gives them.
+	var compensations []saga.Command
+	var names []string
+	for _, step := range steps(p) {
+		names = append(names, step.Step)
+		if step.Compensation != nil {
+			c := *step.Compensation
+			c.Step = saga.CompensationStep(step.Step)
+			compensations = append([]saga.Command{c}, compensations...)
+			names = append(names, c.Step)
+		}
+	}
 	done := map[string]map[string][]AccountEvent{} // account -> step -> events
 	for _, account := range []string{p.From, p.To} {
-		events, err := b.stepEvents(ctx, account, inst.ID)
+		events, err := b.stepEvents(ctx, account, inst.ID, names)
 		if err != nil {
 			return err
 		}
 		done[account] = events
 	}
-	var compensations []saga.Command
 	for _, step := range steps(p) {
 		fmt.Fprintf(out, "  step %-6s %s to %s\n", step.Step, describe(step.Command), b.accounts.Stream(step.ID))
 		events := done[step.ID][step.Step]
 		if len(events) == 0 {
-			if p.Refused.Step == step.Step {
+			switch {
+			case p.Refused.Step == step.Step:
 				fmt.Fprintln(out, "      -> refused")
+			case inst.Status == saga.Failed:
+				fmt.Fprintln(out, "      -> failed")
 			}
-			break // refused, or never reached
+			break // refused, failed, or never reached
 		}
 		fmt.Fprintf(out, "      -> %s\n", describeAll(events))
-		if step.Compensation != nil { // undone newest first, if the saga compensates
-			c := *step.Compensation
-			c.Step = compensationStep(step.Step)
-			compensations = append([]saga.Command{c}, compensations...)
-		}
 	}
 	for _, c := range compensations {
 		if events := done[c.ID][c.Step]; len(events) > 0 {

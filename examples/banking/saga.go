@@ -4,34 +4,35 @@ package main
 // accounts, which no single aggregate can do atomically:
 //
 //	TransferRequested ──▶ debit the source ──ok──▶ credit the target ──ok──▶ completed
-//	                          │ refused                  │ refused
+//	                          │ refused or failed        │ refused or failed
 //	                          ▼                          ▼
 //	                  failed (nothing to undo)   refund the source ──▶ failed
 //
-// The debit carries its compensation, the refund; when the credit is
-// refused the saga decides to compensate and the framework dispatches the
-// refunds of the steps that succeeded, then ends the saga failed with the
-// reason. Each instance is named after its transfer.
+// The debit carries its compensation, the refund; when the credit does not
+// go through the saga decides to compensate and the framework dispatches
+// the refunds of the steps that succeeded, then ends the saga failed with
+// the reason. An account's refusal — a business rule, such as insufficient
+// funds — is recorded in the saga's state; a failure of the infrastructure
+// that outlasted the framework's retries only in the reason. Each instance
+// is named after its transfer.
 
 import (
 	"errors"
 	"fmt"
 
+	"github.com/composable-go/composable/aggregate"
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/saga"
 )
 
-// The saga's type and step names. A step's command id is
-// "saga/transfer/<transfer>/<step>".
+// The saga's type and step names. The framework sends a step's command
+// under the id saga.CommandID(sagaType, transfer, step), and the refund of
+// the debit as step saga.CompensationStep(stepDebit).
 const (
 	sagaType   = "transfer"
 	stepDebit  = "debit"
 	stepCredit = "credit"
 )
-
-// compensationStep is the step name the framework gives the compensation
-// of step: the refund is "compensate:debit".
-func compensationStep(step string) string { return "compensate:" + step }
 
 // Progress is the state of one transfer saga: what it needs to take the
 // next step, rebuilt from its own events.
@@ -107,13 +108,21 @@ func handleSaga(p Progress, in saga.Input, _ struct{}) (sagaDecision, error) {
 		return sagaDecision{}, nil
 	}
 	if r.Err != nil {
-		// The error is rebuilt from its text: only its message is left.
-		refused := StepRefused{Step: r.Step, Reason: r.Err.Error()}
-		reason := fmt.Sprintf("%s refused: %s", r.Step, refused.Reason)
-		if r.Step == stepDebit {
-			return sagaDecision{Events: []SagaEvent{refused}, Fail: reason}, nil // nothing moved yet
+		// A refusal's text is the account's own reason; any other failure
+		// keeps the runtime's full text.
+		var d sagaDecision
+		reason := fmt.Sprintf("%s failed: %v", r.Step, r.Err)
+		if errors.Is(r.Err, aggregate.ErrRejected) {
+			refused := StepRefused{Step: r.Step, Reason: r.Err.Error()}
+			d.Events = []SagaEvent{refused}
+			reason = fmt.Sprintf("%s refused: %s", r.Step, refused.Reason)
 		}
-		return sagaDecision{Events: []SagaEvent{refused}, Compensate: reason}, nil
+		if r.Step == stepDebit {
+			d.Fail = reason // nothing moved yet
+		} else {
+			d.Compensate = reason
+		}
+		return d, nil
 	}
 	switch r.Step {
 	case stepDebit:

@@ -21,13 +21,14 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/composable-go/composable/aggregate"
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/saga"
 )
 
-// The saga's type, steps and timer. A step's command id is
-// "saga/checkout/<order>/<step>"; the framework names the undo of a step
-// "compensate:<step>".
+// The saga's type, steps and timer. The framework sends a step's command
+// under the id saga.CommandID(checkoutType, order, step), and dispatches
+// the undo of a step as step saga.CompensationStep(step).
 const (
 	checkoutType     = "checkout"
 	stepReserve      = "reserve"
@@ -151,12 +152,9 @@ func handleCheckout(c Checkout, in saga.Input, env CheckoutEnv) (saga.Decision[C
 		}
 		return saga.Decision[CheckoutEvent]{}, fmt.Errorf("unexpected event %T", in.Event)
 	case in.Timer == reservationTimer:
-		d := c.cancel(fmt.Sprintf("stock not held within %v", env.ReservationTimeout), "")
-		// The timer has fired: cancelling it again would record a
-		// needless timer-cancelled event (the framework checks the timers
-		// as they stood before it fired).
-		d.Cancel = nil
-		return d, nil
+		// cancel also lists the timer to disarm; the framework records no
+		// cancellation of the timer that has just fired.
+		return c.cancel(fmt.Sprintf("stock not held within %v", env.ReservationTimeout), ""), nil
 	case in.Result != nil:
 		return c.result(*in.Result), nil
 	}
@@ -205,7 +203,13 @@ func (c Checkout) result(r saga.Result) saga.Decision[CheckoutEvent] {
 		// Accepted: held or waiting. The inventory's events say which.
 	case stepCharge:
 		switch {
+		case errors.Is(r.Err, aggregate.ErrRejected):
+			// A business refusal — a declined card, say. Its text is the
+			// payment aggregate's own message, fit for the customer.
+			return c.cancel("payment refused: "+r.Err.Error(), "")
 		case r.Err != nil:
+			// An infrastructure failure that outlasted the retries: the
+			// customer is told no more than that; the record keeps why.
 			return c.cancel("payment failed", r.Err.Error())
 		case c.Closing != "":
 			// Charged while cancelling: the compensation refunds it.

@@ -2,9 +2,11 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/composable-go/composable/aggregate"
 	"github.com/composable-go/composable/saga"
 	"github.com/composable-go/composable/testkit"
 )
@@ -21,8 +23,8 @@ var (
 	reserve  = saga.Dispatched{Step: stepReserve, Aggregate: inventoryType, ID: "chair", Command: Reserve{Order: "1001", Quantity: 2}}
 	charge   = saga.Dispatched{Step: stepCharge, Aggregate: paymentType, ID: "1001", Command: Charge{Amount: 80_00, Card: cardOK}}
 	confirm  = saga.Dispatched{Step: stepConfirm, Aggregate: orderType, ID: "1001", Command: ConfirmOrder{}}
-	release  = saga.Dispatched{Step: "compensate:" + stepReserve, Aggregate: inventoryType, ID: "chair", Command: Release{Order: "1001"}}
-	refund   = saga.Dispatched{Step: "compensate:" + stepCharge, Aggregate: paymentType, ID: "1001", Command: Refund{}}
+	release  = saga.Dispatched{Step: saga.CompensationStep(stepReserve), Aggregate: inventoryType, ID: "chair", Command: Release{Order: "1001"}}
+	refund   = saga.Dispatched{Step: saga.CompensationStep(stepCharge), Aggregate: paymentType, ID: "1001", Command: Refund{}}
 	timedOut = "stock not held within 15m0s"
 )
 
@@ -35,8 +37,13 @@ func checkoutSaga(t *testing.T) saga.Definition[Checkout, CheckoutEvent, Checkou
 	return must(newCheckoutSaga(timeout))
 }
 
-// A rejection as the saga sees it: the text of the runtime's error.
-var errDeclined = errors.New("aggregate payment/1001: rejected: card declined: the provider refuses card tok_chargeDeclined")
+// The payment's rejection of the declined card, as the runtime returns it.
+// The saga sees a rejection: the handler's message, matching
+// aggregate.ErrRejected.
+var (
+	errDeclined = &aggregate.RejectedError{Type: paymentType, ID: "1001", Err: fmt.Errorf("%w: the provider refuses card %s", ErrDeclined, cardDeclined)}
+	declined    = "payment refused: card declined: the provider refuses card " + cardDeclined
+)
 
 func TestSagaHappyPath(t *testing.T) {
 	t.Run("stock on hand", func(t *testing.T) {
@@ -67,22 +74,33 @@ func TestSagaPaymentDeclined(t *testing.T) {
 		st.Reply(stepReserve, nil).ThenStatus(saga.Running, "")
 		st.When(Reserved{Order: "1001", Quantity: 2}).ThenEvents(StockHeld{}).ThenCancels(reservationTimer)
 		st.Reply(stepCharge, errDeclined).
-			ThenEvents(CheckoutCancelling{Reason: "payment failed", Cause: errDeclined.Error()}).
-			ThenDispatches(cancelOrder("payment failed")).ThenStatus(saga.Running, "")
+			ThenEvents(CheckoutCancelling{Reason: declined}).
+			ThenDispatches(cancelOrder(declined)).ThenStatus(saga.Running, "")
 		// The order is cancelled first; then the framework undoes the
 		// steps that succeeded — only the reservation.
-		st.Reply(stepCancel, nil).ThenDispatches(release).ThenStatus(saga.Compensating, "payment failed")
-		st.Reply(release.Step, nil).ThenStatus(saga.Failed, "payment failed")
+		st.Reply(stepCancel, nil).ThenDispatches(release).ThenStatus(saga.Compensating, declined)
+		st.Reply(release.Step, nil).ThenStatus(saga.Failed, declined)
 		st.Reply(release.Step, nil).ThenIgnored() // a duplicate outcome
 	})
 	t.Run("before the reservation is answered", func(t *testing.T) {
 		st := testkit.GivenSaga(t, checkoutSaga(t), "1001", placed1001)
 		st.Reply(stepCharge, errDeclined).
-			ThenEvents(CheckoutCancelling{Reason: "payment failed", Cause: errDeclined.Error()}).
-			ThenCancels(reservationTimer).ThenDispatches(cancelOrder("payment failed"))
-		st.Reply(stepCancel, nil).ThenStatus(saga.Compensating, "payment failed") // waits for the reservation
-		st.Reply(stepReserve, nil).ThenDispatches(release)                        // late, and undone
+			ThenEvents(CheckoutCancelling{Reason: declined}).
+			ThenCancels(reservationTimer).ThenDispatches(cancelOrder(declined))
+		st.Reply(stepCancel, nil).ThenStatus(saga.Compensating, declined) // waits for the reservation
+		st.Reply(stepReserve, nil).ThenDispatches(release)                // late, and undone
 		st.When(Reserved{Order: "1001", Quantity: 2}).ThenIgnored()
+		st.Reply(release.Step, nil).ThenStatus(saga.Failed, declined)
+	})
+	t.Run("the payment cannot be taken", func(t *testing.T) {
+		// Not a refusal: the customer hears only that the payment failed.
+		st := testkit.GivenSaga(t, checkoutSaga(t), "1001", placed1001)
+		cause := fmt.Errorf("aggregate payment/1001: %w: store down", aggregate.ErrUnavailable)
+		st.Reply(stepCharge, cause).
+			ThenEvents(CheckoutCancelling{Reason: "payment failed", Cause: cause.Error()}).
+			ThenCancels(reservationTimer).ThenDispatches(cancelOrder("payment failed"))
+		st.Reply(stepReserve, nil).ThenStatus(saga.Running, "") // the order is cancelled first
+		st.Reply(stepCancel, nil).ThenDispatches(release).ThenStatus(saga.Compensating, "payment failed")
 		st.Reply(release.Step, nil).ThenStatus(saga.Failed, "payment failed")
 	})
 }
@@ -104,8 +122,8 @@ func TestSagaReservationTimeout(t *testing.T) {
 func TestSagaOtherFailures(t *testing.T) {
 	t.Run("the reservation is refused", func(t *testing.T) {
 		st := testkit.GivenSaga(t, checkoutSaga(t), "1001", placed1001)
-		cause := errors.New("aggregate inventory/chair: rejected: quantity must be positive")
-		st.Reply(stepReserve, cause).ThenEvents(CheckoutCancelling{Reason: "stock not reserved", Cause: cause.Error()}).
+		refusal := &aggregate.RejectedError{Type: inventoryType, ID: "chair", Err: ErrBadQuantity}
+		st.Reply(stepReserve, refusal).ThenEvents(CheckoutCancelling{Reason: "stock not reserved", Cause: ErrBadQuantity.Error()}).
 			ThenCancels(reservationTimer).ThenDispatches(cancelOrder("stock not reserved"))
 		st.Reply(stepCharge, nil).ThenStatus(saga.Running, "") // charged while cancelling: refunded below
 		st.Reply(stepCancel, nil).ThenDispatches(refund)
@@ -116,10 +134,10 @@ func TestSagaOtherFailures(t *testing.T) {
 		st.Reply(stepReserve, nil)
 		st.When(Reserved{Order: "1001", Quantity: 2}).ThenEvents(StockHeld{}).ThenCancels(reservationTimer)
 		st.Reply(stepCharge, nil).ThenEvents(PaymentTaken{}).ThenDispatches(confirm)
-		st.Reply(stepConfirm, errors.New("aggregate order/1001: rejected: order is cancelled")).
-			ThenDispatches(refund).ThenStatus(saga.Compensating, "confirming the order failed")
+		st.Reply(stepConfirm, &aggregate.RejectedError{Type: orderType, ID: "1001", Err: ErrOrderCancelled}).
+			ThenDispatches(refund).ThenStatus(saga.Compensating, "confirming the order failed: order is cancelled")
 		st.Reply(refund.Step, nil).ThenDispatches(release)
-		st.Reply(release.Step, errors.New("inventory down")).ThenStatus(saga.Failed, "compensate:reserve failed: inventory down")
+		st.Reply(release.Step, errors.New("inventory down")).ThenStatus(saga.Failed, release.Step+" failed: inventory down")
 	})
 	t.Run("events for other orders and second starts are ignored", func(t *testing.T) {
 		st := testkit.GivenSaga(t, checkoutSaga(t), "1001", placed1001)

@@ -29,7 +29,7 @@ var demoPaths = []demoPath{
 	{
 		title: "payment declined: 1 lamp, on a card the payment provider declines",
 		order: "1002", place: PlaceOrder{Customer: "bob", SKU: "lamp", Quantity: 1, Amount: 35_00, Card: cardDeclined},
-		status: saga.Failed, reason: "payment failed",
+		status: saga.Failed, reason: "payment refused: card declined",
 	},
 	{
 		title: "reservation times out: 1 sofa, none in stock and none coming",
@@ -100,6 +100,11 @@ func playPath(ctx context.Context, tl *timeline, svc *service, title string, p d
 	}
 	if err := tl.catchUp(ctx); err != nil {
 		return err
+	}
+	settleCtx, cancel := context.WithTimeout(ctx, demoWait)
+	defer cancel()
+	if err := tl.settle(settleCtx); err != nil {
+		return fmt.Errorf("order %s: %w", order, err)
 	}
 	state, err := outcome(ctx, svc, order, place.SKU)
 	if err != nil {

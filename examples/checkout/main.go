@@ -1,8 +1,8 @@
 // Command checkout runs a checkout saga across three event-sourced
 // aggregates — an order, the payment for it and the stock of a SKU — the
 // way it runs in production: the aggregates append their events to the
-// event store, a relay publishes the store's feed to a bus, and the saga
-// (saga.Run) consumes it, dispatching commands back to the aggregates
+// event store, a relay publishes them from the store's feed to a bus, and
+// the saga (saga.Run) consumes them, dispatching commands back to the aggregates
 // through the runtime, arming a durable timer and compensating when things
 // go wrong.
 //
@@ -190,13 +190,9 @@ func openBus(ctx context.Context, spec string, logger *slog.Logger) (b eventBus,
 		stopBroker()
 		return nil, "", nil, err
 	}
-	// The saga fails on a topic that does not exist, and the relay
-	// publishes every stream's events, the saga's own included.
-	topics := []string{orderType, paymentType, inventoryType, "saga-" + checkoutType, "saga-index"}
-	for i, t := range topics {
-		topics[i] = topicPrefix + t
-	}
-	if err := kb.CreateTopics(ctx, topics...); err != nil {
+	// The saga fails on a topic that does not exist; the relay publishes
+	// the aggregates' events only (see domainEvent).
+	if err := kb.CreateTopics(ctx, domainTopics()...); err != nil {
 		err = errors.Join(err, kb.Close())
 		stopBroker()
 		return nil, "", nil, err

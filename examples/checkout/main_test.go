@@ -28,11 +28,11 @@ var pathSteps = map[string][]string{
 	},
 	"2. payment declined": {
 		"event    OrderPlaced{Order:1002", "Charge{Amount:35.00 Card:tok_chargeDeclined}",
-		"failed: aggregate payment/1002: rejected: card declined",
-		"CancelOrder{Reason:payment failed} → order/1002", "OrderCancelled{Reason:payment failed}",
-		"compensating, newest step first: payment failed",
+		"refused: card declined: the provider refuses card tok_chargeDeclined",
+		"CancelOrder{Reason:payment refused: card declined", "OrderCancelled{Reason:payment refused: card declined",
+		"compensating, newest step first: payment refused: card declined",
 		"undo     compensate:reserve Release{Order:1002} → inventory/lamp", "Released{Order:1002 Quantity:1",
-		"FAILED: payment failed", "⇒ saga failed · order cancelled · payment never charged",
+		"FAILED: payment refused: card declined", "⇒ saga failed · order cancelled · payment never charged",
 	},
 	"3. reservation times out": {
 		"event    OrderPlaced{Order:1003", "ReservationPending{Order:1003", "Charged{Amount:450.00",
@@ -42,7 +42,14 @@ var pathSteps = map[string][]string{
 	},
 }
 
-// checkOutput checks that each path's section of out shows its steps.
+// pathNever are what a section must not show: the timer that fired is not
+// also disarmed.
+var pathNever = map[string][]string{
+	"3. reservation times out": {"reservation disarmed"},
+}
+
+// checkOutput checks that each path's section of out shows its steps, and
+// none it must not.
 func checkOutput(t *testing.T, out string) {
 	t.Helper()
 	sections := map[string]string{}
@@ -64,6 +71,11 @@ func checkOutput(t *testing.T, out string) {
 		for _, step := range steps {
 			if !strings.Contains(s, step) {
 				t.Errorf("section %q lacks %q:\n%s", title, step, s)
+			}
+		}
+		for _, step := range pathNever[title] {
+			if strings.Contains(s, step) {
+				t.Errorf("section %q shows %q:\n%s", title, step, s)
 			}
 		}
 	}

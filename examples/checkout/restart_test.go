@@ -73,11 +73,7 @@ func kafkaBus(t *testing.T, broker *kafkatest.Broker) *kafka.Bus {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = kb.Close() })
-	topics := []string{orderType, paymentType, inventoryType, "saga-" + checkoutType, "saga-index"}
-	for i, tp := range topics {
-		topics[i] = topicPrefix + tp
-	}
-	if err := kb.CreateTopics(testContext(t), topics...); err != nil {
+	if err := kb.CreateTopics(testContext(t), domainTopics()...); err != nil {
 		t.Fatal(err)
 	}
 	return kb
@@ -174,7 +170,7 @@ func TestRestartResumesTheSaga(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id := payment[0].Metadata[persistence.MetadataCommandID]; id != "saga/checkout/1001/charge" || count["saga.dispatched"] != 5 {
+	if id := payment[0].Metadata[persistence.MetadataCommandID]; id != saga.CommandID(checkoutType, "1001", stepCharge) || count["saga.dispatched"] != 5 {
 		t.Errorf("charge command id %q, %d commands dispatched (want reserve, charge, cancel-order, 2 undos)", id, count["saga.dispatched"])
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,6 +63,31 @@ func postgresBackend(ctx context.Context, url, schema string, logger *slog.Logge
 	}}, nil
 }
 
+// domainTypes are the aggregate types whose events the relay publishes:
+// the service's to share. The saga's own streams — its instances and its
+// index of running ones — are bookkeeping that no consumer reads from the
+// bus.
+func domainTypes() []string { return []string{orderType, paymentType, inventoryType} }
+
+// domainEvent reports whether the relay publishes e.
+func domainEvent(e persistence.RecordedEvent) bool {
+	typ, _, _ := strings.Cut(e.StreamID, "/")
+	return slices.Contains(domainTypes(), typ)
+}
+
+// busTopic is the topic the relay publishes e to: the events of stream
+// "order/1001" go to "events.order".
+func busTopic(e persistence.RecordedEvent) string { return relay.TopicByType(topicPrefix)(e) }
+
+// domainTopics are the topics the relay publishes to.
+func domainTopics() []string {
+	topics := domainTypes()
+	for i, t := range topics {
+		topics[i] = topicPrefix + t
+	}
+	return topics
+}
+
 // eventBus is what the service needs of a bus: the relay publishes to it,
 // the saga consumes from it.
 type eventBus interface {
@@ -90,8 +117,8 @@ const (
 
 // service is one process of the shop: the three aggregates and the
 // checkout saga on an aggregate runtime, and the production path of the
-// events — the relay publishing the store's feed to the bus, the saga
-// consuming it. A service is safe for concurrent use.
+// events — the relay publishing the aggregates' events from the store's
+// feed to the bus, the saga consuming them. A service is safe for concurrent use.
 type service struct {
 	store     persistence.EventStore
 	sys       *actor.System
@@ -116,7 +143,7 @@ func openService(be backend, b eventBus, s settings) (*service, error) {
 	}
 	r, err := relay.New(relay.Config{
 		Store: be.store, Publisher: b, Checkpoints: be.checkpoints, Lease: be.lease,
-		Topic: relay.TopicByType(topicPrefix), Logger: s.logger,
+		Topic: busTopic, Include: domainEvent, Logger: s.logger,
 	})
 	if err != nil {
 		return nil, err
@@ -157,7 +184,7 @@ func (s *service) Run(ctx context.Context) error {
 	})
 	wg.Go(func() {
 		defer cancel()
-		if err := s.checkouts.Run(ctx, s.sub); err != nil && ctx.Err() == nil {
+		if err := s.checkouts.Run(ctx, s.sub); err != nil {
 			sagaErr = fmt.Errorf("checkout saga: %w", err)
 		}
 	})
@@ -195,15 +222,12 @@ func (s *service) start(ctx context.Context) (running context.Context, stop func
 	}
 }
 
-// awaitEnd waits until the checkout of order has completed or failed,
-// polling: the saga offers no notification of an instance's end.
+// awaitEnd waits until the checkout of order has completed or failed, for
+// at most timeout.
 func (s *service) awaitEnd(ctx context.Context, order string, timeout time.Duration) (saga.Instance[Checkout], error) {
-	var inst saga.Instance[Checkout]
-	err := poll(ctx, timeout, func(ctx context.Context) (bool, error) {
-		var err error
-		inst, err = s.checkouts.Instance(ctx, order)
-		return err == nil && inst.Ended(), nil
-	})
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	inst, err := s.checkouts.Wait(ctx, order)
 	if err != nil {
 		return inst, fmt.Errorf("checkout %s still %s: %w", order, inst.Status, err)
 	}
@@ -211,7 +235,7 @@ func (s *service) awaitEnd(ctx context.Context, order string, timeout time.Durat
 }
 
 // poll calls cond every millisecond until it reports true or fails, or
-// timeout passes.
+// timeout passes: for the states along the way, which nothing announces.
 func poll(ctx context.Context, timeout time.Duration, cond func(context.Context) (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

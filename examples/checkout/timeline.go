@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,7 +18,7 @@ import (
 )
 
 // timeline prints what the service does, one line per step, by reading
-// the event store's global feed — the feed the relay publishes — so it
+// the event store's global feed — the feed the relay publishes from — so it
 // shows exactly what was committed, in commit order: the aggregates'
 // events and the saga's own stream, whose events record each command it
 // dispatched, each outcome, each timer armed, disarmed or fired, and each
@@ -32,11 +33,15 @@ type timeline struct {
 	// and sagaCommands the saga's own events and commands.
 	events                   map[string]*persistence.Registry
 	sagaEvents, sagaCommands *persistence.Registry
+	sagaTopics               []string
 
 	mu      sync.Mutex
-	start   time.Time     // offsets count from the last header
-	printed int64         // global position of the last event handled
-	moved   chan struct{} // closed and replaced when printed moves
+	start   time.Time // offsets count from the last header
+	printed int64     // global position of the last event handled
+	// undelivered holds the positions of the events printed that the
+	// relay publishes to the saga's topics and the saga has not handled.
+	undelivered map[int64]bool
+	moved       chan struct{} // closed and replaced when printed or undelivered moves
 
 	// consuming is closed at the saga's first delivery from the bus.
 	consuming chan struct{}
@@ -55,8 +60,8 @@ func newTimeline(out io.Writer, store persistence.EventStore, clock composable.C
 	return &timeline{
 		out: out, store: store, clock: clock, start: clock.Now(),
 		events:     map[string]*persistence.Registry{orderType: orderDef.Events, paymentType: paymentDef.Events, inventoryType: inventoryDef.Events},
-		sagaEvents: checkoutDef.Events, sagaCommands: checkoutDef.Commands,
-		moved: make(chan struct{}), consuming: make(chan struct{}),
+		sagaEvents: checkoutDef.Events, sagaCommands: checkoutDef.Commands, sagaTopics: checkoutDef.Topics,
+		undelivered: map[int64]bool{}, moved: make(chan struct{}), consuming: make(chan struct{}),
 	}, nil
 }
 
@@ -153,6 +158,34 @@ func (tl *timeline) catchUp(ctx context.Context) error {
 	return tl.waitFor(ctx, head)
 }
 
+// settle waits until the saga has handled every event printed that the
+// relay publishes to its topics: so that a late delivery, one the saga
+// ignores, is not printed in the next section.
+func (tl *timeline) settle(ctx context.Context) error {
+	for {
+		tl.mu.Lock()
+		n, moved := len(tl.undelivered), tl.moved
+		tl.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return fmt.Errorf("%d events never reached the saga: %w", n, ctx.Err())
+		}
+	}
+}
+
+// delivered records that the saga handled the event at pos.
+func (tl *timeline) delivered(pos int64) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	delete(tl.undelivered, pos)
+	close(tl.moved)
+	tl.moved = make(chan struct{})
+}
+
 // print prints one event of the feed.
 func (tl *timeline) print(e persistence.RecordedEvent) {
 	tl.mu.Lock()
@@ -162,6 +195,9 @@ func (tl *timeline) print(e persistence.RecordedEvent) {
 		close(tl.moved)
 		tl.moved = make(chan struct{})
 	}()
+	if domainEvent(e) && slices.Contains(tl.sagaTopics, busTopic(e)) {
+		tl.undelivered[e.GlobalPosition] = true
+	}
 	typ, _, _ := strings.Cut(e.StreamID, "/")
 	if reg, ok := tl.events[typ]; ok {
 		tl.line(e.StreamID, "event", tl.decode(reg, e.EventData))
@@ -186,8 +222,11 @@ type (
 		Data          []byte
 	}
 	sagaDispatched struct{ Command saga.Pending }
-	sagaResulted   struct{ Step, Error string }
-	sagaTimer      struct {
+	sagaResulted   struct {
+		Step, Error string
+		Rejected    bool // a business refusal; Error is the handler's message
+	}
+	sagaTimer struct {
 		Name string
 		Due  time.Time
 	}
@@ -215,7 +254,7 @@ func (tl *timeline) sagaStep(e persistence.RecordedEvent) (kind, detail string) 
 	case e.Type == "saga.dispatched" && unmarshal(&disp):
 		p := disp.Command
 		what := fmt.Sprintf("%-18s %s → %s/%s", p.Step, tl.command(p), p.Aggregate, p.ID)
-		if step, ok := strings.CutPrefix(p.Step, "compensate:"); ok {
+		if step, ok := undoes(p.Step); ok {
 			return "undo", fmt.Sprintf("%s (undoes step %s)", what, step)
 		}
 		if p.Compensation != nil {
@@ -223,7 +262,10 @@ func (tl *timeline) sagaStep(e persistence.RecordedEvent) (kind, detail string) 
 		}
 		return "command", what
 	case e.Type == "saga.resulted" && unmarshal(&res):
-		if res.Error != "" {
+		switch {
+		case res.Rejected:
+			return "result", fmt.Sprintf("%-18s refused: %s", res.Step, res.Error)
+		case res.Error != "":
 			return "result", fmt.Sprintf("%-18s failed: %s", res.Step, res.Error)
 		}
 		return "result", fmt.Sprintf("%-18s ok", res.Step)
@@ -242,6 +284,16 @@ func (tl *timeline) sagaStep(e persistence.RecordedEvent) (kind, detail string) 
 		return "saga", strings.ToUpper(end.Status.String())
 	}
 	return "saga", e.Type
+}
+
+// undoes reports the step whose compensation is dispatched as step.
+func undoes(step string) (string, bool) {
+	for _, s := range []string{stepReserve, stepCharge} { // the steps with an undo
+		if step == saga.CompensationStep(s) {
+			return s, true
+		}
+	}
+	return "", false
 }
 
 // command decodes a command the saga recorded.
@@ -280,7 +332,11 @@ func (s tappedSubscriber) Subscribe(ctx context.Context, group string, topics []
 			s.tl.note("bus", "deliver", fmt.Sprintf("%s → group %s (topic %s, partition %d, offset %d)",
 				strings.TrimPrefix(fmt.Sprintf("%T", ev), "main."), group, d.Topic, d.Partition, d.Offset))
 		}
-		return h(ctx, d)
+		if err := h(ctx, d); err != nil {
+			return err // delivered again
+		}
+		s.tl.delivered(d.Event.GlobalPosition)
+		return nil
 	})
 }
 
