@@ -115,7 +115,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if err := migrate(ctx, pool, cfg.schema); err != nil {
+	if err := migrations.Apply(ctx, pool, cfg.schema); err != nil {
 		return nil, fmt.Errorf("postgres: migrate schema %q: %w", cfg.schema, err)
 	}
 	s := &Store{

@@ -265,7 +265,7 @@ func TestConcurrentStartupMigratesOnce(t *testing.T) {
 			t.Fatalf("concurrent New: %v", err)
 		}
 	}
-	all, _ := migrations(schema)
+	all, _ := migrations.List(schema)
 	var n int
 	if err := pool.QueryRow(ctxFor(t), `SELECT count(*) FROM "`+schema+`".schema_migrations`).Scan(&n); err != nil || n != len(all) {
 		t.Fatalf("%d migrations recorded (%v), want %d", n, err, len(all))
