@@ -1,6 +1,9 @@
 package testkit
 
-import "time"
+import (
+	"log/slog"
+	"time"
+)
 
 // Eventually polls cond every millisecond until it returns true, and fails
 // the test if that does not happen within timeout. Use it to wait for an
@@ -25,3 +28,7 @@ func Eventually(t TB, timeout time.Duration, cond func() bool) bool {
 	}
 	return true
 }
+
+// QuietLogger returns a logger that discards everything, for components
+// whose expected warnings would clutter test output.
+func QuietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

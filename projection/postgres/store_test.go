@@ -1,0 +1,528 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
+
+	"github.com/composable-go/composable/persistence"
+	evmemory "github.com/composable-go/composable/persistence/memory"
+	evpostgres "github.com/composable-go/composable/persistence/postgres"
+	"github.com/composable-go/composable/projection"
+	"github.com/composable-go/composable/projection/postgres"
+	"github.com/composable-go/composable/projection/projectiontest"
+	"github.com/composable-go/composable/testkit"
+	"github.com/composable-go/composable/testkit/pgtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// newStore returns a store in a schema of its own; its models' schemas are
+// dropped at cleanup with it.
+func newStore(t *testing.T, pool *pgxpool.Pool) *postgres.Store {
+	t.Helper()
+	direct := pgtest.Pool(t)
+	schema := pgtest.Schema(t, direct, "proj")
+	t.Cleanup(func() { dropModels(t, direct, schema) })
+	s, err := postgres.New(ctxFor(t), pool, postgres.WithSchema(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// dropModels drops the model schemas of the store in schema.
+func dropModels(t *testing.T, pool *pgxpool.Pool, schema string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rows, err := pool.Query(ctx, `SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)`, schema+"_")
+	if err != nil {
+		t.Errorf("list model schemas: %v", err)
+		return
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Errorf("list model schemas: %v", err)
+	}
+	for _, n := range names {
+		if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{n}.Sanitize()+" CASCADE"); err != nil {
+			t.Errorf("drop %s: %v", n, err)
+		}
+	}
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// setupLists creates the suite's model: a list of values per key.
+func setupLists(ctx context.Context, tx *postgres.Tx) error {
+	_, err := tx.Exec(ctx, `CREATE TABLE lists (key text NOT NULL, seq bigserial PRIMARY KEY, value text NOT NULL)`)
+	return err
+}
+
+// readList reads the list under key in the current model of name, nil when
+// the model has no tables yet.
+func readList(ctx context.Context, pool *pgxpool.Pool, s *postgres.Store, name, key string) ([]string, error) {
+	rows, err := pool.Query(ctx, "SELECT value FROM "+s.Table(name, "lists")+" WHERE key = $1 ORDER BY seq", key)
+	var list []string
+	if err == nil {
+		list, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "3F000" || pgErr.Code == "42P01") { // no schema, no table
+		return nil, nil
+	}
+	return list, err
+}
+
+// TestConformance runs the suite twice: handlers that queue their writes
+// (sent with the checkpoint in one round trip) and handlers that execute
+// them at once.
+func TestConformance(t *testing.T) {
+	for _, mode := range []string{"queue", "exec"} {
+		t.Run(mode, func(t *testing.T) {
+			pool := pgtest.Pool(t)
+			projectiontest.Run(t, func(t *testing.T) projectiontest.Harness[*postgres.Tx] {
+				s := newStore(t, pool)
+				return projectiontest.Harness[*postgres.Tx]{
+					Store: s,
+					Setup: setupLists,
+					Append: func(ctx context.Context, tx *postgres.Tx, key, value string) error {
+						const insert = `INSERT INTO lists (key, value) VALUES ($1, $2)`
+						if mode == "queue" {
+							tx.Queue(insert, key, value)
+							return nil
+						}
+						_, err := tx.Exec(ctx, insert, key, value)
+						return err
+					},
+					Read: func(ctx context.Context, name, key string) ([]string, error) {
+						return readList(ctx, pool, s, name, key)
+					},
+				}
+			})
+		})
+	}
+}
+
+// seed appends n events to a memory feed, one stream per three events.
+func seed(t *testing.T, n int) []persistence.RecordedEvent {
+	t.Helper()
+	feed := evmemory.New()
+	for i := range n {
+		_, err := feed.Append(ctxFor(t), "s-"+strconv.Itoa(i%3), persistence.Any, persistence.EventData{
+			ID: "e" + strconv.Itoa(i+1), Type: "test.happened", Data: []byte("{}"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	events, err := feed.ReadAll(ctxFor(t), 0, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return events
+}
+
+// counting is a projection that counts events per stream in a table with a
+// primary key, and runs hook (if set) before each event.
+func counting(name string, queue bool, hook func(ctx context.Context, tx *postgres.Tx, e persistence.RecordedEvent) error) projection.Projection[*postgres.Tx] {
+	return projection.Projection[*postgres.Tx]{
+		Name: name,
+		Setup: func(ctx context.Context, tx *postgres.Tx) error {
+			_, err := tx.Exec(ctx, `CREATE TABLE counts (stream text PRIMARY KEY, n bigint NOT NULL, last text NOT NULL)`)
+			return err
+		},
+		Handle: func(ctx context.Context, tx *postgres.Tx, e persistence.RecordedEvent) error {
+			if hook != nil {
+				if err := hook(ctx, tx, e); err != nil {
+					return err
+				}
+			}
+			const upsert = `INSERT INTO counts (stream, n, last) VALUES ($1, 1, $2)
+				ON CONFLICT (stream) DO UPDATE SET n = counts.n + 1, last = excluded.last`
+			if queue {
+				tx.Queue(upsert, e.StreamID, e.ID)
+				return nil
+			}
+			_, err := tx.Exec(ctx, upsert, e.StreamID, e.ID)
+			return err
+		},
+	}
+}
+
+// counts reads the counting model of name: events per stream.
+func counts(t *testing.T, pool *pgxpool.Pool, s *postgres.Store, name string) map[string]int64 {
+	t.Helper()
+	rows, err := pool.Query(ctxFor(t), "SELECT stream, n FROM "+s.Table(name, "counts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	var stream string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&stream, &n}, func() error { out[stream] = n; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// wantCounts is the counting model after events.
+func wantCounts(events []persistence.RecordedEvent) map[string]int64 {
+	out := map[string]int64{}
+	for _, e := range events {
+		out[e.StreamID]++
+	}
+	return out
+}
+
+func checkpoint(t *testing.T, s *postgres.Store, name string) int64 {
+	t.Helper()
+	pos, err := s.Checkpoint(ctxFor(t), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pos
+}
+
+func assertModel(t *testing.T, pool *pgxpool.Pool, s *postgres.Store, name string, events []persistence.RecordedEvent) {
+	t.Helper()
+	got, want := counts(t, pool, s, name), wantCounts(events)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("model %v, want %v", got, want)
+	}
+	var last int64
+	if len(events) > 0 {
+		last = events[len(events)-1].GlobalPosition
+	}
+	if pos := checkpoint(t, s, name); pos != last {
+		t.Fatalf("checkpoint %d, want %d", pos, last)
+	}
+}
+
+// proxied returns a pool whose connections go through a proxy the test can
+// cut.
+func proxied(t *testing.T) (*pgxpool.Pool, *testkit.TCPProxy) {
+	t.Helper()
+	proxy := testkit.NewTCPProxy(t, "127.0.0.1:5432")
+	pool := pgtest.PoolConfig(t, func(c *pgxpool.Config) {
+		host, port, err := net.SplitHostPort(proxy.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := strconv.ParseUint(port, 10, 16)
+		c.ConnConfig.Host, c.ConnConfig.Port = host, uint16(p)
+	})
+	return pool, proxy
+}
+
+// TestCrashMidBatch loses the connection, and then the context, in the
+// middle of a batch: nothing of the batch lands, the error is not a handler
+// failure, and a rerun applies every event exactly once.
+func TestCrashMidBatch(t *testing.T) {
+	for _, queue := range []bool{true, false} {
+		t.Run(fmt.Sprintf("queue=%v", queue), func(t *testing.T) {
+			pool, proxy := proxied(t)
+			direct := pgtest.Pool(t)
+			s := newStore(t, pool)
+			ctx := ctxFor(t)
+			events := seed(t, 20)
+			if err := s.Apply(ctx, counting("crash", queue, nil), events[:5]); err != nil {
+				t.Fatal(err)
+			}
+
+			cut := counting("crash", queue, func(_ context.Context, _ *postgres.Tx, e persistence.RecordedEvent) error {
+				if e.GlobalPosition == 9 {
+					proxy.CutAll()
+				}
+				return nil
+			})
+			err := s.Apply(ctx, cut, events[5:15])
+			var ae *projection.ApplyError
+			if err == nil || errors.As(err, &ae) {
+				t.Fatalf("Apply across a lost connection = %v, want a store error that is not an *ApplyError", err)
+			}
+			assertModel(t, direct, s, "crash", events[:5])
+
+			stopped, cancel := context.WithCancel(ctx)
+			cancelled := counting("crash", queue, func(_ context.Context, _ *postgres.Tx, e persistence.RecordedEvent) error {
+				if e.GlobalPosition == 12 {
+					cancel()
+				}
+				return nil
+			})
+			err = s.Apply(stopped, cancelled, events[5:15])
+			if err == nil || errors.As(err, &ae) {
+				t.Fatalf("Apply with ctx cancelled mid-batch = %v, want a store error that is not an *ApplyError", err)
+			}
+			assertModel(t, direct, s, "crash", events[:5])
+
+			// The rerun overlaps what landed: nothing doubled.
+			if err := s.Apply(ctx, counting("crash", queue, nil), events[3:]); err != nil {
+				t.Fatal(err)
+			}
+			assertModel(t, direct, s, "crash", events)
+		})
+	}
+}
+
+// TestLostConnectionIsNeverDeadLettered runs a SkipAndDeadLetter projection
+// whose connections are cut mid-batch: the runner retries the batch and the
+// database's unavailability is never blamed on an event.
+func TestLostConnectionIsNeverDeadLettered(t *testing.T) {
+	pool, proxy := proxied(t)
+	direct := pgtest.Pool(t)
+	s := newStore(t, pool)
+	ctx := ctxFor(t)
+	feed := evmemory.New()
+	var mu sync.Mutex
+	cuts := map[int64]bool{7: true, 18: true, 19: true}
+	p := counting("cut", false, func(_ context.Context, _ *postgres.Tx, e persistence.RecordedEvent) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if cuts[e.GlobalPosition] {
+			delete(cuts, e.GlobalPosition)
+			proxy.CutAll()
+		}
+		return nil
+	})
+	p.OnFailure = projection.SkipAndDeadLetter
+	r, err := projection.NewRunner(feed, s, p, projection.Options{
+		Lease: evmemory.NewLeases(), BatchSize: 6, PollInterval: 5 * time.Millisecond,
+		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Logger: testkit.QuietLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	for i := range 25 {
+		if _, err := feed.Append(ctx, "s-"+strconv.Itoa(i%3), persistence.Any, persistence.EventData{ID: "e" + strconv.Itoa(i), Type: "t", Data: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.WaitFor(ctx, 25); err != nil {
+		t.Fatal(err)
+	}
+	events, _ := feed.ReadAll(ctx, 0, 100)
+	assertModel(t, direct, s, "cut", events)
+	if dl, err := s.DeadLetters(ctx, "cut"); err != nil || len(dl) != 0 {
+		t.Fatalf("dead letters %v (%v): a lost connection was blamed on an event", dl, err)
+	}
+}
+
+// TestRefusedStatementsAreHandlerFailures: a statement the database refuses
+// as invalid is the handler's failure, named by the event that issued it —
+// also when the statement was queued and failed later, in the batch's round
+// trip.
+func TestRefusedStatementsAreHandlerFailures(t *testing.T) {
+	pool := pgtest.Pool(t)
+	s := newStore(t, pool)
+	ctx := ctxFor(t)
+	events := seed(t, 8)
+	for _, queue := range []bool{true, false} {
+		name := fmt.Sprintf("refused_%v", queue)
+		bad := counting(name, queue, func(ctx context.Context, tx *postgres.Tx, e persistence.RecordedEvent) error {
+			if e.GlobalPosition != 4 {
+				return nil
+			}
+			const wrong = `INSERT INTO counts (stream, n, last) VALUES ($1, 1, NULL)` // violates NOT NULL
+			if queue {
+				tx.Queue(wrong, e.StreamID)
+				return nil
+			}
+			_, err := tx.Exec(ctx, wrong, e.StreamID)
+			return err
+		})
+		err := s.Apply(ctx, bad, events)
+		var ae *projection.ApplyError
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &ae) || ae.Index != 3 || ae.Event.GlobalPosition != 4 || !errors.As(err, &pgErr) || pgErr.Code != "23502" {
+			t.Fatalf("queue=%v: Apply = %v, want an *ApplyError at index 3 wrapping the not-null violation", queue, err)
+		}
+		if pos := checkpoint(t, s, name); pos != 0 {
+			t.Fatalf("queue=%v: checkpoint %d after a failed batch", queue, pos)
+		}
+	}
+}
+
+// TestConcurrentApplyNeverDoubles applies the same batches from two stores
+// at once — two runners during a lease hand-over — and gets every event
+// once.
+func TestConcurrentApplyNeverDoubles(t *testing.T) {
+	pool := pgtest.Pool(t)
+	s := newStore(t, pool)
+	ctx := ctxFor(t)
+	events := seed(t, 60)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*12)
+	for range 2 {
+		wg.Go(func() {
+			for i := 0; i < len(events); i += 5 {
+				errs <- s.Apply(ctx, counting("twice", true, nil), events[max(0, i-3):i+5])
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	assertModel(t, pool, s, "twice", events)
+}
+
+// TestSeparateReadDatabase keeps the read model in a database of its own,
+// fed from the event store in another.
+func TestSeparateReadDatabase(t *testing.T) {
+	const readDB = "composable_projection_read"
+	admin := pgtest.Pool(t)
+	ctx := ctxFor(t)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+readDB); err != nil {
+		var pgErr *pgconn.PgError
+		// 42P04: it exists; 23505: another package created it at the same
+		// moment.
+		if !errors.As(err, &pgErr) || (pgErr.Code != "42P04" && pgErr.Code != "23505") {
+			t.Fatalf("create database %s: %v", readDB, err)
+		}
+	}
+	readPool := pgtest.PoolConfig(t, func(c *pgxpool.Config) { c.ConnConfig.Database = readDB })
+	s := newStoreIn(t, readPool)
+
+	events, err := evpostgres.New(ctx, admin, evpostgres.WithSchema(pgtest.Schema(t, admin, "projfeed")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Close()
+	for i := range 30 {
+		if _, err := events.Append(ctx, "s-"+strconv.Itoa(i%3), persistence.Any, persistence.EventData{ID: "e" + strconv.Itoa(i), Type: "t", Data: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := projection.NewRunner(events, s, counting("apart", true, nil), projection.Options{
+		Lease: events, PollInterval: 5 * time.Millisecond, Logger: testkit.QuietLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	head, err := events.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WaitFor(ctx, head); err != nil {
+		t.Fatal(err)
+	}
+	all, err := events.ReadAll(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertModel(t, readPool, s, "apart", all)
+	// The model is in the read database only.
+	var n int
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_namespace WHERE nspname = $1", s.Schema("apart")).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the model's schema is in the event store's database (%d, %v)", n, err)
+	}
+}
+
+// newStoreIn is newStore for a pool on another database.
+func newStoreIn(t *testing.T, pool *pgxpool.Pool) *postgres.Store {
+	t.Helper()
+	schema := "proj_" + strconv.FormatInt(time.Now().UnixNano()%1e12, 36)
+	ctx := ctxFor(t)
+	t.Cleanup(func() {
+		dropModels(t, pool, schema)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			t.Errorf("drop %s: %v", schema, err)
+		}
+	})
+	s, err := postgres.New(ctx, pool, postgres.WithSchema(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestDrop deletes a projection's model, checkpoint and dead letters; it is
+// built afresh afterwards.
+func TestDrop(t *testing.T) {
+	pool := pgtest.Pool(t)
+	s := newStore(t, pool)
+	ctx := ctxFor(t)
+	events := seed(t, 6)
+	p := counting("dropped", true, nil)
+	if err := s.Apply(ctx, p, events[:3]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeadLetter(ctx, "dropped", events[3], errors.New("bad")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Drop(ctx, "dropped"); err != nil {
+		t.Fatal(err)
+	}
+	if pos := checkpoint(t, s, "dropped"); pos != 0 {
+		t.Fatalf("checkpoint %d after Drop", pos)
+	}
+	if dl, err := s.DeadLetters(ctx, "dropped"); err != nil || len(dl) != 0 {
+		t.Fatalf("dead letters %v (%v) after Drop", dl, err)
+	}
+	if err := s.Apply(ctx, p, events); err != nil {
+		t.Fatal(err)
+	}
+	assertModel(t, pool, s, "dropped", events)
+}
+
+func TestInvalidInput(t *testing.T) {
+	pool := pgtest.Pool(t)
+	ctx := ctxFor(t)
+	for _, schema := range []string{"", "a_schema_name_that_is_too_long"} {
+		if _, err := postgres.New(ctx, pool, postgres.WithSchema(schema)); !errors.Is(err, projection.ErrInvalid) {
+			t.Errorf("New(schema %q) = %v, want ErrInvalid", schema, err)
+		}
+	}
+	s := newStore(t, pool)
+	events := seed(t, 2)
+	for _, name := range []string{"", "Upper", "a__b", "x; DROP TABLE y"} {
+		if err := s.Apply(ctx, counting(name, true, nil), events); !errors.Is(err, projection.ErrInvalid) {
+			t.Errorf("Apply(%q) = %v, want ErrInvalid", name, err)
+		}
+		if err := s.DeadLetter(ctx, name, events[0], errors.New("x")); !errors.Is(err, projection.ErrInvalid) {
+			t.Errorf("DeadLetter(%q) = %v, want ErrInvalid", name, err)
+		}
+	}
+	if err := s.FinishRebuild(ctx, "never", projection.RebuildName("never")); !errors.Is(err, projection.ErrInvalid) {
+		t.Errorf("FinishRebuild without a rebuild = %v, want ErrInvalid", err)
+	}
+}
