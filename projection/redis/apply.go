@@ -1,0 +1,136 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/composable-go/composable/persistence"
+	"github.com/composable-go/composable/projection"
+)
+
+// Tx is what a projection's Setup and Handle write through: the batch's
+// transaction. Writes go to [Tx.Pipe] and take effect together with the
+// checkpoint when the batch ends; keys are named through [Tx.Key].
+//
+// Reads through [Tx.Reader] see the model as it was before the batch — not
+// the batch's own writes, which Redis has not run yet. Handlers that need
+// to build on earlier events of the batch use commands that do the
+// arithmetic server-side (HINCRBY, LPUSH with LTRIM, ZADD, ...).
+type Tx struct {
+	conn   *redis.Tx
+	pipe   redis.Pipeliner
+	prefix string
+	owners []int // the event index that queued each command; -1 for Setup
+}
+
+// Key returns the key of the model being written for key.
+func (t *Tx) Key(key string) string { return t.prefix + key }
+
+// Pipe returns the batch's transaction, to queue writes on.
+func (t *Tx) Pipe() redis.Pipeliner { return t.pipe }
+
+// Reader returns a connection for reads of the model as it was before the
+// batch.
+func (t *Tx) Reader() redis.Cmdable { return t.conn }
+
+// track records index as the owner of the commands queued since the last
+// call.
+func (t *Tx) track(index int) {
+	for len(t.owners) < t.pipe.Len() {
+		t.owners = append(t.owners, index)
+	}
+}
+
+// Apply implements [projection.Store].
+func (s *Store) Apply(ctx context.Context, p projection.Projection[*Tx], events []persistence.RecordedEvent) error {
+	if err := checkName(p.Name); err != nil {
+		return err
+	}
+	if err := projection.ValidateBatch(events); err != nil {
+		return err
+	}
+	k := s.keysOf(p.Name)
+	err := s.watch(ctx, func(conn *redis.Tx) error { return s.apply(ctx, conn, k, p, events) }, k.checkpoint)
+	var ae *projection.ApplyError
+	if err != nil && !errors.As(err, &ae) {
+		return fmt.Errorf("projection/redis: apply to %s: %w", p.Name, err)
+	}
+	return err
+}
+
+// apply runs one attempt of a batch on conn, which watches the checkpoint.
+func (s *Store) apply(ctx context.Context, conn *redis.Tx, k keys, p projection.Projection[*Tx], events []persistence.RecordedEvent) error {
+	st, err := readState(ctx, conn, k.checkpoint)
+	if err != nil {
+		return err
+	}
+	if st.gen == 0 {
+		// A new generation. Numbers an aborted attempt took are skipped,
+		// never reused.
+		if st.gen, err = conn.Incr(ctx, k.gens()).Result(); err != nil {
+			return err
+		}
+	}
+	t := &Tx{conn: conn, pipe: conn.TxPipeline(), prefix: k.generation(st.gen)}
+	if !st.ready && p.Setup != nil {
+		if err := p.Setup(ctx, t); err != nil {
+			return fmt.Errorf("setup: %w", err)
+		}
+		t.track(-1)
+	}
+	last := st.pos
+	for i, e := range events {
+		if e.GlobalPosition <= st.pos {
+			continue
+		}
+		if err := p.Handle(ctx, t, e); err != nil {
+			if unavailable(err) {
+				return err
+			}
+			return &projection.ApplyError{Index: i, Event: e, Err: err}
+		}
+		t.track(i)
+		last = e.GlobalPosition
+	}
+	if last == st.pos && st.ready {
+		return nil // nothing new
+	}
+	t.pipe.HSet(ctx, k.checkpoint, "pos", last, "gen", st.gen, "ready", 1)
+	if err := ctx.Err(); err != nil {
+		return err // stopped mid-batch: nothing sent
+	}
+	cmds, err := t.pipe.Exec(ctx)
+	if err == nil || errors.Is(err, redis.TxFailedErr) || unavailable(err) {
+		return err
+	}
+	return commandError(t, cmds, events, err)
+}
+
+// commandError explains a transaction a command of failed in: refused when
+// queued (EXECABORT: nothing applied), or at run time (the rest applied).
+func commandError(t *Tx, cmds []redis.Cmder, events []persistence.RecordedEvent, err error) error {
+	failed := -1
+	for i, c := range cmds {
+		// Under EXECABORT every command carries that error; the one Redis
+		// refused carries its own.
+		if c.Err() != nil && !errors.Is(c.Err(), redis.Nil) && !redis.IsExecAbortError(c.Err()) {
+			failed = i
+			break
+		}
+	}
+	if failed < 0 || failed >= len(t.owners) {
+		return err // the checkpoint's own command: not the handler's doing
+	}
+	cause := cmds[failed].Err()
+	owner := t.owners[failed]
+	if !redis.IsExecAbortError(err) {
+		cause = fmt.Errorf("%w: %w", ErrPartiallyApplied, cause)
+	}
+	if owner < 0 {
+		return fmt.Errorf("setup: %w", cause)
+	}
+	return &projection.ApplyError{Index: owner, Event: events[owner], Err: cause}
+}

@@ -1,0 +1,365 @@
+package redis_test
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+
+	"github.com/composable-go/composable/persistence"
+	evmemory "github.com/composable-go/composable/persistence/memory"
+	"github.com/composable-go/composable/projection"
+	"github.com/composable-go/composable/projection/projectiontest"
+	"github.com/composable-go/composable/projection/redis"
+	"github.com/composable-go/composable/testkit"
+	"github.com/composable-go/composable/testkit/redistest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// newStore returns a store under a key prefix of the test's own.
+func newStore(t testing.TB, c *goredis.Client) *redis.Store {
+	t.Helper()
+	s, err := redis.New(c, redis.WithPrefix(redistest.Prefix(t, c, "proj")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	c := redistest.Client(t)
+	projectiontest.Run(t, func(t *testing.T) projectiontest.Harness[*redis.Tx] {
+		s := newStore(t, c)
+		return projectiontest.Harness[*redis.Tx]{
+			Store: s,
+			Append: func(ctx context.Context, tx *redis.Tx, key, value string) error {
+				return tx.Pipe().RPush(ctx, tx.Key(key), value).Err()
+			},
+			Read: func(ctx context.Context, name, key string) ([]string, error) {
+				list, err := s.Read(ctx, name, "LRANGE", key, 0, -1).StringSlice()
+				if errors.Is(err, goredis.Nil) {
+					return nil, nil
+				}
+				return list, err
+			},
+		}
+	})
+}
+
+// seed returns n events of three streams.
+func seed(t *testing.T, n int) []persistence.RecordedEvent {
+	t.Helper()
+	feed := evmemory.New()
+	for i := range n {
+		_, err := feed.Append(ctxFor(t), "s-"+strconv.Itoa(i%3), persistence.Any, persistence.EventData{
+			ID: "e" + strconv.Itoa(i+1), Type: "test.happened", Data: []byte("{}"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	events, err := feed.ReadAll(ctxFor(t), 0, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return events
+}
+
+// counting counts events per stream in a hash, running hook first.
+func counting(name string, hook func(ctx context.Context, tx *redis.Tx, e persistence.RecordedEvent) error) projection.Projection[*redis.Tx] {
+	return projection.Projection[*redis.Tx]{
+		Name: name,
+		Handle: func(ctx context.Context, tx *redis.Tx, e persistence.RecordedEvent) error {
+			if hook != nil {
+				if err := hook(ctx, tx, e); err != nil {
+					return err
+				}
+			}
+			return tx.Pipe().HIncrBy(ctx, tx.Key("counts"), e.StreamID, 1).Err()
+		},
+	}
+}
+
+func assertModel(t *testing.T, s *redis.Store, name string, events []persistence.RecordedEvent) {
+	t.Helper()
+	ctx := ctxFor(t)
+	flat, err := s.Read(ctx, name, "HGETALL", "counts").StringSlice() // scripts answer RESP2: a flat list
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for i := 0; i+1 < len(flat); i += 2 {
+		got[flat[i]] = flat[i+1]
+	}
+	want := map[string]string{}
+	counts := map[string]int{}
+	for _, e := range events {
+		counts[e.StreamID]++
+		want[e.StreamID] = strconv.Itoa(counts[e.StreamID])
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("model %v, want %v", got, want)
+	}
+	var last int64
+	if len(events) > 0 {
+		last = events[len(events)-1].GlobalPosition
+	}
+	if pos, err := s.Checkpoint(ctx, name); err != nil || pos != last {
+		t.Fatalf("checkpoint %d (%v), want %d", pos, err, last)
+	}
+}
+
+// proxied returns a client whose connections go through a proxy the test
+// can cut.
+func proxied(t *testing.T) (*goredis.Client, *testkit.TCPProxy) {
+	t.Helper()
+	proxy := testkit.NewTCPProxy(t, "127.0.0.1:6379")
+	c := redistest.ClientOptions(t, func(o *goredis.Options) {
+		o.Addr = proxy.Addr()
+		o.MaxRetries = -1 // the store's caller retries; see the runner
+	})
+	return c, proxy
+}
+
+// TestCrashMidBatch loses the connection, then the context, in the middle
+// of a batch: nothing of it lands, the error is not a handler failure, and
+// a rerun applies every event exactly once.
+func TestCrashMidBatch(t *testing.T) {
+	c, proxy := proxied(t)
+	s := newStore(t, c)
+	ctx := ctxFor(t)
+	events := seed(t, 20)
+	if err := s.Apply(ctx, counting("crash", nil), events[:5]); err != nil {
+		t.Fatal(err)
+	}
+	cut := counting("crash", func(ctx context.Context, tx *redis.Tx, e persistence.RecordedEvent) error {
+		if e.GlobalPosition == 9 {
+			proxy.CutAll()
+			// A read on the watched connection, as handlers may do.
+			return tx.Reader().Get(ctx, tx.Key("anything")).Err()
+		}
+		return nil
+	})
+	err := s.Apply(ctx, cut, events[5:15])
+	var ae *projection.ApplyError
+	if err == nil || errors.As(err, &ae) {
+		t.Fatalf("Apply across a lost connection = %v, want a store error that is not an *ApplyError", err)
+	}
+	assertModel(t, s, "crash", events[:5])
+
+	stopped, cancel := context.WithCancel(ctx)
+	cancelled := counting("crash", func(_ context.Context, _ *redis.Tx, e persistence.RecordedEvent) error {
+		if e.GlobalPosition == 12 {
+			cancel()
+		}
+		return nil
+	})
+	err = s.Apply(stopped, cancelled, events[5:15])
+	if err == nil || errors.As(err, &ae) {
+		t.Fatalf("Apply with ctx cancelled mid-batch = %v, want a store error that is not an *ApplyError", err)
+	}
+	assertModel(t, s, "crash", events[:5])
+
+	if err := s.Apply(ctx, counting("crash", nil), events[3:]); err != nil {
+		t.Fatal(err)
+	}
+	assertModel(t, s, "crash", events)
+}
+
+// TestLostConnectionIsNeverDeadLettered: a SkipAndDeadLetter projection
+// whose connections are cut mid-batch retries; it never blames an event.
+func TestLostConnectionIsNeverDeadLettered(t *testing.T) {
+	c, proxy := proxied(t)
+	s := newStore(t, c)
+	ctx := ctxFor(t)
+	feed := evmemory.New()
+	var mu sync.Mutex
+	cuts := map[int64]bool{7: true, 18: true, 19: true}
+	p := counting("cut", func(ctx context.Context, tx *redis.Tx, e persistence.RecordedEvent) error {
+		mu.Lock()
+		cutNow := cuts[e.GlobalPosition]
+		delete(cuts, e.GlobalPosition)
+		mu.Unlock()
+		if cutNow {
+			proxy.CutAll()
+			return tx.Reader().Exists(ctx, tx.Key("counts")).Err()
+		}
+		return nil
+	})
+	p.OnFailure = projection.SkipAndDeadLetter
+	r, err := projection.NewRunner(feed, s, p, projection.Options{
+		Lease: evmemory.NewLeases(), BatchSize: 6, PollInterval: 5 * time.Millisecond,
+		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Logger: testkit.QuietLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	for i := range 25 {
+		if _, err := feed.Append(ctx, "s-"+strconv.Itoa(i%3), persistence.Any, persistence.EventData{ID: "e" + strconv.Itoa(i), Type: "t", Data: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.WaitFor(ctx, 25); err != nil {
+		t.Fatal(err)
+	}
+	events, _ := feed.ReadAll(ctx, 0, 100)
+	assertModel(t, s, "cut", events)
+	if dl, err := s.DeadLetters(ctx, "cut"); err != nil || len(dl) != 0 {
+		t.Fatalf("dead letters %v (%v): a lost connection was blamed on an event", dl, err)
+	}
+}
+
+// TestRefusedCommands: a command Redis refuses when queued aborts the
+// batch with nothing applied; one it refuses at run time cannot be rolled
+// back, and says so.
+func TestRefusedCommands(t *testing.T) {
+	c := redistest.Client(t)
+	s := newStore(t, c)
+	ctx := ctxFor(t)
+	events := seed(t, 8)
+
+	queued := counting("queued", func(ctx context.Context, tx *redis.Tx, e persistence.RecordedEvent) error {
+		if e.GlobalPosition == 4 {
+			tx.Pipe().Do(ctx, "SET", tx.Key("x")) // wrong number of arguments
+		}
+		return nil
+	})
+	err := s.Apply(ctx, queued, events)
+	var ae *projection.ApplyError
+	if !errors.As(err, &ae) || ae.Index != 3 || errors.Is(err, redis.ErrPartiallyApplied) {
+		t.Fatalf("Apply with a command refused when queued = %v, want an *ApplyError at index 3", err)
+	}
+	assertModel(t, s, "queued", nil)
+
+	runtime := counting("runtime", func(ctx context.Context, tx *redis.Tx, e persistence.RecordedEvent) error {
+		if e.GlobalPosition == 6 {
+			tx.Pipe().LPush(ctx, tx.Key("counts"), "not a hash") // WRONGTYPE at run time
+		}
+		return nil
+	})
+	err = s.Apply(ctx, runtime, events)
+	if !errors.As(err, &ae) || ae.Index != 5 || !errors.Is(err, redis.ErrPartiallyApplied) {
+		t.Fatalf("Apply with a command refused at run time = %v, want an *ApplyError at index 5 matching ErrPartiallyApplied", err)
+	}
+	assertModel(t, s, "runtime", events) // Redis applied the rest
+}
+
+// TestConcurrentApplyNeverDoubles applies overlapping batches from two
+// goroutines at once: every event counted once.
+func TestConcurrentApplyNeverDoubles(t *testing.T) {
+	c := redistest.Client(t)
+	s := newStore(t, c)
+	ctx := ctxFor(t)
+	events := seed(t, 60)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*12)
+	for range 2 {
+		wg.Go(func() {
+			for i := 0; i < len(events); i += 5 {
+				errs <- s.Apply(ctx, counting("twice", nil), events[max(0, i-3):i+5])
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	assertModel(t, s, "twice", events)
+}
+
+func TestReadIsReadOnly(t *testing.T) {
+	c := redistest.Client(t)
+	s := newStore(t, c)
+	ctx := ctxFor(t)
+	if err := s.Apply(ctx, counting("ro", nil), seed(t, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Read(ctx, "ro", "SET", "counts", "overwritten").Err(); err == nil {
+		t.Fatal("Read ran a write")
+	}
+	if err := s.Read(ctx, "none", "GET", "x").Err(); !errors.Is(err, goredis.Nil) {
+		t.Fatalf("Read of a model that does not exist = %v, want redis.Nil", err)
+	}
+	prefix, err := s.Prefix(ctx, "ro")
+	if err != nil || prefix == "" {
+		t.Fatalf("Prefix = %q, %v", prefix, err)
+	}
+	if n, err := c.HLen(ctx, prefix+"counts").Result(); err != nil || n != 3 {
+		t.Fatalf("HLEN under Prefix = %d, %v", n, err)
+	}
+}
+
+func TestDrop(t *testing.T) {
+	c := redistest.Client(t)
+	s := newStore(t, c)
+	ctx := ctxFor(t)
+	events := seed(t, 6)
+	if err := s.Apply(ctx, counting("dropped", nil), events[:3]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeadLetter(ctx, "dropped", events[3], errors.New("bad")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Drop(ctx, "dropped"); err != nil {
+		t.Fatal(err)
+	}
+	if dl, err := s.DeadLetters(ctx, "dropped"); err != nil || len(dl) != 0 {
+		t.Fatalf("dead letters %v (%v) after Drop", dl, err)
+	}
+	assertModel(t, s, "dropped", nil)
+	if err := s.Apply(ctx, counting("dropped", nil), events); err != nil {
+		t.Fatal(err)
+	}
+	assertModel(t, s, "dropped", events)
+}
+
+func TestInvalidInput(t *testing.T) {
+	c := redistest.Client(t)
+	for _, prefix := range []string{"", "a{b}"} {
+		if _, err := redis.New(c, redis.WithPrefix(prefix)); !errors.Is(err, projection.ErrInvalid) {
+			t.Errorf("New(prefix %q) = %v, want ErrInvalid", prefix, err)
+		}
+	}
+	s := newStore(t, c)
+	ctx := ctxFor(t)
+	events := seed(t, 2)
+	for _, name := range []string{"", "Upper", "a__b", "x}{y"} {
+		if err := s.Apply(ctx, counting(name, nil), events); !errors.Is(err, projection.ErrInvalid) {
+			t.Errorf("Apply(%q) = %v, want ErrInvalid", name, err)
+		}
+		if err := s.DeadLetter(ctx, name, events[0], errors.New("x")); !errors.Is(err, projection.ErrInvalid) {
+			t.Errorf("DeadLetter(%q) = %v, want ErrInvalid", name, err)
+		}
+		if err := s.Read(ctx, name, "GET", "k").Err(); !errors.Is(err, projection.ErrInvalid) {
+			t.Errorf("Read(%q) = %v, want ErrInvalid", name, err)
+		}
+	}
+	if err := s.FinishRebuild(ctx, "never", projection.RebuildName("never")); !errors.Is(err, projection.ErrInvalid) {
+		t.Errorf("FinishRebuild without a rebuild = %v, want ErrInvalid", err)
+	}
+}
