@@ -227,3 +227,26 @@ func newQueries(schema string) queries {
 		deleteRebuild:     "DELETE FROM " + rebuilds + " WHERE name = $1",
 	}
 }
+
+// View runs fn in a read-only transaction on one snapshot of the current
+// model of name, with search_path set to the model's schema, and tells it
+// the checkpoint that snapshot reflects: every event up to it is in what
+// fn reads, none after it. Caches use it to know how fresh a read is.
+func (s *Store) View(ctx context.Context, name string, fn func(ctx context.Context, tx pgx.Tx, checkpoint int64) error) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+s.quoted(name)); err != nil {
+			return err
+		}
+		var pos int64
+		if err := tx.QueryRow(ctx, s.q.checkpoint, name).Scan(&pos); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		return fn(ctx, tx, pos)
+	})
+}
+
+// Pool returns the store's pool, for queries of the read models.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
