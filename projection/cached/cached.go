@@ -180,13 +180,14 @@ return 1`)
 
 // fillScript caches a value read at a position, unless the entry has been
 // invalidated by a later event or the cache epoch moved since the read.
+// The entry is "v<epoch>:<value>": a hit counts only in its epoch.
 // KEYS: entry, epoch. ARGV: value, TTL in milliseconds, position, epoch.
 var fillScript = redis.NewScript(`
 local epoch = redis.call('GET', KEYS[2]) or '0'
 if epoch ~= ARGV[4] then return 0 end
 local cur = redis.call('GET', KEYS[1])
 if cur and string.sub(cur, 1, 1) == 't' and tonumber(string.sub(cur, 2)) > tonumber(ARGV[3]) then return 0 end
-redis.call('SET', KEYS[1], 'v' .. ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[1], 'v' .. ARGV[4] .. ':' .. ARGV[1], 'PX', ARGV[2])
 return 1`)
 
 // Flush sends projection name's pending invalidations to Redis. Apply
@@ -249,12 +250,14 @@ func (s *Store) Get(ctx context.Context, name, key string, load func(ctx context
 	}
 	var epoch string
 	if redisUp {
-		if v, ok := cached[0].(string); ok && strings.HasPrefix(v, "v") {
-			return []byte(v[1:]), nil
-		}
 		epoch, _ = cached[1].(string)
 		if epoch == "" {
 			epoch = "0"
+		}
+		if v, ok := cached[0].(string); ok {
+			if value, ok := strings.CutPrefix(v, "v"+epoch+":"); ok {
+				return []byte(value), nil
+			}
 		}
 	}
 	var value []byte

@@ -305,3 +305,39 @@ func TestInvalidInput(t *testing.T) {
 		t.Errorf("Flush(generation) = %v, want ErrInvalid", err)
 	}
 }
+
+// TestRebuildServesTheNewModel rebuilds with a changed handler: after the
+// switch, reads give the new model, never the cached old one.
+func TestRebuildServesTheNewModel(t *testing.T) {
+	pool, rdb := pgtest.Pool(t), redistest.Client(t)
+	s := newStore(t, pool, rdb)
+	ctx := ctxFor(t)
+	events := seed(t, 6)
+	if err := s.Apply(ctx, lists("versioned"), events); err != nil {
+		t.Fatal(err)
+	}
+	if v := get(t, s, "versioned", "s-0"); !slices.Equal(v, ids(events, "s-0")) { // cached
+		t.Fatalf("Get = %v", v)
+	}
+	building, err := s.StartRebuild(ctx, "versioned")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := lists(building)
+	v2.Handle = func(ctx context.Context, tx *cached.Tx, e persistence.RecordedEvent) error {
+		return appendList(ctx, tx, e.StreamID, "v2-"+e.ID)
+	}
+	if err := s.Apply(ctx, v2, events); err != nil {
+		t.Fatal(err)
+	}
+	if v := get(t, s, "versioned", "s-0"); !slices.Equal(v, ids(events, "s-0")) { // still the old model
+		t.Fatalf("Get during the rebuild = %v", v)
+	}
+	if err := s.FinishRebuild(ctx, "versioned", building); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"v2-e1", "v2-e4"}
+	if v := get(t, s, "versioned", "s-0"); !slices.Equal(v, want) {
+		t.Fatalf("Get after the rebuild = %v, want %v: the old model's cache entry was served", v, want)
+	}
+}
