@@ -492,12 +492,18 @@ func (r *Runner[Tx]) WaitFor(ctx context.Context, position int64) error {
 // LagError is WaitFor's error when ctx ends before the projection catches
 // up. It matches ErrNotCaughtUp and unwraps to ctx's error.
 type LagError struct {
-	Name                 string
+	Name string
+	// Stream is set by WaitForStream: Position and Checkpoint are then
+	// versions of the stream, wanted and applied.
+	Stream               string
 	Position, Checkpoint int64
 	Err                  error
 }
 
 func (e *LagError) Error() string {
+	if e.Stream != "" {
+		return fmt.Sprintf("projection %s: stream %s at version %d, not yet %d: %v", e.Name, e.Stream, e.Checkpoint, e.Position, e.Err)
+	}
 	return fmt.Sprintf("projection %s: at position %d, not yet %d: %v", e.Name, e.Checkpoint, e.Position, e.Err)
 }
 

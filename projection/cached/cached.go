@@ -48,6 +48,8 @@ import (
 var (
 	_ projection.Store[*Tx] = (*Store)(nil)
 	_ projection.Rebuilder  = (*Store)(nil)
+
+	_ projection.StreamApplier[*Tx] = (*Store)(nil)
 )
 
 // Tx is the transaction a projection's Setup and Handle write through: a
@@ -123,9 +125,45 @@ func (s *Store) epochKey(name string) string { return s.prefix + ":{" + name + "
 // Apply implements [projection.Store]: the batch goes to PostgreSQL with
 // its invalidations, then the invalidations go to Redis.
 func (s *Store) Apply(ctx context.Context, p projection.Projection[*Tx], events []persistence.RecordedEvent) error {
+	if err := s.pg.Apply(ctx, withInvalidations(p), events); err != nil {
+		return err
+	}
+	return s.flushAfter(ctx, p.Name)
+}
+
+// ApplyEvent implements [projection.StreamApplier], for projections fed
+// from the bus: the event goes to PostgreSQL with its invalidations, then
+// the invalidations go to Redis.
+func (s *Store) ApplyEvent(ctx context.Context, p projection.Projection[*Tx], e persistence.RecordedEvent) error {
+	if err := s.pg.ApplyEvent(ctx, withInvalidations(p), e); err != nil {
+		return err
+	}
+	return s.flushAfter(ctx, p.Name)
+}
+
+// StreamVersion implements [projection.StreamApplier].
+func (s *Store) StreamVersion(ctx context.Context, name, stream string) (int64, error) {
+	return s.pg.StreamVersion(ctx, name, stream)
+}
+
+// flushAfter flushes name's invalidations after a commit.
+func (s *Store) flushAfter(ctx context.Context, name string) error {
+	if !projection.ValidName(name) {
+		return nil // a generation being built has no cache
+	}
+	if err := s.Flush(ctx, name); err != nil {
+		return fmt.Errorf("projection/cached: apply to %s: committed, with its cache invalidations pending: %w", name, err)
+	}
+	return nil
+}
+
+// withInvalidations returns p as a projection/postgres projection whose
+// handlers record the cache keys they invalidate in the model's
+// cache_invalidations table, in the batch's transaction.
+func withInvalidations(p projection.Projection[*Tx]) projection.Projection[*postgres.Tx] {
 	live := projection.ValidName(p.Name) // a generation being built has no cache
 	var setupKeys []string               // invalidated by Setup: recorded with the first event
-	inner := projection.Projection[*postgres.Tx]{
+	return projection.Projection[*postgres.Tx]{
 		Name:      p.Name,
 		OnFailure: p.OnFailure,
 		Setup: func(ctx context.Context, tx *postgres.Tx) error {
@@ -152,16 +190,6 @@ func (s *Store) Apply(ctx context.Context, p projection.Projection[*Tx], events 
 			return nil
 		},
 	}
-	if err := s.pg.Apply(ctx, inner, events); err != nil {
-		return err
-	}
-	if !live {
-		return nil
-	}
-	if err := s.Flush(ctx, p.Name); err != nil {
-		return fmt.Errorf("projection/cached: apply to %s: the batch committed, its cache invalidations are pending: %w", p.Name, err)
-	}
-	return nil
 }
 
 const (
@@ -209,12 +237,12 @@ func (s *Store) Flush(ctx context.Context, name string) error {
 	var pos int64
 	var keys []string
 	latest := map[string]int64{}
-	var last int64
+	var sent []int64 // exactly the rows read: others may commit meanwhile, at lower positions too
 	_, err = pgx.ForEachRow(rows, []any{&pos, &keys}, func() error {
 		for _, k := range keys {
-			latest[k] = pos
+			latest[k] = max(latest[k], pos)
 		}
-		last = pos
+		sent = append(sent, pos)
 		return nil
 	})
 	if err != nil || len(latest) == 0 {
@@ -229,7 +257,7 @@ func (s *Store) Flush(ctx context.Context, name string) error {
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return err
 	}
-	_, err = s.pg.Pool().Exec(ctx, "DELETE FROM "+table+" WHERE position <= $1", last)
+	_, err = s.pg.Pool().Exec(ctx, "DELETE FROM "+table+" WHERE position = ANY($1)", sent)
 	return err
 }
 

@@ -19,6 +19,8 @@ import (
 var (
 	_ projection.Store[*Tx] = (*Store)(nil)
 	_ projection.Rebuilder  = (*Store)(nil)
+
+	_ projection.StreamApplier[*Tx] = (*Store)(nil)
 )
 
 // Store keeps read models in memory. It is safe for concurrent use;
@@ -37,6 +39,7 @@ type model struct {
 	checkpoint int64
 	data       map[string]any
 	dead       []projection.DeadLetter
+	streams    map[string]int64 // last version applied per stream, when fed from the bus
 }
 
 // New returns an empty store.
@@ -152,6 +155,50 @@ func (s *Store) Apply(ctx context.Context, p projection.Projection[*Tx], events 
 	tx.commit()
 	m.checkpoint, m.exists = last, true
 	return nil
+}
+
+// ApplyEvent implements [projection.StreamApplier].
+func (s *Store) ApplyEvent(ctx context.Context, p projection.Projection[*Tx], e persistence.RecordedEvent) error {
+	if err := checkName(p.Name); err != nil {
+		return err
+	}
+	m := s.model(p.Name)
+	m.apply.Lock()
+	defer m.apply.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if e.Version <= m.streams[e.StreamID] {
+		return nil
+	}
+	tx := &Tx{base: m.data, writes: map[string]any{}, dels: map[string]bool{}}
+	if !m.exists && p.Setup != nil {
+		if err := p.Setup(ctx, tx); err != nil {
+			return fmt.Errorf("projection/memory: setup of %s: %w", p.Name, err)
+		}
+	}
+	if err := p.Handle(ctx, tx, e); err != nil {
+		return &projection.ApplyError{Index: 0, Event: e, Err: err}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	tx.commit()
+	if m.streams == nil {
+		m.streams = map[string]int64{}
+	}
+	m.streams[e.StreamID], m.exists = e.Version, true
+	return nil
+}
+
+// StreamVersion implements [projection.StreamApplier].
+func (s *Store) StreamVersion(ctx context.Context, name, stream string) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	m := s.model(name)
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.streams[stream], nil
 }
 
 // Checkpoint implements [projection.Store].

@@ -142,25 +142,9 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, p projection.Projection[*T
 	if err != nil {
 		return err
 	}
-	schema := s.quoted(p.Name)
-	if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+schema); err != nil {
+	t, err := s.begin(ctx, tx, p, ready)
+	if err != nil {
 		return err
-	}
-	t := &Tx{tx: tx, schema: s.Schema(p.Name), batch: &pgx.Batch{}, index: -1}
-	if !ready {
-		// A new generation: a fresh schema (dropping what a failed attempt
-		// may have left), then Setup, all in this transaction.
-		if _, err := tx.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE; CREATE SCHEMA "+schema); err != nil {
-			return err
-		}
-		if p.Setup != nil {
-			if err := p.Setup(ctx, t); err != nil {
-				return fmt.Errorf("setup: %w", err)
-			}
-			if err := t.flush(ctx); err != nil {
-				return fmt.Errorf("setup: %w", err)
-			}
-		}
 	}
 	last := pos
 	for i, e := range events {
@@ -179,6 +163,116 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, p projection.Projection[*T
 		return handlerError(t, events, -1, err)
 	}
 	return nil
+}
+
+// begin sets tx up for p's handlers: search_path, and, in a generation not
+// ready yet, a fresh schema and Setup. The caller holds the checkpoint
+// row's lock if !ready.
+func (s *Store) begin(ctx context.Context, tx pgx.Tx, p projection.Projection[*Tx], ready bool) (*Tx, error) {
+	schema := s.quoted(p.Name)
+	if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+schema); err != nil {
+		return nil, err
+	}
+	t := &Tx{tx: tx, schema: s.Schema(p.Name), batch: &pgx.Batch{}, index: -1}
+	if ready {
+		return t, nil
+	}
+	// A new generation: a fresh schema (dropping what a failed attempt may
+	// have left), then Setup, all in this transaction.
+	if _, err := tx.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE; CREATE SCHEMA "+schema); err != nil {
+		return nil, err
+	}
+	if p.Setup != nil {
+		if err := p.Setup(ctx, t); err != nil {
+			return nil, fmt.Errorf("setup: %w", err)
+		}
+		if err := t.flush(ctx); err != nil {
+			return nil, fmt.Errorf("setup: %w", err)
+		}
+	}
+	return t, nil
+}
+
+// ApplyEvent implements [projection.StreamApplier]. Events of different
+// streams apply concurrently: a transaction locks the stream's version row
+// only — and the checkpoint row, once, to set up a new generation.
+func (s *Store) ApplyEvent(ctx context.Context, p projection.Projection[*Tx], e persistence.RecordedEvent) error {
+	if err := checkName(p.Name); err != nil {
+		return err
+	}
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return fmt.Errorf("projection/postgres: apply to %s: %w", p.Name, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	err = s.applyEvent(ctx, tx, p, e)
+	if errors.Is(err, errDuplicate) {
+		return nil
+	}
+	if err == nil {
+		err = tx.Commit(ctx)
+	}
+	var ae *projection.ApplyError
+	if err != nil && !errors.As(err, &ae) {
+		return fmt.Errorf("projection/postgres: apply to %s: %w", p.Name, err)
+	}
+	return err
+}
+
+// errDuplicate ends the transaction of an event already applied.
+var errDuplicate = errors.New("duplicate")
+
+func (s *Store) applyEvent(ctx context.Context, tx pgx.Tx, p projection.Projection[*Tx], e persistence.RecordedEvent) error {
+	var ready bool
+	if err := tx.QueryRow(ctx, s.q.ready, p.Name).Scan(&ready); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return err
+	}
+	if !ready {
+		var err error
+		if _, ready, err = s.lock(ctx, tx, p.Name); err != nil {
+			return err
+		}
+	}
+	// Claim the version first: a concurrent delivery of the same event
+	// waits here, then finds it claimed.
+	var claimed bool
+	err := tx.QueryRow(ctx, s.q.claimVersion, p.Name, e.StreamID, e.Version).Scan(&claimed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errDuplicate
+	}
+	if err != nil {
+		return err
+	}
+	t, err := s.begin(ctx, tx, p, ready)
+	if err != nil {
+		return err
+	}
+	events := []persistence.RecordedEvent{e}
+	t.index = 0
+	if err := p.Handle(ctx, t, e); err != nil {
+		return handlerError(t, events, 0, err)
+	}
+	tail := &pgx.Batch{}
+	if !ready {
+		tail.Queue(s.q.markReady, p.Name, 0)
+	}
+	if err := t.send(ctx, tail); err != nil {
+		return handlerError(t, events, -1, err)
+	}
+	return nil
+}
+
+// StreamVersion implements [projection.StreamApplier].
+func (s *Store) StreamVersion(ctx context.Context, name, stream string) (int64, error) {
+	var v int64
+	err := s.pool.QueryRow(ctx, s.q.streamVersion, name, stream).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("projection/postgres: version of %s in %s: %w", stream, name, err)
+	}
+	return v, nil
 }
 
 // handlerError tells the handler's failures — its own errors, statements

@@ -39,6 +39,8 @@ var migrations = pgmigrate.Set{Files: migrationFiles, Dir: "migrations", Table: 
 var (
 	_ projection.Store[*Tx] = (*Store)(nil)
 	_ projection.Rebuilder  = (*Store)(nil)
+
+	_ projection.StreamApplier[*Tx] = (*Store)(nil)
 )
 
 // maxSchema bounds the store's schema name so that every model schema
@@ -165,6 +167,7 @@ func (s *Store) Drop(ctx context.Context, name string) error {
 		b.Queue("DROP SCHEMA IF EXISTS " + s.quoted(building) + " CASCADE")
 		b.Queue(s.q.deleteCheckpoints, []string{name, building})
 		b.Queue(s.q.deleteDeadLetters, []string{name, building})
+		b.Queue(s.q.deleteVersions, []string{name, building})
 		b.Queue(s.q.deleteRebuild, name)
 		return tx.SendBatch(ctx, b).Close()
 	})
@@ -198,16 +201,22 @@ func checkName(name string) error {
 // queries holds the SQL texts, built once with the schema quoted in.
 type queries struct {
 	checkpoint, ensureCheckpoint, lockCheckpoint, saveCheckpoint, markReady string
-	deleteCheckpoints, copyCheckpoint                                       string
+	deleteCheckpoints, copyCheckpoint, ready                                string
+	claimVersion, streamVersion, deleteVersions                             string
 	insertDeadLetter, deadLetters, deleteDeadLetters, moveDeadLetters       string
 	rebuilding, lockRebuild, insertRebuild, deleteRebuild                   string
 }
 
 func newQueries(schema string) queries {
 	table := func(name string) string { return pgx.Identifier{schema, name}.Sanitize() }
-	checkpoints, dead, rebuilds := table("checkpoints"), table("dead_letters"), table("rebuilds")
+	checkpoints, dead, rebuilds, versions := table("checkpoints"), table("dead_letters"), table("rebuilds"), table("stream_versions")
 	return queries{
-		checkpoint:        "SELECT position FROM " + checkpoints + " WHERE name = $1",
+		checkpoint: "SELECT position FROM " + checkpoints + " WHERE name = $1",
+		ready:      "SELECT ready FROM " + checkpoints + " WHERE name = $1",
+		claimVersion: "INSERT INTO " + versions + " AS v (name, stream, version) VALUES ($1, $2, $3) " +
+			"ON CONFLICT (name, stream) DO UPDATE SET version = excluded.version WHERE v.version < excluded.version RETURNING true",
+		streamVersion:     "SELECT version FROM " + versions + " WHERE name = $1 AND stream = $2",
+		deleteVersions:    "DELETE FROM " + versions + " WHERE name = ANY($1)",
 		ensureCheckpoint:  "INSERT INTO " + checkpoints + " (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",
 		lockCheckpoint:    "SELECT position, ready FROM " + checkpoints + " WHERE name = $1 FOR UPDATE",
 		saveCheckpoint:    "UPDATE " + checkpoints + " SET position = $2, updated_at = now() WHERE name = $1 AND position < $2",

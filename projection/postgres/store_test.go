@@ -25,7 +25,11 @@ import (
 	"github.com/composable-go/composable/testkit/pgtest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// go-metrics (through sarama, in the bus test) starts a process-wide
+// ticker it never stops.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/rcrowley/go-metrics.(*meterArbiter).tick"))
+}
 
 // newStore returns a store in a schema of its own; its models' schemas are
 // dropped at cleanup with it.

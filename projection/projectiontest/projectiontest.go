@@ -17,7 +17,10 @@
 // projections, and — through a [projection.Runner] — a failure at event k
 // leaving exactly the events before k, retries, skips, stops and reruns,
 // rebuilds that give an identical model without queries ever seeing a
-// half-built one, read-your-writes, pause and resume, and lease takeover.
+// half-built one, read-your-writes, pause and resume, and lease takeover;
+// and, for stores that implement [projection.StreamApplier], projections
+// fed from the bus: out-of-global-order and duplicate deliveries applied
+// once per stream version, concurrently across streams.
 package projectiontest
 
 import (
@@ -27,9 +30,12 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/composable-go/composable/bus"
+	busmemory "github.com/composable-go/composable/bus/memory"
 	"github.com/composable-go/composable/persistence"
 	evmemory "github.com/composable-go/composable/persistence/memory"
 	"github.com/composable-go/composable/projection"
@@ -70,6 +76,10 @@ func Run[Tx any](t *testing.T, newHarness func(t *testing.T) Harness[Tx]) {
 		{"WaitForReadsYourWrites", testWaitFor[Tx]},
 		{"PauseAndResume", testPause[Tx]},
 		{"OneActiveRunnerAndTakeover", testTakeover[Tx]},
+		{"BusFedAppliesEachStreamVersionOnce", testStreamDedup[Tx]},
+		{"BusFedHandlerFailureAppliesNothing", testStreamFailure[Tx]},
+		{"BusFedStreamsApplyConcurrently", testStreamConcurrency[Tx]},
+		{"BusFedThroughTheBus", testBusFed[Tx]},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -548,4 +558,193 @@ func testTakeover[Tx any](t *testing.T, s *suite[Tx]) {
 		t.Fatal("the second runner did not take over")
 	}
 	s.check(t, "ha", events, 15)
+}
+
+// applier returns the store as a StreamApplier, or skips the test.
+func (s *suite[Tx]) applier(t *testing.T) projection.StreamApplier[Tx] {
+	t.Helper()
+	a, ok := s.h.Store.(projection.StreamApplier[Tx])
+	if !ok {
+		t.Skip("the store does not implement projection.StreamApplier")
+	}
+	return a
+}
+
+// checkLists asserts the model of name holds exactly events, in each
+// stream's order, and that each stream's applied version is its last.
+func (s *suite[Tx]) checkLists(t *testing.T, a projection.StreamApplier[Tx], name string, events []persistence.RecordedEvent) {
+	t.Helper()
+	w := want(events)
+	last := map[string]int64{}
+	for _, e := range events {
+		last[e.StreamID] = e.Version
+	}
+	for _, stream := range streams {
+		got, err := s.h.Read(s.ctx, name, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, w[stream]) {
+			t.Fatalf("%s: stream %s holds %v, want %v", name, stream, got, w[stream])
+		}
+		if v, err := a.StreamVersion(s.ctx, name, stream); err != nil || v != last[stream] {
+			t.Fatalf("%s: stream %s at version %d (%v), want %d", name, stream, v, err, last[stream])
+		}
+	}
+}
+
+// byStream returns events grouped by stream, each in stream order.
+func byStream(events []persistence.RecordedEvent) map[string][]persistence.RecordedEvent {
+	m := map[string][]persistence.RecordedEvent{}
+	for _, e := range events {
+		m[e.StreamID] = append(m[e.StreamID], e)
+	}
+	return m
+}
+
+func testStreamDedup[Tx any](t *testing.T, s *suite[Tx]) {
+	a := s.applier(t)
+	events := s.seed(t, 12)
+	p := s.projection("bus_dedup", nil)
+	g := byStream(events)
+	// Streams arrive one after another — far from the global order — and
+	// with duplicates: a redelivered event, a redelivered run of events.
+	var deliveries []persistence.RecordedEvent
+	for _, stream := range []string{"order-3", "order-1", "order-2"} {
+		es := g[stream]
+		deliveries = append(deliveries, es[0], es[0], es[1])
+		deliveries = append(deliveries, es[:2]...)
+		deliveries = append(deliveries, es[2:]...)
+		deliveries = append(deliveries, es[len(es)-1])
+	}
+	for _, e := range deliveries {
+		if err := a.ApplyEvent(s.ctx, p, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.checkLists(t, a, "bus_dedup", events)
+	if got, err := s.h.Read(s.ctx, "bus_dedup", "setup"); err != nil || !slices.Equal(got, []string{"ran"}) {
+		t.Fatalf("setup ran %v (%v), want once", got, err)
+	}
+	if v, err := a.StreamVersion(s.ctx, "bus_dedup", "never"); err != nil || v != 0 {
+		t.Fatalf("StreamVersion of an unknown stream = %d, %v", v, err)
+	}
+}
+
+func testStreamFailure[Tx any](t *testing.T, s *suite[Tx]) {
+	a := s.applier(t)
+	events := s.seed(t, 9)
+	g := byStream(events)
+	boom := errors.New("boom")
+	failing := g["order-2"][1]
+	p := s.projection("bus_fail", func(e persistence.RecordedEvent) error {
+		if e.ID == failing.ID {
+			return boom
+		}
+		return nil
+	})
+	for _, e := range events {
+		err := a.ApplyEvent(s.ctx, p, e)
+		if e.ID != failing.ID {
+			if err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		var ae *projection.ApplyError
+		if !errors.As(err, &ae) || !errors.Is(err, boom) || ae.Index != 0 || ae.Event.ID != failing.ID {
+			t.Fatalf("ApplyEvent = %v, want an *ApplyError for %s", err, failing.ID)
+		}
+		if v, err := a.StreamVersion(s.ctx, "bus_fail", "order-2"); err != nil || v != failing.Version-1 {
+			t.Fatalf("after the failure, order-2 at version %d (%v), want %d", v, err, failing.Version-1)
+		}
+		break // the bus would retry this event before the stream's next
+	}
+	// Fixed, the bus redelivers from the failed event on.
+	fixed := s.projection("bus_fail", nil)
+	for _, e := range events {
+		if err := a.ApplyEvent(s.ctx, fixed, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.checkLists(t, a, "bus_fail", events)
+}
+
+func testStreamConcurrency[Tx any](t *testing.T, s *suite[Tx]) {
+	a := s.applier(t)
+	events := s.seed(t, 60)
+	p := s.projection("bus_concurrent", nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(streams))
+	for _, es := range byStream(events) {
+		wg.Go(func() {
+			for _, e := range es { // each stream delivered twice over, concurrently with the others
+				for range 2 {
+					if err := a.ApplyEvent(s.ctx, p, e); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	s.checkLists(t, a, "bus_concurrent", events)
+	if got, err := s.h.Read(s.ctx, "bus_concurrent", "setup"); err != nil || !slices.Equal(got, []string{"ran"}) {
+		t.Fatalf("setup ran %v (%v), want once", got, err)
+	}
+}
+
+func testBusFed[Tx any](t *testing.T, s *suite[Tx]) {
+	a := s.applier(t)
+	events := s.seed(t, 15)
+	b := busmemory.New(busmemory.WithPartitions(3))
+	h, err := projection.BusHandler(a, s.projection("bus_fed", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := projection.BusHandler(a, s.projection("Bad Name", nil)); !errors.Is(err, projection.ErrInvalid) {
+		t.Fatalf("BusHandler(bad name) = %v, want ErrInvalid", err)
+	}
+	publish := func(es []persistence.RecordedEvent) {
+		t.Helper()
+		msgs := make([]bus.Message, len(es))
+		for i, e := range es {
+			msgs[i] = bus.Message{Topic: "orders", Key: e.StreamID, Event: e}
+		}
+		if err := b.Publish(s.ctx, msgs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(events)
+	publish(events[5:10]) // at-least-once: duplicates
+	ctx, cancel := context.WithCancel(s.ctx)
+	done := make(chan error, 1)
+	go func() { done <- b.Subscribe(ctx, "projection.bus_fed", []string{"orders"}, h) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	last := events[len(events)-1]
+	for _, e := range byStream(events) {
+		tail := e[len(e)-1]
+		if err := projection.WaitForStream(s.ctx, a, "bus_fed", tail.StreamID, tail.Version, time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.checkLists(t, a, "bus_fed", events)
+	// A version not yet applied: a clean timeout naming the stream.
+	short, stop := context.WithTimeout(s.ctx, 20*time.Millisecond)
+	defer stop()
+	err = projection.WaitForStream(short, a, "bus_fed", last.StreamID, last.Version+1, time.Millisecond)
+	var lag *projection.LagError
+	if !errors.Is(err, projection.ErrNotCaughtUp) || !errors.As(err, &lag) || lag.Stream != last.StreamID || lag.Checkpoint != last.Version {
+		t.Fatalf("WaitForStream beyond the stream = %v", err)
+	}
 }

@@ -134,3 +134,80 @@ func commandError(t *Tx, cmds []redis.Cmder, events []persistence.RecordedEvent,
 	}
 	return &projection.ApplyError{Index: owner, Event: events[owner], Err: cause}
 }
+
+// ApplyEvent implements [projection.StreamApplier]. The transaction
+// watches the stream's version key and the checkpoint, which only a new
+// generation's first event writes: events of different streams do not
+// contend.
+func (s *Store) ApplyEvent(ctx context.Context, p projection.Projection[*Tx], e persistence.RecordedEvent) error {
+	if err := checkName(p.Name); err != nil {
+		return err
+	}
+	k := s.keysOf(p.Name)
+	version := k.streamVersion(e.StreamID)
+	err := s.watch(ctx, func(conn *redis.Tx) error {
+		st, err := readState(ctx, conn, k.checkpoint)
+		if err != nil {
+			return err
+		}
+		applied, err := conn.Get(ctx, version).Int64()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		if e.Version <= applied {
+			return nil
+		}
+		fresh := st.gen == 0
+		if fresh {
+			if st.gen, err = conn.Incr(ctx, k.gens()).Result(); err != nil {
+				return err
+			}
+		}
+		t := &Tx{conn: conn, pipe: conn.TxPipeline(), prefix: k.generation(st.gen)}
+		if !st.ready && p.Setup != nil {
+			if err := p.Setup(ctx, t); err != nil {
+				return fmt.Errorf("setup: %w", err)
+			}
+			t.track(-1)
+		}
+		if err := p.Handle(ctx, t, e); err != nil {
+			if unavailable(err) {
+				return err
+			}
+			return &projection.ApplyError{Index: 0, Event: e, Err: err}
+		}
+		t.track(0)
+		if !st.ready || fresh {
+			t.pipe.HSet(ctx, k.checkpoint, "gen", st.gen, "ready", 1)
+		}
+		t.pipe.Set(ctx, version, e.Version, 0)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		cmds, err := t.pipe.Exec(ctx)
+		if err == nil || errors.Is(err, redis.TxFailedErr) || unavailable(err) {
+			return err
+		}
+		return commandError(t, cmds, []persistence.RecordedEvent{e}, err)
+	}, k.checkpoint, version)
+	var ae *projection.ApplyError
+	if err != nil && !errors.As(err, &ae) {
+		return fmt.Errorf("projection/redis: apply to %s: %w", p.Name, err)
+	}
+	return err
+}
+
+// StreamVersion implements [projection.StreamApplier].
+func (s *Store) StreamVersion(ctx context.Context, name, stream string) (int64, error) {
+	if err := checkName(name); err != nil {
+		return 0, err
+	}
+	v, err := s.client.Get(ctx, s.keysOf(name).streamVersion(stream)).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("projection/redis: version of %s in %s: %w", stream, name, err)
+	}
+	return v, nil
+}

@@ -14,6 +14,7 @@
 //	projection:{order_history}:live            checkpoint: hash of pos, gen, ready
 //	projection:{order_history}:live:dead       dead letters: sorted set by position
 //	projection:{order_history}:g3:<key>        the model's keys, generation 3
+//	projection:{order_history}:live:stream:<s> last version of stream s applied (fed from the bus)
 //
 // Handlers name their keys through [Tx.Key], which adds the generation's
 // prefix. A rebuild writes a new generation under a second checkpoint
@@ -53,6 +54,8 @@ import (
 var (
 	_ projection.Store[*Tx] = (*Store)(nil)
 	_ projection.Rebuilder  = (*Store)(nil)
+
+	_ projection.StreamApplier[*Tx] = (*Store)(nil)
 )
 
 // ErrPartiallyApplied is matched by the *projection.ApplyError of a batch
@@ -114,6 +117,10 @@ func (k keys) generation(gen int64) string { return k.base + "g" + strconv.Forma
 // rebuilding is the key naming the generation being built, while a rebuild
 // is in progress.
 func (k keys) rebuilding() string { return k.base + "rebuilding" }
+
+// streamVersion is the key of the last version of stream applied, when the
+// projection is fed from the bus.
+func (k keys) streamVersion(stream string) string { return k.checkpoint + ":stream:" + stream }
 
 // gens is the counter generations are numbered from.
 func (k keys) gens() string { return k.base + "gens" }

@@ -1,0 +1,97 @@
+package postgres_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/composable-go/composable/bus/kafka"
+	"github.com/composable-go/composable/bus/relay"
+	"github.com/composable-go/composable/persistence"
+	evpostgres "github.com/composable-go/composable/persistence/postgres"
+	"github.com/composable-go/composable/projection"
+	"github.com/composable-go/composable/testkit"
+	"github.com/composable-go/composable/testkit/kafkatest"
+	"github.com/composable-go/composable/testkit/pgtest"
+)
+
+// TestBusFedOverKafka runs the whole path with real parts: events appended
+// to the PostgreSQL event store, published by the relay to a broker
+// speaking the Kafka protocol over TCP, consumed by a bus-fed projection
+// into a PostgreSQL read model. The relay is at-least-once and the events
+// of different partitions interleave; the model holds each event once.
+func TestBusFedOverKafka(t *testing.T) {
+	pool := pgtest.Pool(t)
+	ctx := ctxFor(t)
+	events, err := evpostgres.New(ctx, pool, evpostgres.WithSchema(pgtest.Schema(t, pool, "projbus")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = events.Close() })
+	broker := kafkatest.Start(t)
+	broker.CreateTopic(t, "orders", 4)
+	b, err := kafka.New(ctx, kafka.Config{
+		Brokers: broker.Addrs(), Partitions: 4, CommitInterval: 100 * time.Millisecond,
+		Sarama: kafkatest.SaramaConfig(), Logger: testkit.QuietLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	s := newStore(t, pool)
+
+	var appended []persistence.RecordedEvent
+	for i := range 40 {
+		stream := "order-" + strconv.Itoa(i%5)
+		if _, err := events.Append(ctx, stream, persistence.Any, persistence.EventData{ID: "e" + strconv.Itoa(i), Type: "order.touched", Data: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if appended, err = events.ReadAll(ctx, 0, 100); err != nil {
+		t.Fatal(err)
+	}
+
+	r, err := relay.New(relay.Config{
+		Store: events, Publisher: b, Checkpoints: events, Lease: events,
+		Topic:        func(persistence.RecordedEvent) string { return "orders" },
+		PollInterval: 10 * time.Millisecond, Logger: testkit.QuietLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := projection.BusHandler(s, counting("bus_kafka", true, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 2)
+	go func() { done <- r.Run(runCtx) }()
+	go func() { done <- b.Subscribe(runCtx, "projection.bus_kafka", []string{"orders"}, h) }()
+	defer func() {
+		stop()
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	last := map[string]int64{}
+	for _, e := range appended {
+		last[e.StreamID] = e.Version
+	}
+	for stream, version := range last {
+		if err := projection.WaitForStream(ctx, s, "bus_kafka", stream, version, 10*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, want := counts(t, pool, s, "bus_kafka"), wantCounts(appended)
+	if len(got) != len(want) {
+		t.Fatalf("model %v, want %v", got, want)
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Fatalf("model %v, want %v", got, want)
+		}
+	}
+}
