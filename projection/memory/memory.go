@@ -168,8 +168,12 @@ func (s *Store) ApplyEvent(ctx context.Context, p projection.Projection[*Tx], e 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if e.Version <= m.streams[e.StreamID] {
+	applied := m.streams[e.StreamID]
+	if e.Version <= applied {
 		return nil
+	}
+	if e.Version > applied+1 {
+		return &projection.GapError{Name: p.Name, Stream: e.StreamID, Applied: applied, Version: e.Version}
 	}
 	tx := &Tx{base: m.data, writes: map[string]any{}, dels: map[string]bool{}}
 	if !m.exists && p.Setup != nil {

@@ -213,7 +213,8 @@ func (s *Store) ApplyEvent(ctx context.Context, p projection.Projection[*Tx], e 
 		err = tx.Commit(ctx)
 	}
 	var ae *projection.ApplyError
-	if err != nil && !errors.As(err, &ae) {
+	var gap *projection.GapError
+	if err != nil && !errors.As(err, &ae) && !errors.As(err, &gap) {
 		return fmt.Errorf("projection/postgres: apply to %s: %w", p.Name, err)
 	}
 	return err
@@ -233,14 +234,7 @@ func (s *Store) applyEvent(ctx context.Context, tx pgx.Tx, p projection.Projecti
 			return err
 		}
 	}
-	// Claim the version first: a concurrent delivery of the same event
-	// waits here, then finds it claimed.
-	var claimed bool
-	err := tx.QueryRow(ctx, s.q.claimVersion, p.Name, e.StreamID, e.Version).Scan(&claimed)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return errDuplicate
-	}
-	if err != nil {
+	if err := s.claimVersion(ctx, tx, p.Name, e); err != nil {
 		return err
 	}
 	t, err := s.begin(ctx, tx, p, ready)
@@ -260,6 +254,32 @@ func (s *Store) applyEvent(ctx context.Context, tx pgx.Tx, p projection.Projecti
 		return handlerError(t, events, -1, err)
 	}
 	return nil
+}
+
+// claimVersion records e.Version as its stream's last applied, if it is
+// the next one. A concurrent delivery of the same stream waits on the
+// row's lock, then finds the version taken.
+func (s *Store) claimVersion(ctx context.Context, tx pgx.Tx, name string, e persistence.RecordedEvent) error {
+	var applied int64
+	err := tx.QueryRow(ctx, s.q.lockVersion, name, e.StreamID).Scan(&applied)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return err
+	}
+	switch {
+	case e.Version <= applied:
+		return errDuplicate
+	case e.Version > applied+1:
+		return &projection.GapError{Name: name, Stream: e.StreamID, Applied: applied, Version: e.Version}
+	case applied == 0:
+		// No row to lock yet: two first deliveries meet at the insert.
+		tag, err := tx.Exec(ctx, s.q.insertVersion, name, e.StreamID, e.Version)
+		if err == nil && tag.RowsAffected() == 0 {
+			return errDuplicate
+		}
+		return err
+	}
+	_, err = tx.Exec(ctx, s.q.updateVersion, name, e.StreamID, e.Version)
+	return err
 }
 
 // StreamVersion implements [projection.StreamApplier].

@@ -200,21 +200,22 @@ func checkName(name string) error {
 
 // queries holds the SQL texts, built once with the schema quoted in.
 type queries struct {
-	checkpoint, ensureCheckpoint, lockCheckpoint, saveCheckpoint, markReady string
-	deleteCheckpoints, copyCheckpoint, ready                                string
-	claimVersion, streamVersion, deleteVersions                             string
-	insertDeadLetter, deadLetters, deleteDeadLetters, moveDeadLetters       string
-	rebuilding, lockRebuild, insertRebuild, deleteRebuild                   string
+	checkpoint, ensureCheckpoint, lockCheckpoint, saveCheckpoint, markReady  string
+	deleteCheckpoints, copyCheckpoint, ready                                 string
+	lockVersion, insertVersion, updateVersion, streamVersion, deleteVersions string
+	insertDeadLetter, deadLetters, deleteDeadLetters, moveDeadLetters        string
+	rebuilding, lockRebuild, insertRebuild, deleteRebuild                    string
 }
 
 func newQueries(schema string) queries {
 	table := func(name string) string { return pgx.Identifier{schema, name}.Sanitize() }
 	checkpoints, dead, rebuilds, versions := table("checkpoints"), table("dead_letters"), table("rebuilds"), table("stream_versions")
 	return queries{
-		checkpoint: "SELECT position FROM " + checkpoints + " WHERE name = $1",
-		ready:      "SELECT ready FROM " + checkpoints + " WHERE name = $1",
-		claimVersion: "INSERT INTO " + versions + " AS v (name, stream, version) VALUES ($1, $2, $3) " +
-			"ON CONFLICT (name, stream) DO UPDATE SET version = excluded.version WHERE v.version < excluded.version RETURNING true",
+		checkpoint:        "SELECT position FROM " + checkpoints + " WHERE name = $1",
+		ready:             "SELECT ready FROM " + checkpoints + " WHERE name = $1",
+		lockVersion:       "SELECT version FROM " + versions + " WHERE name = $1 AND stream = $2 FOR UPDATE",
+		insertVersion:     "INSERT INTO " + versions + " (name, stream, version) VALUES ($1, $2, $3) ON CONFLICT (name, stream) DO NOTHING",
+		updateVersion:     "UPDATE " + versions + " SET version = $3 WHERE name = $1 AND stream = $2",
 		streamVersion:     "SELECT version FROM " + versions + " WHERE name = $1 AND stream = $2",
 		deleteVersions:    "DELETE FROM " + versions + " WHERE name = ANY($1)",
 		ensureCheckpoint:  "INSERT INTO " + checkpoints + " (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING",

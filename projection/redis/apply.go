@@ -157,6 +157,9 @@ func (s *Store) ApplyEvent(ctx context.Context, p projection.Projection[*Tx], e 
 		if e.Version <= applied {
 			return nil
 		}
+		if e.Version > applied+1 {
+			return &projection.GapError{Name: p.Name, Stream: e.StreamID, Applied: applied, Version: e.Version}
+		}
 		fresh := st.gen == 0
 		if fresh {
 			if st.gen, err = conn.Incr(ctx, k.gens()).Result(); err != nil {
@@ -191,7 +194,8 @@ func (s *Store) ApplyEvent(ctx context.Context, p projection.Projection[*Tx], e 
 		return commandError(t, cmds, []persistence.RecordedEvent{e}, err)
 	}, k.checkpoint, version)
 	var ae *projection.ApplyError
-	if err != nil && !errors.As(err, &ae) {
+	var gap *projection.GapError
+	if err != nil && !errors.As(err, &ae) && !errors.As(err, &gap) {
 		return fmt.Errorf("projection/redis: apply to %s: %w", p.Name, err)
 	}
 	return err
