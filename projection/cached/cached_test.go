@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -14,7 +13,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/composable-go/composable/persistence"
-	evmemory "github.com/composable-go/composable/persistence/memory"
 	"github.com/composable-go/composable/projection"
 	"github.com/composable-go/composable/projection/cached"
 	"github.com/composable-go/composable/projection/postgres"
@@ -40,7 +38,7 @@ func newStore(t *testing.T, pool *pgxpool.Pool, rdb *goredis.Client) *cached.Sto
 	t.Helper()
 	direct := pgtest.Pool(t)
 	schema := pgtest.Schema(t, direct, "cach")
-	t.Cleanup(func() { dropModels(t, direct, schema) })
+	t.Cleanup(func() { pgtest.DropSchemas(t, direct, schema+"_") })
 	s, err := cached.New(ctxFor(t), pool, rdb, cached.Options{
 		Postgres: []postgres.Option{postgres.WithSchema(schema)},
 		Prefix:   redistest.Prefix(t, rdb, "cache"),
@@ -51,26 +49,6 @@ func newStore(t *testing.T, pool *pgxpool.Pool, rdb *goredis.Client) *cached.Sto
 		t.Fatal(err)
 	}
 	return s
-}
-
-// dropModels drops the model schemas of the store in schema.
-func dropModels(t *testing.T, pool *pgxpool.Pool, schema string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	rows, err := pool.Query(ctx, `SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)`, schema+"_")
-	if err != nil {
-		t.Errorf("list model schemas: %v", err)
-		return
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Errorf("list model schemas: %v", err)
-	}
-	for _, n := range names {
-		if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{n}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("drop %s: %v", n, err)
-		}
-	}
 }
 
 func setupLists(ctx context.Context, tx *cached.Tx) error {
@@ -119,24 +97,6 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-func seed(t *testing.T, n int) []persistence.RecordedEvent {
-	t.Helper()
-	feed := evmemory.New()
-	for i := range n {
-		_, err := feed.Append(ctxFor(t), "s-"+strconv.Itoa(i%3), persistence.Any, persistence.EventData{
-			ID: "e" + strconv.Itoa(i+1), Type: "test.happened", Data: []byte("{}"),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	events, err := feed.ReadAll(ctxFor(t), 0, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return events
-}
-
 func lists(name string) projection.Projection[*cached.Tx] {
 	return projection.Projection[*cached.Tx]{
 		Name:  name,
@@ -172,7 +132,7 @@ func TestHitsComeFromRedis(t *testing.T) {
 	pool, rdb := pgtest.Pool(t), redistest.Client(t)
 	s := newStore(t, pool, rdb)
 	ctx := ctxFor(t)
-	events := seed(t, 6)
+	events := projectiontest.Events(t, 6)
 	if err := s.Apply(ctx, lists("hits"), events); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +163,7 @@ func TestSlowReaderCannotCacheStaleData(t *testing.T) {
 	pool, rdb := pgtest.Pool(t), redistest.Client(t)
 	s := newStore(t, pool, rdb)
 	ctx := ctxFor(t)
-	events := seed(t, 6)
+	events := projectiontest.Events(t, 6)
 	if err := s.Apply(ctx, lists("race"), events[:3]); err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +215,7 @@ func TestInvalidationsSurviveARedisOutage(t *testing.T) {
 	rdb, proxy := proxiedRedis(t)
 	s := newStore(t, pool, rdb)
 	ctx := ctxFor(t)
-	events := seed(t, 9)
+	events := projectiontest.Events(t, 9)
 	p := lists("outage")
 	if err := s.Apply(ctx, p, events[:3]); err != nil {
 		t.Fatal(err)
@@ -312,7 +272,7 @@ func TestRebuildServesTheNewModel(t *testing.T) {
 	pool, rdb := pgtest.Pool(t), redistest.Client(t)
 	s := newStore(t, pool, rdb)
 	ctx := ctxFor(t)
-	events := seed(t, 6)
+	events := projectiontest.Events(t, 6)
 	if err := s.Apply(ctx, lists("versioned"), events); err != nil {
 		t.Fatal(err)
 	}

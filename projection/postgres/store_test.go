@@ -37,32 +37,12 @@ func newStore(t *testing.T, pool *pgxpool.Pool) *postgres.Store {
 	t.Helper()
 	direct := pgtest.Pool(t)
 	schema := pgtest.Schema(t, direct, "proj")
-	t.Cleanup(func() { dropModels(t, direct, schema) })
+	t.Cleanup(func() { pgtest.DropSchemas(t, direct, schema+"_") })
 	s, err := postgres.New(ctxFor(t), pool, postgres.WithSchema(schema))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
-}
-
-// dropModels drops the model schemas of the store in schema.
-func dropModels(t *testing.T, pool *pgxpool.Pool, schema string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	rows, err := pool.Query(ctx, `SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)`, schema+"_")
-	if err != nil {
-		t.Errorf("list model schemas: %v", err)
-		return
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Errorf("list model schemas: %v", err)
-	}
-	for _, n := range names {
-		if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{n}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("drop %s: %v", n, err)
-		}
-	}
 }
 
 func ctxFor(t *testing.T) context.Context {
@@ -120,25 +100,6 @@ func TestConformance(t *testing.T) {
 			})
 		})
 	}
-}
-
-// seed appends n events to a memory feed, one stream per three events.
-func seed(t *testing.T, n int) []persistence.RecordedEvent {
-	t.Helper()
-	feed := evmemory.New()
-	for i := range n {
-		_, err := feed.Append(ctxFor(t), "s-"+strconv.Itoa(i%3), persistence.Any, persistence.EventData{
-			ID: "e" + strconv.Itoa(i+1), Type: "test.happened", Data: []byte("{}"),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	events, err := feed.ReadAll(ctxFor(t), 0, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return events
 }
 
 // counting is a projection that counts events per stream in a table with a
@@ -244,7 +205,7 @@ func TestCrashMidBatch(t *testing.T) {
 			direct := pgtest.Pool(t)
 			s := newStore(t, pool)
 			ctx := ctxFor(t)
-			events := seed(t, 20)
+			events := projectiontest.Events(t, 20)
 			if err := s.Apply(ctx, counting("crash", queue, nil), events[:5]); err != nil {
 				t.Fatal(err)
 			}
@@ -344,7 +305,7 @@ func TestRefusedStatementsAreHandlerFailures(t *testing.T) {
 	pool := pgtest.Pool(t)
 	s := newStore(t, pool)
 	ctx := ctxFor(t)
-	events := seed(t, 8)
+	events := projectiontest.Events(t, 8)
 	for _, queue := range []bool{true, false} {
 		name := fmt.Sprintf("refused_%v", queue)
 		bad := counting(name, queue, func(ctx context.Context, tx *postgres.Tx, e persistence.RecordedEvent) error {
@@ -378,7 +339,7 @@ func TestConcurrentApplyNeverDoubles(t *testing.T) {
 	pool := pgtest.Pool(t)
 	s := newStore(t, pool)
 	ctx := ctxFor(t)
-	events := seed(t, 60)
+	events := projectiontest.Events(t, 60)
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*12)
 	for range 2 {
@@ -465,7 +426,7 @@ func newStoreIn(t *testing.T, pool *pgxpool.Pool) *postgres.Store {
 	schema := "proj_" + strconv.FormatInt(time.Now().UnixNano()%1e12, 36)
 	ctx := ctxFor(t)
 	t.Cleanup(func() {
-		dropModels(t, pool, schema)
+		pgtest.DropSchemas(t, pool, schema+"_")
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
@@ -485,7 +446,7 @@ func TestDrop(t *testing.T) {
 	pool := pgtest.Pool(t)
 	s := newStore(t, pool)
 	ctx := ctxFor(t)
-	events := seed(t, 6)
+	events := projectiontest.Events(t, 6)
 	p := counting("dropped", true, nil)
 	if err := s.Apply(ctx, p, events[:3]); err != nil {
 		t.Fatal(err)
@@ -517,7 +478,7 @@ func TestInvalidInput(t *testing.T) {
 		}
 	}
 	s := newStore(t, pool)
-	events := seed(t, 2)
+	events := projectiontest.Events(t, 2)
 	for _, name := range []string{"", "Upper", "a__b", "x; DROP TABLE y"} {
 		if err := s.Apply(ctx, counting(name, true, nil), events); !errors.Is(err, projection.ErrInvalid) {
 			t.Errorf("Apply(%q) = %v, want ErrInvalid", name, err)

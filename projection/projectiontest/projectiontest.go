@@ -782,3 +782,25 @@ func testBusFed[Tx any](t *testing.T, s *suite[Tx]) {
 		t.Fatalf("WaitForStream beyond the stream = %v", err)
 	}
 }
+
+// Events returns n recorded events, as an event store records them, of
+// three streams "s-0", "s-1" and "s-2" in turn, with ids "e1" to "e<n>" —
+// input for a store's own tests beyond the suite.
+func Events(t testing.TB, n int) []persistence.RecordedEvent {
+	t.Helper()
+	ctx := context.Background()
+	feed := evmemory.New()
+	for i := range n {
+		_, err := feed.Append(ctx, fmt.Sprintf("s-%d", i%3), persistence.Any, persistence.EventData{
+			ID: fmt.Sprintf("e%d", i+1), Type: "test.happened", Data: []byte("{}"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	events, err := feed.ReadAll(ctx, 0, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return events
+}

@@ -67,19 +67,9 @@ func (s *Store) apply(ctx context.Context, conn *redis.Tx, k keys, p projection.
 	if err != nil {
 		return err
 	}
-	if st.gen == 0 {
-		// A new generation. Numbers an aborted attempt took are skipped,
-		// never reused.
-		if st.gen, err = conn.Incr(ctx, k.gens()).Result(); err != nil {
-			return err
-		}
-	}
-	t := &Tx{conn: conn, pipe: conn.TxPipeline(), prefix: k.generation(st.gen)}
-	if !st.ready && p.Setup != nil {
-		if err := p.Setup(ctx, t); err != nil {
-			return fmt.Errorf("setup: %w", err)
-		}
-		t.track(-1)
+	t, err := begin(ctx, conn, k, &st, p)
+	if err != nil {
+		return err
 	}
 	last := st.pos
 	for i, e := range events {
@@ -99,6 +89,32 @@ func (s *Store) apply(ctx context.Context, conn *redis.Tx, k keys, p projection.
 		return nil // nothing new
 	}
 	t.pipe.HSet(ctx, k.checkpoint, "pos", last, "gen", st.gen, "ready", 1)
+	return t.exec(ctx, events)
+}
+
+// begin returns the transaction of a batch on conn: in a new generation
+// (st.gen 0: numbers an aborted attempt took are skipped, never reused),
+// and after Setup if the generation is not ready. It sets st.gen.
+func begin(ctx context.Context, conn *redis.Tx, k keys, st *state, p projection.Projection[*Tx]) (*Tx, error) {
+	if st.gen == 0 {
+		var err error
+		if st.gen, err = conn.Incr(ctx, k.gens()).Result(); err != nil {
+			return nil, err
+		}
+	}
+	t := &Tx{conn: conn, pipe: conn.TxPipeline(), prefix: k.generation(st.gen)}
+	if !st.ready && p.Setup != nil {
+		if err := p.Setup(ctx, t); err != nil {
+			return nil, fmt.Errorf("setup: %w", err)
+		}
+		t.track(-1)
+	}
+	return t, nil
+}
+
+// exec sends the transaction, unless ctx ended mid-batch, and explains a
+// command's failure in terms of events.
+func (t *Tx) exec(ctx context.Context, events []persistence.RecordedEvent) error {
 	if err := ctx.Err(); err != nil {
 		return err // stopped mid-batch: nothing sent
 	}
@@ -161,17 +177,9 @@ func (s *Store) ApplyEvent(ctx context.Context, p projection.Projection[*Tx], e 
 			return &projection.GapError{Name: p.Name, Stream: e.StreamID, Applied: applied, Version: e.Version}
 		}
 		fresh := st.gen == 0
-		if fresh {
-			if st.gen, err = conn.Incr(ctx, k.gens()).Result(); err != nil {
-				return err
-			}
-		}
-		t := &Tx{conn: conn, pipe: conn.TxPipeline(), prefix: k.generation(st.gen)}
-		if !st.ready && p.Setup != nil {
-			if err := p.Setup(ctx, t); err != nil {
-				return fmt.Errorf("setup: %w", err)
-			}
-			t.track(-1)
+		t, err := begin(ctx, conn, k, &st, p)
+		if err != nil {
+			return err
 		}
 		if err := p.Handle(ctx, t, e); err != nil {
 			if unavailable(err) {
@@ -184,14 +192,7 @@ func (s *Store) ApplyEvent(ctx context.Context, p projection.Projection[*Tx], e 
 			t.pipe.HSet(ctx, k.checkpoint, "gen", st.gen, "ready", 1)
 		}
 		t.pipe.Set(ctx, version, e.Version, 0)
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		cmds, err := t.pipe.Exec(ctx)
-		if err == nil || errors.Is(err, redis.TxFailedErr) || unavailable(err) {
-			return err
-		}
-		return commandError(t, cmds, []persistence.RecordedEvent{e}, err)
+		return t.exec(ctx, []persistence.RecordedEvent{e})
 	}, k.checkpoint, version)
 	var ae *projection.ApplyError
 	var gap *projection.GapError

@@ -59,25 +59,6 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// seed returns n events of three streams.
-func seed(t *testing.T, n int) []persistence.RecordedEvent {
-	t.Helper()
-	feed := evmemory.New()
-	for i := range n {
-		_, err := feed.Append(ctxFor(t), "s-"+strconv.Itoa(i%3), persistence.Any, persistence.EventData{
-			ID: "e" + strconv.Itoa(i+1), Type: "test.happened", Data: []byte("{}"),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	events, err := feed.ReadAll(ctxFor(t), 0, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return events
-}
-
 // counting counts events per stream in a hash, running hook first.
 func counting(name string, hook func(ctx context.Context, tx *redis.Tx, e persistence.RecordedEvent) error) projection.Projection[*redis.Tx] {
 	return projection.Projection[*redis.Tx]{
@@ -141,7 +122,7 @@ func TestCrashMidBatch(t *testing.T) {
 	c, proxy := proxied(t)
 	s := newStore(t, c)
 	ctx := ctxFor(t)
-	events := seed(t, 20)
+	events := projectiontest.Events(t, 20)
 	if err := s.Apply(ctx, counting("crash", nil), events[:5]); err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +219,7 @@ func TestRefusedCommands(t *testing.T) {
 	c := redistest.Client(t)
 	s := newStore(t, c)
 	ctx := ctxFor(t)
-	events := seed(t, 8)
+	events := projectiontest.Events(t, 8)
 
 	queued := counting("queued", func(ctx context.Context, tx *redis.Tx, e persistence.RecordedEvent) error {
 		if e.GlobalPosition == 4 {
@@ -272,7 +253,7 @@ func TestConcurrentApplyNeverDoubles(t *testing.T) {
 	c := redistest.Client(t)
 	s := newStore(t, c)
 	ctx := ctxFor(t)
-	events := seed(t, 60)
+	events := projectiontest.Events(t, 60)
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*12)
 	for range 2 {
@@ -296,7 +277,7 @@ func TestReadIsReadOnly(t *testing.T) {
 	c := redistest.Client(t)
 	s := newStore(t, c)
 	ctx := ctxFor(t)
-	if err := s.Apply(ctx, counting("ro", nil), seed(t, 3)); err != nil {
+	if err := s.Apply(ctx, counting("ro", nil), projectiontest.Events(t, 3)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Read(ctx, "ro", "SET", "counts", "overwritten").Err(); err == nil {
@@ -318,7 +299,7 @@ func TestDrop(t *testing.T) {
 	c := redistest.Client(t)
 	s := newStore(t, c)
 	ctx := ctxFor(t)
-	events := seed(t, 6)
+	events := projectiontest.Events(t, 6)
 	if err := s.Apply(ctx, counting("dropped", nil), events[:3]); err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +328,7 @@ func TestInvalidInput(t *testing.T) {
 	}
 	s := newStore(t, c)
 	ctx := ctxFor(t)
-	events := seed(t, 2)
+	events := projectiontest.Events(t, 2)
 	for _, name := range []string{"", "Upper", "a__b", "x}{y"} {
 		if err := s.Apply(ctx, counting(name, nil), events); !errors.Is(err, projection.ErrInvalid) {
 			t.Errorf("Apply(%q) = %v, want ErrInvalid", name, err)

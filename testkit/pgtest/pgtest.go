@@ -95,3 +95,28 @@ func Schema(t testing.TB, pool *pgxpool.Pool, prefix string) string {
 	})
 	return name
 }
+
+// DropSchemas drops every schema whose name starts with prefix, with
+// everything in it; failures fail t. Use it at cleanup for schemas a
+// component under test created next to the test's own (a projection
+// store's model schemas, say).
+func DropSchemas(t testing.TB, pool *pgxpool.Pool, prefix string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rows, err := pool.Query(ctx, `SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)`, prefix)
+	if err != nil {
+		t.Errorf("pgtest: list schemas %s*: %v", prefix, err)
+		return
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Errorf("pgtest: list schemas %s*: %v", prefix, err)
+		return
+	}
+	for _, n := range names {
+		if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{n}.Sanitize()+" CASCADE"); err != nil {
+			t.Errorf("pgtest: drop schema %s: %v", n, err)
+		}
+	}
+}
