@@ -155,6 +155,13 @@ var (
 	ErrNotCaughtUp = errors.New("projection: not caught up")
 	// ErrNoRebuild is returned by Rebuild when the store cannot rebuild.
 	ErrNoRebuild = errors.New("projection: the store does not support rebuilds")
+	// ErrPartiallyApplied is matched by the *ApplyError of a batch a store
+	// could not roll back (Redis runs the rest of a transaction in which a
+	// command fails): the rest of the batch and the checkpoint took effect,
+	// and the store recorded the failing event in its dead letters. The
+	// runner logs it and goes on — or stops, under the Stop policy; fix the
+	// handler and rebuild.
+	ErrPartiallyApplied = errors.New("projection: a write failed after the batch was applied; the rest of it took effect")
 )
 
 var validName = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)

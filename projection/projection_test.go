@@ -20,6 +20,7 @@ import (
 	evmemory "github.com/composable-go/composable/persistence/memory"
 	"github.com/composable-go/composable/projection"
 	"github.com/composable-go/composable/projection/memory"
+	"github.com/composable-go/composable/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -227,4 +228,76 @@ func (n *noRebuild) DeadLetter(ctx context.Context, name string, e persistence.R
 
 func (n *noRebuild) DeadLetters(ctx context.Context, name string) ([]projection.DeadLetter, error) {
 	return n.s.DeadLetters(ctx, name)
+}
+
+// ambiguous reports the first switch-over as failed although it happened
+// (a connection lost after COMMIT).
+type ambiguous struct {
+	*memory.Store
+	reported atomic.Bool
+}
+
+func (a *ambiguous) FinishRebuild(ctx context.Context, name, building string) error {
+	err := a.Store.FinishRebuild(ctx, name, building)
+	if err == nil && a.reported.CompareAndSwap(false, true) {
+		return errors.New("connection reset after COMMIT")
+	}
+	return err
+}
+
+// TestRebuildAfterAnAmbiguousSwitchOver: the runner trusts the store, not
+// its memory, so it goes on after a switch-over reported as failed, and a
+// later rebuild starts from position 0 again and loses nothing.
+func TestRebuildAfterAnAmbiguousSwitchOver(t *testing.T) {
+	ctx := ctxT(t)
+	feed := evmemory.New()
+	appendN := func(n int) {
+		for range n {
+			h, _ := feed.Head(ctx)
+			if _, err := feed.Append(ctx, "s", persistence.Any, persistence.EventData{ID: fmt.Sprint("e", h+1), Type: "t", Data: []byte("{}")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	store := &ambiguous{Store: memory.New()}
+	r, err := projection.NewRunner[*memory.Tx](feed, store, projection.Projection[*memory.Tx]{Name: "counts", Handle: count},
+		projection.Options{Lease: evmemory.NewLeases(), Logger: quiet(), PollInterval: time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, r)
+	defer stop()
+	rebuilt := func() {
+		t.Helper()
+		testkit.Eventually(t, 10*time.Second, func() bool {
+			_, going, err := store.Rebuilding(ctx, "counts")
+			return err == nil && !going
+		})
+	}
+	want := func(n int) {
+		t.Helper()
+		if err := r.WaitFor(ctx, int64(n)); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := store.Get("counts", "s"); got != n {
+			t.Fatalf("model counts %v events, want %d", got, n)
+		}
+	}
+	appendN(10)
+	want(10)
+	if err := r.Rebuild(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rebuilt()
+	if !store.reported.Load() {
+		t.Fatal("the switch-over was not reported as failed")
+	}
+	appendN(5)
+	want(15)
+	if err := r.Rebuild(ctx); err != nil { // an operator rebuilds again
+		t.Fatal(err)
+	}
+	rebuilt()
+	appendN(2)
+	want(17)
 }

@@ -66,6 +66,27 @@ func (b *rebuild[Tx]) checkEvery(ctx context.Context) error {
 // it switches over and returns the new live checkpoint (0 otherwise).
 func (b *rebuild[Tx]) step(ctx context.Context, live int64, liveCaughtUp bool) (int64, error) {
 	b.moved, b.failed = false, false
+	// The store is the truth, not this runner's memory of it: a switch-over
+	// reported as failed may have happened, and a rebuild may have been
+	// restarted (at position 0) or dropped meanwhile.
+	building, ok, err := b.rb.Rebuilding(ctx, b.r.p.Name)
+	if err != nil {
+		b.failed = true // retried after the poll interval
+		return 0, nil
+	}
+	if !ok || building != b.building {
+		b.building, b.pos = "", 0
+		if ok {
+			return 0, b.check(ctx) // another generation: start it from its checkpoint
+		}
+		// No rebuild any more: switched over after all, or dropped. Go on
+		// from the live checkpoint as stored.
+		pos, err := b.r.loadCheckpoint(ctx, b.r.p.Name)
+		return max(pos, live), err
+	}
+	if b.pos, err = b.r.loadCheckpoint(ctx, b.building); err != nil {
+		return 0, err
+	}
 	if b.pos < live {
 		events, err := b.r.read(ctx, b.pos)
 		if err != nil || len(events) == 0 {

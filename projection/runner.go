@@ -321,6 +321,16 @@ func (r *Runner[Tx]) applyBatch(ctx context.Context, p Projection[Tx], from int6
 			backoff = min(2*backoff, r.opts.MaxBackoff)
 			continue
 		}
+		if errors.Is(ae, ErrPartiallyApplied) {
+			// The store applied the batch, checkpoint included, and
+			// dead-lettered the event: nothing to retry or skip.
+			r.failures.Add(ctx, 1, r.attrs, metric.WithAttributes(attribute.String("policy", p.OnFailure.String())))
+			r.opts.Logger.Error("projection: a write failed after the batch was applied; the event is in the dead letters", "projection", p.Name, "error", ae)
+			if p.OnFailure == Stop {
+				return pos, fmt.Errorf("%w: %s: %w", ErrStopped, p.Name, ae)
+			}
+			return r.loadCheckpoint(ctx, p.Name)
+		}
 		if ae.Index > 0 {
 			events = events[:ae.Index] // the events before the failing one
 			continue

@@ -322,6 +322,7 @@ func unavailable(t *Tx, err error) bool {
 		case "08", // connection exception
 			"40", // transaction rollback: serialization failure, deadlock
 			"53", // insufficient resources
+			"55", // object not in prerequisite state: lock_not_available (lock_timeout)
 			"57", // operator intervention: shutdown, cancelled statement
 			"58", // system error
 			"XX": // internal error

@@ -2,8 +2,10 @@ package redis
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -23,6 +25,7 @@ type Tx struct {
 	conn   *redis.Tx
 	pipe   redis.Pipeliner
 	prefix string
+	dead   string // the dead letters' key
 	owners []int // the event index that queued each command; -1 for Setup
 }
 
@@ -102,7 +105,7 @@ func begin(ctx context.Context, conn *redis.Tx, k keys, st *state, p projection.
 			return nil, err
 		}
 	}
-	t := &Tx{conn: conn, pipe: conn.TxPipeline(), prefix: k.generation(st.gen)}
+	t := &Tx{conn: conn, pipe: conn.TxPipeline(), prefix: k.generation(st.gen), dead: k.dead}
 	if !st.ready && p.Setup != nil {
 		if err := p.Setup(ctx, t); err != nil {
 			return nil, fmt.Errorf("setup: %w", err)
@@ -122,7 +125,21 @@ func (t *Tx) exec(ctx context.Context, events []persistence.RecordedEvent) error
 	if err == nil || errors.Is(err, redis.TxFailedErr) || unavailable(err) {
 		return err
 	}
-	return commandError(t, cmds, events, err)
+	err = commandError(t, cmds, events, err)
+	var ae *projection.ApplyError
+	if errors.As(err, &ae) && errors.Is(err, ErrPartiallyApplied) {
+		// The checkpoint moved past the event with the rest of the batch:
+		// record it as a dead letter here, whatever the policy, or no one
+		// will (DeadLetter ignores events at or before the checkpoint).
+		member, jerr := json.Marshal(projection.DeadLetter{Event: ae.Event, Error: ae.Err.Error(), At: time.Now().UTC()})
+		if jerr == nil {
+			jerr = t.conn.ZAdd(ctx, t.dead, redis.Z{Score: float64(ae.Event.GlobalPosition), Member: member}).Err()
+		}
+		if jerr != nil {
+			return errors.Join(err, fmt.Errorf("projection/redis: record the dead letter: %w", jerr))
+		}
+	}
+	return err
 }
 
 // commandError explains a transaction a command of failed in: refused when
@@ -141,6 +158,9 @@ func commandError(t *Tx, cmds []redis.Cmder, events []persistence.RecordedEvent,
 		return err // the checkpoint's own command: not the handler's doing
 	}
 	cause := cmds[failed].Err()
+	if unavailable(cause) {
+		return err // OOM, READONLY, MASTERDOWN...: the server's state, not the handler's doing
+	}
 	owner := t.owners[failed]
 	if !redis.IsExecAbortError(err) {
 		cause = fmt.Errorf("%w: %w", ErrPartiallyApplied, cause)

@@ -27,9 +27,10 @@
 //
 // Redis does not roll back a transaction in which a command fails at run
 // time (WRONGTYPE, say): the other commands — the checkpoint included —
-// take effect. The store reports the failure as an *projection.ApplyError
-// matching [ErrPartiallyApplied]; the only fix is the handler's, followed
-// by a rebuild. Commands Redis refuses when they are queued (a wrong number
+// take effect. The store records the event in the dead letters and reports
+// the failure as an *projection.ApplyError matching [ErrPartiallyApplied];
+// the runner goes on (or stops, under the Stop policy), and the only fix is
+// the handler's, followed by a rebuild. Commands Redis refuses when they are queued (a wrong number
 // of arguments) abort the whole transaction, and the failure is an ordinary
 // handler failure with nothing applied.
 package redis
@@ -60,8 +61,10 @@ var (
 
 // ErrPartiallyApplied is matched by the *projection.ApplyError of a batch
 // in which Redis refused a command at run time: Redis applied the batch's
-// other commands and its checkpoint (see the package documentation).
-var ErrPartiallyApplied = errors.New("projection/redis: a command failed inside EXEC; the rest of the batch was applied")
+// other commands and its checkpoint (see the package documentation); the
+// store recorded the event in the dead letters. It is
+// [projection.ErrPartiallyApplied].
+var ErrPartiallyApplied = projection.ErrPartiallyApplied
 
 // maxWatchAttempts bounds how often Apply retries a transaction whose
 // checkpoint changed under it (another runner, during a lease hand-over).

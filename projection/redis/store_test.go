@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -245,6 +246,40 @@ func TestRefusedCommands(t *testing.T) {
 		t.Fatalf("Apply with a command refused at run time = %v, want an *ApplyError at index 5 matching ErrPartiallyApplied", err)
 	}
 	assertModel(t, s, "runtime", events) // Redis applied the rest
+	// The store recorded the event: DeadLetter would ignore it now.
+	dl, err := s.DeadLetters(ctx, "runtime")
+	if err != nil || len(dl) != 1 || dl[0].Event.GlobalPosition != 6 || !strings.Contains(dl[0].Error, "WRONGTYPE") {
+		t.Fatalf("dead letters %+v (%v), want event 6", dl, err)
+	}
+
+	// A runner goes on past it, whatever the policy but Stop.
+	feed := evmemory.New()
+	for _, e := range events {
+		if _, err := feed.Append(ctx, e.StreamID, persistence.Any, e.EventData); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := counting("partial", func(ctx context.Context, tx *redis.Tx, e persistence.RecordedEvent) error {
+		if e.GlobalPosition == 4 {
+			tx.Pipe().LPush(ctx, tx.Key("counts"), "not a hash")
+		}
+		return nil
+	})
+	r, err := projection.NewRunner(feed, s, p, projection.Options{Lease: evmemory.NewLeases(), Logger: testkit.QuietLogger(), PollInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	err = r.WaitFor(ctx, int64(len(events)))
+	stop()
+	if rerr := <-done; err != nil || rerr != nil {
+		t.Fatalf("WaitFor: %v; Run: %v", err, rerr)
+	}
+	if dl, err := s.DeadLetters(ctx, "partial"); err != nil || len(dl) != 1 || dl[0].Event.GlobalPosition != 4 {
+		t.Fatalf("dead letters %+v (%v), want event 4", dl, err)
+	}
 }
 
 // TestConcurrentApplyNeverDoubles applies overlapping batches from two
