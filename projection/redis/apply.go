@@ -26,7 +26,7 @@ type Tx struct {
 	pipe   redis.Pipeliner
 	prefix string
 	dead   string // the dead letters' key
-	owners []int // the event index that queued each command; -1 for Setup
+	owners []int  // the event index that queued each command; -1 for Setup
 }
 
 // Key returns the key of the model being written for key.
