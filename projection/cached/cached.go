@@ -14,9 +14,10 @@
 // once Redis has them: a crash between the commit and Redis loses none,
 // because the next batch (or [Store.Flush]) sends what is pending first.
 // Redis receives a tombstone carrying the position of the invalidating
-// event, not a deletion: a reader whose PostgreSQL snapshot predates that
-// position cannot put its stale result back in the cache, however slow it
-// was. A rebuild's switch-over bumps the projection's cache epoch, which
+// event, not a deletion, and cached values carry the position of the
+// snapshot they were read at: a reader whose PostgreSQL snapshot predates
+// either cannot put its stale result back in the cache. Tombstones live
+// twice the TTL, and a read slower than the TTL is not cached. A rebuild's switch-over bumps the projection's cache epoch, which
 // orphans every entry of the old model at once.
 //
 // A batch whose invalidations cannot reach Redis fails with a store error
@@ -207,15 +208,25 @@ redis.call('SET', KEYS[1], 't' .. ARGV[1], 'PX', ARGV[2])
 return 1`)
 
 // fillScript caches a value read at a position, unless the entry has been
-// invalidated by a later event or the cache epoch moved since the read.
-// The entry is "v<epoch>:<value>": a hit counts only in its epoch.
+// invalidated by a later event, holds a value read at a later position, or
+// the cache epoch moved since the read. The entry is
+// "v<epoch>:<position>:<value>": a hit counts only in its epoch.
 // KEYS: entry, epoch. ARGV: value, TTL in milliseconds, position, epoch.
 var fillScript = redis.NewScript(`
 local epoch = redis.call('GET', KEYS[2]) or '0'
 if epoch ~= ARGV[4] then return 0 end
 local cur = redis.call('GET', KEYS[1])
-if cur and string.sub(cur, 1, 1) == 't' and tonumber(string.sub(cur, 2)) > tonumber(ARGV[3]) then return 0 end
-redis.call('SET', KEYS[1], 'v' .. ARGV[4] .. ':' .. ARGV[1], 'PX', ARGV[2])
+if cur then
+  local at
+  if string.sub(cur, 1, 1) == 't' then
+    at = tonumber(string.sub(cur, 2))
+  else
+    local e, p = string.match(cur, '^v(%d+):(%d+):')
+    if e == ARGV[4] then at = tonumber(p) end
+  end
+  if at and at > tonumber(ARGV[3]) then return 0 end
+end
+redis.call('SET', KEYS[1], 'v' .. ARGV[4] .. ':' .. ARGV[3] .. ':' .. ARGV[1], 'PX', ARGV[2])
 return 1`)
 
 // Flush sends projection name's pending invalidations to Redis. Apply
@@ -248,7 +259,9 @@ func (s *Store) Flush(ctx context.Context, name string) error {
 	if err != nil || len(latest) == 0 {
 		return err
 	}
-	ttl := strconv.FormatInt(s.ttl.Milliseconds(), 10)
+	// A tombstone outlives any read that may predate it: Get does not fill
+	// after a read that took longer than the TTL.
+	ttl := strconv.FormatInt(2*s.ttl.Milliseconds(), 10)
 	pipe := s.redis.Pipeline()
 	for k, pos := range latest {
 		// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT.
@@ -283,13 +296,16 @@ func (s *Store) Get(ctx context.Context, name, key string, load func(ctx context
 			epoch = "0"
 		}
 		if v, ok := cached[0].(string); ok {
-			if value, ok := strings.CutPrefix(v, "v"+epoch+":"); ok {
-				return []byte(value), nil
+			if rest, ok := strings.CutPrefix(v, "v"+epoch+":"); ok {
+				if _, value, ok := strings.Cut(rest, ":"); ok { // past the position
+					return []byte(value), nil
+				}
 			}
 		}
 	}
 	var value []byte
 	var at int64
+	began := time.Now()
 	err = s.pg.View(ctx, name, func(ctx context.Context, tx pgx.Tx, checkpoint int64) error {
 		var err error
 		value, err = load(ctx, tx)
@@ -299,7 +315,7 @@ func (s *Store) Get(ctx context.Context, name, key string, load func(ctx context
 	if err != nil {
 		return nil, err
 	}
-	if redisUp {
+	if redisUp && time.Since(began) < s.ttl {
 		err := fillScript.Run(ctx, s.redis, []string{entry, epochKey}, value, s.ttl.Milliseconds(), at, epoch).Err()
 		if err != nil {
 			s.logger.Warn("projection/cached: could not fill the cache", "projection", name, "error", err)

@@ -158,7 +158,8 @@ func TestHitsComeFromRedis(t *testing.T) {
 
 // TestSlowReaderCannotCacheStaleData: a reader that read the model before
 // a batch committed, and tries to cache its result after the batch's
-// invalidation, is refused; the next read sees the batch.
+// invalidation — and after a faster reader cached the fresh result — is
+// refused; the next read sees the batch.
 func TestSlowReaderCannotCacheStaleData(t *testing.T) {
 	pool, rdb := pgtest.Pool(t), redistest.Client(t)
 	s := newStore(t, pool, rdb)
@@ -184,6 +185,11 @@ func TestSlowReaderCannotCacheStaleData(t *testing.T) {
 	<-read
 	if err := s.Apply(ctx, lists("race"), events); err != nil { // s-0 gets e4
 		t.Fatal(err)
+	}
+	// A second reader reads after the batch and caches the fresh list,
+	// replacing the tombstone; the slow one must not replace it in turn.
+	if v := get(t, s, "race", "s-0"); !slices.Equal(v, ids(events, "s-0")) {
+		t.Fatalf("a fresh reader got %v", v)
 	}
 	close(release)
 	if v := <-stale; !slices.Equal(v, ids(events[:3], "s-0")) {
