@@ -29,6 +29,11 @@ type StreamApplier[Tx any] interface {
 	// StreamVersion returns the last version of stream applied to the
 	// projection name, 0 when none.
 	StreamVersion(ctx context.Context, name, stream string) (int64, error)
+	// SkipEvent records e in name's dead letters, with the error, and e's
+	// version as its stream's last applied, atomically: the bus-fed
+	// SkipAndDeadLetter. Like ApplyEvent, it skips a duplicate and refuses
+	// a gap.
+	SkipEvent(ctx context.Context, name string, e persistence.RecordedEvent, cause error) error
 }
 
 // GapError is ApplyEvent's refusal of an event that is not its stream's
@@ -49,46 +54,122 @@ func (e *GapError) Unwrap() error { return ErrOutOfOrder }
 // ErrOutOfOrder is matched by a *GapError.
 var ErrOutOfOrder = errors.New("projection: event out of stream order")
 
+// BusOptions tunes [BusHandler].
+type BusOptions struct {
+	// Logger receives passed-over and failing events. Default
+	// slog.Default().
+	Logger *slog.Logger
+	// MinBackoff and MaxBackoff bound the waits between retries of an
+	// event: the store down, or the handler failing under the Retry
+	// policy. Defaults 100ms, 10s.
+	MinBackoff, MaxBackoff time.Duration
+}
+
 // BusHandler returns a bus handler that applies every delivery to p
 // through store: subscribe it with a consumer group of the projection's
 // own, so that each partition — and so each stream — has one consumer at
 // a time:
 //
-//	h, err := projection.BusHandler(store, p, logger)
+//	h, err := projection.BusHandler(store, p, projection.BusOptions{})
 //	err = sub.Subscribe(ctx, "projection."+p.Name, topics, h)
 //
 // Duplicates, normal with at-least-once delivery, are skipped by stream
 // version. An event that arrives before an earlier one of its stream (the
 // relay re-sends a batch the broker refused in part, so the earlier one
-// comes again later in the partition) is passed over with a warning to
-// logger (nil: slog.Default()): it will come again too. If it never does —
-// the bus no longer retains the events between — the warnings go on and
-// the stream's read model stays where it is: rebuild the projection from
-// the event store's feed with a [Runner].
+// comes again later in the partition) is passed over with a warning: it
+// will come again too. If it never does — the bus no longer retains the
+// events between — the warnings go on and the stream's read model stays
+// where it is: rebuild the projection from the event store's feed with a
+// [Runner].
 //
-// A failing event is left to the subscriber's bus.Retry policy — retried,
-// then dead-lettered to the bus's dead-letter topic —, so p.OnFailure does
-// not apply, and neither do checkpoints, Lag or rebuilds, which need the
-// global feed: read-your-writes waits for a stream version
-// ([WaitForStream]).
-func BusHandler[Tx any](store StreamApplier[Tx], p Projection[Tx], logger *slog.Logger) (bus.Handler, error) {
+// The handler never hands a failure to the bus's own retries, which would
+// end in its dead-letter topic and leave the stream behind a gap for good.
+// A store failure is retried with back-off until it passes (or ctx ends),
+// holding up the partition as the runner holds up a projection. A handler
+// failure follows p.OnFailure: Retry retries it likewise;
+// SkipAndDeadLetter records it in the store's dead letters and moves the
+// stream past it (SkipEvent); Stop returns the error as bus.Permanent, so
+// the bus dead-letters that event at once — and the stream then stands
+// still, with warnings, until the projection is rebuilt. Checkpoints, Lag
+// and rebuilds need the global feed and do not apply: read-your-writes
+// waits for a stream version ([WaitForStream]).
+func BusHandler[Tx any](store StreamApplier[Tx], p Projection[Tx], opts BusOptions) (bus.Handler, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	if logger == nil {
-		logger = slog.Default()
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
 	}
-	return func(ctx context.Context, d bus.Delivery) error {
-		err := store.ApplyEvent(ctx, p, d.Event)
-		var gap *GapError
-		if errors.As(err, &gap) {
-			logger.Warn("projection: event ahead of its stream; passed over until the earlier ones arrive",
-				"projection", p.Name, "stream", gap.Stream, "version", gap.Version, "applied", gap.Applied,
-				"partition", d.Partition, "offset", d.Offset)
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 100 * time.Millisecond
+	}
+	if opts.MaxBackoff < opts.MinBackoff {
+		opts.MaxBackoff = max(opts.MinBackoff, 10*time.Second)
+	}
+	h := &busHandler[Tx]{store: store, p: p, opts: opts}
+	return h.handle, nil
+}
+
+// busHandler applies deliveries to one projection.
+type busHandler[Tx any] struct {
+	store StreamApplier[Tx]
+	p     Projection[Tx]
+	opts  BusOptions
+}
+
+func (h *busHandler[Tx]) handle(ctx context.Context, d bus.Delivery) error {
+	backoff := h.opts.MinBackoff
+	wait := func() error {
+		t := time.NewTimer(backoff)
+		defer t.Stop()
+		backoff = min(2*backoff, h.opts.MaxBackoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
 			return nil
 		}
-		return err
-	}, nil
+	}
+	skipping := false // the handler failed under SkipAndDeadLetter: record it
+	var cause error
+	for {
+		var err error
+		if skipping {
+			err = h.store.SkipEvent(ctx, h.p.Name, d.Event, cause)
+		} else {
+			err = h.store.ApplyEvent(ctx, h.p, d.Event)
+		}
+		var gap *GapError
+		var ae *ApplyError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &gap):
+			h.opts.Logger.Warn("projection: event ahead of its stream; passed over until the earlier ones arrive",
+				"projection", h.p.Name, "stream", gap.Stream, "version", gap.Version, "applied", gap.Applied,
+				"partition", d.Partition, "offset", d.Offset)
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.As(err, &ae) && !skipping:
+			switch h.p.OnFailure {
+			case Stop:
+				h.opts.Logger.Error("projection: handler failed; the bus dead-letters the event", "projection", h.p.Name, "error", ae)
+				return bus.Permanent(fmt.Errorf("%w: %s: %w", ErrStopped, h.p.Name, ae))
+			case SkipAndDeadLetter:
+				h.opts.Logger.Error("projection: handler failed; dead-lettering the event", "projection", h.p.Name, "error", ae)
+				skipping, cause = true, ae.Err
+				continue
+			default:
+				h.opts.Logger.Warn("projection: handler failed; retrying", "projection", h.p.Name, "error", ae, "backoff", backoff)
+			}
+		default:
+			h.opts.Logger.Warn("projection: store failed; retrying", "projection", h.p.Name, "error", err, "backoff", backoff)
+		}
+		if err := wait(); err != nil {
+			return err
+		}
+	}
 }
 
 // WaitForStream blocks until the projection name has applied stream up to

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/goleak"
 
+	"github.com/composable-go/composable/bus"
 	"github.com/composable-go/composable/persistence"
 	evmemory "github.com/composable-go/composable/persistence/memory"
 	"github.com/composable-go/composable/projection"
@@ -300,4 +301,50 @@ func TestRebuildAfterAnAmbiguousSwitchOver(t *testing.T) {
 	rebuilt()
 	appendN(2)
 	want(17)
+}
+
+// outage fails ApplyEvent with a store error the first n times.
+type outage struct {
+	*memory.Store
+	n atomic.Int32
+}
+
+func (o *outage) ApplyEvent(ctx context.Context, p projection.Projection[*memory.Tx], e persistence.RecordedEvent) error {
+	if o.n.Add(-1) >= 0 {
+		return errors.New("connection refused")
+	}
+	return o.Store.ApplyEvent(ctx, p, e)
+}
+
+// TestBusHandlerRetriesStoreOutages: a store failure is never handed to
+// the bus (whose retries would end in its dead-letter topic) nor
+// dead-lettered by the policy: the handler waits it out.
+func TestBusHandlerRetriesStoreOutages(t *testing.T) {
+	store := &outage{Store: memory.New()}
+	store.n.Store(4)
+	h, err := projection.BusHandler[*memory.Tx](store, projection.Projection[*memory.Tx]{Name: "counts", Handle: count, OnFailure: projection.SkipAndDeadLetter},
+		projection.BusOptions{Logger: quiet(), MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := persistence.RecordedEvent{EventData: persistence.EventData{ID: "e1", Type: "t"}, StreamID: "s", Version: 1, GlobalPosition: 1}
+	if err := h(ctxT(t), bus.Delivery{Message: bus.Message{Event: e}}); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := store.StreamVersion(ctxT(t), "counts", "s"); v != 1 {
+		t.Fatalf("stream at version %d after the outage", v)
+	}
+	if dl, _ := store.DeadLetters(ctxT(t), "counts"); len(dl) != 0 {
+		t.Fatalf("an outage dead-lettered %v", dl)
+	}
+	// A handler that ends with its ctx returns ctx's error (the bus
+	// redelivers), and writes nothing.
+	store.n.Store(1 << 20)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	cancel()
+	e2 := e
+	e2.ID, e2.Version, e2.GlobalPosition = "e2", 2, 2
+	if err := h(ctx, bus.Delivery{Message: bus.Message{Event: e2}}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("handler with ctx ended = %v", err)
+	}
 }

@@ -142,6 +142,11 @@ func (s *Store) ApplyEvent(ctx context.Context, p projection.Projection[*Tx], e 
 	return s.flushAfter(ctx, p.Name)
 }
 
+// SkipEvent implements [projection.StreamApplier].
+func (s *Store) SkipEvent(ctx context.Context, name string, e persistence.RecordedEvent, cause error) error {
+	return s.pg.SkipEvent(ctx, name, e, cause)
+}
+
 // StreamVersion implements [projection.StreamApplier].
 func (s *Store) StreamVersion(ctx context.Context, name, stream string) (int64, error) {
 	return s.pg.StreamVersion(ctx, name, stream)

@@ -194,6 +194,34 @@ func (s *Store) ApplyEvent(ctx context.Context, p projection.Projection[*Tx], e 
 	return nil
 }
 
+// SkipEvent implements [projection.StreamApplier].
+func (s *Store) SkipEvent(ctx context.Context, name string, e persistence.RecordedEvent, cause error) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	m := s.model(name)
+	m.apply.Lock()
+	defer m.apply.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	applied := m.streams[e.StreamID]
+	if e.Version <= applied {
+		return nil
+	}
+	if e.Version > applied+1 {
+		return &projection.GapError{Name: name, Stream: e.StreamID, Applied: applied, Version: e.Version}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dead = append(m.dead, projection.DeadLetter{Event: e, Error: cause.Error(), At: s.now()})
+	if m.streams == nil {
+		m.streams = map[string]int64{}
+	}
+	m.streams[e.StreamID] = e.Version
+	return nil
+}
+
 // StreamVersion implements [projection.StreamApplier].
 func (s *Store) StreamVersion(ctx context.Context, name, stream string) (int64, error) {
 	if err := ctx.Err(); err != nil {

@@ -282,6 +282,37 @@ func (s *Store) claimVersion(ctx context.Context, tx pgx.Tx, name string, e pers
 	return err
 }
 
+// SkipEvent implements [projection.StreamApplier].
+func (s *Store) SkipEvent(ctx context.Context, name string, e persistence.RecordedEvent, cause error) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	md, err := metadataJSON(e.Metadata)
+	if err != nil {
+		return err
+	}
+	data := e.Data
+	if data == nil {
+		data = []byte{}
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := s.claimVersion(ctx, tx, name, e); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, s.q.insertDeadLetter, name, e.GlobalPosition, e.ID, e.StreamID, e.Version, e.Type, e.SchemaVersion,
+			data, md, e.RecordedAt, cause.Error())
+		return err
+	})
+	var gap *projection.GapError
+	switch {
+	case err == nil, errors.Is(err, errDuplicate):
+		return nil
+	case errors.As(err, &gap):
+		return err
+	}
+	return fmt.Errorf("projection/postgres: dead letter of %s at %s@%d: %w", name, e.StreamID, e.Version, err)
+}
+
 // StreamVersion implements [projection.StreamApplier].
 func (s *Store) StreamVersion(ctx context.Context, name, stream string) (int64, error) {
 	var v int64

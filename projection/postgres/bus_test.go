@@ -60,7 +60,7 @@ func TestBusFedOverKafka(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := projection.BusHandler(s, counting("bus_kafka", true, nil), testkit.QuietLogger())
+	h, err := projection.BusHandler(s, counting("bus_kafka", true, nil), projection.BusOptions{Logger: testkit.QuietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,6 +79,7 @@ func Run[Tx any](t *testing.T, newHarness func(t *testing.T) Harness[Tx]) {
 		{"BusFedAppliesEachStreamVersionOnce", testStreamDedup[Tx]},
 		{"BusFedHandlerFailureAppliesNothing", testStreamFailure[Tx]},
 		{"BusFedGapsAreRefused", testStreamGap[Tx]},
+		{"BusFedFailurePolicies", testBusPolicies[Tx]},
 		{"BusFedStreamsApplyConcurrently", testStreamConcurrency[Tx]},
 		{"BusFedThroughTheBus", testBusFed[Tx]},
 	}
@@ -699,6 +700,89 @@ func testStreamGap[Tx any](t *testing.T, s *suite[Tx]) {
 	s.checkLists(t, a, "bus_gap", events)
 }
 
+func testBusPolicies[Tx any](t *testing.T, s *suite[Tx]) {
+	a := s.applier(t)
+	events := s.seed(t, 9)
+	bad := byStream(events)["order-2"][1]
+	opts := projection.BusOptions{Logger: quiet(), MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond}
+	deliver := func(h bus.Handler, e persistence.RecordedEvent) error {
+		return h(s.ctx, bus.Delivery{Message: bus.Message{Topic: "orders", Key: e.StreamID, Event: e}})
+	}
+	failing := func(name string, policy projection.FailurePolicy, failures int) projection.Projection[Tx] {
+		left := failures // the handler runs on the caller's goroutine
+		p := s.projection(name, func(e persistence.RecordedEvent) error {
+			if e.ID == bad.ID && left != 0 {
+				left--
+				return errors.New("cannot handle " + e.ID)
+			}
+			return nil
+		})
+		p.OnFailure = policy
+		return p
+	}
+
+	// SkipAndDeadLetter: recorded, skipped, and the stream goes on.
+	h, err := projection.BusHandler(a, failing("bus_skip", projection.SkipAndDeadLetter, -1), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if err := deliver(h, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := slices.DeleteFunc(slices.Clone(events), func(e persistence.RecordedEvent) bool { return e.ID == bad.ID })
+	if got, _ := s.h.Read(s.ctx, "bus_skip", "order-2"); !slices.Equal(got, want(kept)["order-2"]) {
+		t.Fatalf("order-2 holds %v, want %v", got, want(kept)["order-2"])
+	}
+	if v, err := a.StreamVersion(s.ctx, "bus_skip", "order-2"); err != nil || v != byStream(events)["order-2"][2].Version {
+		t.Fatalf("order-2 at version %d (%v): the stream did not go on", v, err)
+	}
+	dl, err := s.h.Store.DeadLetters(s.ctx, "bus_skip")
+	if err != nil || len(dl) != 1 || dl[0].Event.ID != bad.ID || dl[0].Error != "cannot handle "+bad.ID {
+		t.Fatalf("dead letters %+v (%v)", dl, err)
+	}
+	if err := deliver(h, bad); err != nil { // redelivered: a duplicate now
+		t.Fatal(err)
+	}
+	if dl, _ := s.h.Store.DeadLetters(s.ctx, "bus_skip"); len(dl) != 1 {
+		t.Fatalf("a redelivery dead-lettered again: %+v", dl)
+	}
+
+	// Retry: the handler retries in place until it succeeds.
+	h, err = projection.BusHandler(a, failing("bus_retry", projection.Retry, 3), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if err := deliver(h, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.checkLists(t, a, "bus_retry", events)
+
+	// Stop: the bus gets a permanent failure, and nothing moves.
+	h, err = projection.BusHandler(a, failing("bus_stop", projection.Stop, -1), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		err := deliver(h, e)
+		if e.ID != bad.ID {
+			if err != nil && e.StreamID != bad.StreamID {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if !errors.Is(err, projection.ErrStopped) || !errors.Is(err, bus.ErrPermanent) || !errors.Is(err, projection.ErrHandler) {
+			t.Fatalf("under Stop, the handler returned %v, want a permanent ErrStopped", err)
+		}
+	}
+	if v, err := a.StreamVersion(s.ctx, "bus_stop", bad.StreamID); err != nil || v != bad.Version-1 {
+		t.Fatalf("under Stop, %s at version %d (%v), want %d", bad.StreamID, v, err, bad.Version-1)
+	}
+}
+
 func testStreamConcurrency[Tx any](t *testing.T, s *suite[Tx]) {
 	a := s.applier(t)
 	events := s.seed(t, 60)
@@ -732,11 +816,11 @@ func testBusFed[Tx any](t *testing.T, s *suite[Tx]) {
 	a := s.applier(t)
 	events := s.seed(t, 15)
 	b := busmemory.New(busmemory.WithPartitions(3))
-	h, err := projection.BusHandler(a, s.projection("bus_fed", nil), quiet())
+	h, err := projection.BusHandler(a, s.projection("bus_fed", nil), projection.BusOptions{Logger: quiet(), MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := projection.BusHandler(a, s.projection("Bad Name", nil), quiet()); !errors.Is(err, projection.ErrInvalid) {
+	if _, err := projection.BusHandler(a, s.projection("Bad Name", nil), projection.BusOptions{Logger: quiet(), MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}); !errors.Is(err, projection.ErrInvalid) {
 		t.Fatalf("BusHandler(bad name) = %v, want ErrInvalid", err)
 	}
 	publish := func(es []persistence.RecordedEvent) {

@@ -222,6 +222,42 @@ func (s *Store) ApplyEvent(ctx context.Context, p projection.Projection[*Tx], e 
 	return err
 }
 
+// SkipEvent implements [projection.StreamApplier].
+func (s *Store) SkipEvent(ctx context.Context, name string, e persistence.RecordedEvent, cause error) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	k := s.keysOf(name)
+	version := k.streamVersion(e.StreamID)
+	member, err := json.Marshal(projection.DeadLetter{Event: e, Error: cause.Error(), At: time.Now().UTC()})
+	if err != nil {
+		return fmt.Errorf("projection/redis: dead letter of %s: %w", name, err)
+	}
+	err = s.watch(ctx, func(conn *redis.Tx) error {
+		applied, err := conn.Get(ctx, version).Int64()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		if e.Version <= applied {
+			return nil
+		}
+		if e.Version > applied+1 {
+			return &projection.GapError{Name: name, Stream: e.StreamID, Applied: applied, Version: e.Version}
+		}
+		_, err = conn.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			pipe.ZAdd(ctx, k.dead, redis.Z{Score: float64(e.GlobalPosition), Member: member})
+			pipe.Set(ctx, version, e.Version, 0)
+			return nil
+		})
+		return err
+	}, version)
+	var gap *projection.GapError
+	if err != nil && !errors.As(err, &gap) {
+		return fmt.Errorf("projection/redis: dead letter of %s at %s@%d: %w", name, e.StreamID, e.Version, err)
+	}
+	return err
+}
+
 // StreamVersion implements [projection.StreamApplier].
 func (s *Store) StreamVersion(ctx context.Context, name, stream string) (int64, error) {
 	if err := checkName(name); err != nil {
