@@ -106,7 +106,7 @@ func BusHandler[Tx any](store StreamApplier[Tx], p Projection[Tx], opts BusOptio
 	if opts.MaxBackoff < opts.MinBackoff {
 		opts.MaxBackoff = max(opts.MinBackoff, 10*time.Second)
 	}
-	h := &busHandler[Tx]{store: store, p: p, opts: opts}
+	h := &busHandler[Tx]{store: store, p: guarded(p), opts: opts}
 	return h.handle, nil
 }
 
@@ -143,6 +143,11 @@ func (h *busHandler[Tx]) handle(ctx context.Context, d bus.Delivery) error {
 		var ae *ApplyError
 		switch {
 		case err == nil:
+			return nil
+		case errors.Is(err, ErrPartiallyApplied):
+			// The store applied the event, moved the stream past it and
+			// dead-lettered it: nothing to retry or skip.
+			h.opts.Logger.Error("projection: a write failed after the event was applied; it is in the dead letters", "projection", h.p.Name, "error", err)
 			return nil
 		case errors.As(err, &gap):
 			h.opts.Logger.Warn("projection: event ahead of its stream; passed over until the earlier ones arrive",

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"time"
 
+	"github.com/composable-go/composable"
 	"github.com/composable-go/composable/persistence"
 )
 
@@ -218,5 +220,31 @@ func Decoded[Tx any](reg *persistence.Registry, h func(ctx context.Context, tx T
 			return err
 		}
 		return h(ctx, tx, ev, rec)
+	}
+}
+
+// guarded returns p with Setup and Handle made panic-safe: a panic becomes
+// their error (a *composable.PanicError), which the failure policy deals
+// with like any other.
+func guarded[Tx any](p Projection[Tx]) Projection[Tx] {
+	if setup := p.Setup; setup != nil {
+		p.Setup = func(ctx context.Context, tx Tx) (err error) {
+			defer recoverInto(&err)
+			return setup(ctx, tx)
+		}
+	}
+	if handle := p.Handle; handle != nil {
+		p.Handle = func(ctx context.Context, tx Tx, e persistence.RecordedEvent) (err error) {
+			defer recoverInto(&err)
+			return handle(ctx, tx, e)
+		}
+	}
+	return p
+}
+
+// recoverInto turns a panic into *err.
+func recoverInto(err *error) {
+	if v := recover(); v != nil {
+		*err = &composable.PanicError{Value: v, Stack: debug.Stack()}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/goleak"
 
+	"github.com/composable-go/composable"
 	"github.com/composable-go/composable/bus"
 	"github.com/composable-go/composable/persistence"
 	evmemory "github.com/composable-go/composable/persistence/memory"
@@ -346,5 +347,106 @@ func TestBusHandlerRetriesStoreOutages(t *testing.T) {
 	e2.ID, e2.Version, e2.GlobalPosition = "e2", 2, 2
 	if err := h(ctx, bus.Delivery{Message: bus.Message{Event: e2}}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("handler with ctx ended = %v", err)
+	}
+}
+
+// TestPanickingHandlersFollowThePolicy: a panic is the handler's failure,
+// on the feed and on the bus.
+func TestPanickingHandlersFollowThePolicy(t *testing.T) {
+	feed := evmemory.New()
+	for i := range 4 {
+		if _, err := feed.Append(ctxT(t), "s", persistence.Any, persistence.EventData{ID: fmt.Sprint("e", i+1), Type: "t", Data: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	events, _ := feed.ReadAll(ctxT(t), 0, 10)
+	p := projection.Projection[*memory.Tx]{Name: "panicky", OnFailure: projection.SkipAndDeadLetter,
+		Handle: func(ctx context.Context, tx *memory.Tx, e persistence.RecordedEvent) error {
+			if e.ID == "e2" {
+				panic("nil map somewhere")
+			}
+			return count(ctx, tx, e)
+		}}
+	store := memory.New()
+	r, err := projection.NewRunner[*memory.Tx](feed, store, p, projection.Options{Lease: evmemory.NewLeases(), Logger: quiet(), PollInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, r)
+	if err := r.WaitFor(ctxT(t), 4); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	dl, _ := store.DeadLetters(ctxT(t), "panicky")
+	var perr *composable.PanicError
+	if n, _ := store.Get("panicky", "s"); n != 3 || len(dl) != 1 || dl[0].Event.ID != "e2" || !strings.Contains(dl[0].Error, "nil map somewhere") {
+		t.Fatalf("count %v, dead letters %+v", n, dl)
+	}
+
+	bstore := memory.New()
+	h, err := projection.BusHandler[*memory.Tx](bstore, p, projection.BusOptions{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if err := h(ctxT(t), bus.Delivery{Message: bus.Message{Event: e}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dl, _ = bstore.DeadLetters(ctxT(t), "panicky")
+	if v, _ := bstore.StreamVersion(ctxT(t), "panicky", "s"); v != 4 || len(dl) != 1 || dl[0].Event.ID != "e2" {
+		t.Fatalf("bus-fed: version %d, dead letters %+v", v, dl)
+	}
+	p.OnFailure = projection.Stop
+	h, _ = projection.BusHandler[*memory.Tx](memory.New(), p, projection.BusOptions{Logger: quiet()})
+	_ = h(ctxT(t), bus.Delivery{Message: bus.Message{Event: events[0]}})
+	err = h(ctxT(t), bus.Delivery{Message: bus.Message{Event: events[1]}})
+	if !errors.As(err, &perr) || !errors.Is(err, projection.ErrStopped) {
+		t.Fatalf("bus-fed under Stop: %v, want the panic as ErrStopped", err)
+	}
+}
+
+// blinking fails Rebuilding now and then.
+type blinking struct {
+	*memory.Store
+	n atomic.Int32
+}
+
+func (b *blinking) Rebuilding(ctx context.Context, name string) (string, bool, error) {
+	if b.n.Add(1)%2 == 1 {
+		return "", false, errors.New("connection reset")
+	}
+	return b.Store.Rebuilding(ctx, name)
+}
+
+// TestRebuildChecksSurviveStoreErrors: the runner's look for a rebuild
+// failing does not stop it, and a rebuild still completes.
+func TestRebuildChecksSurviveStoreErrors(t *testing.T) {
+	feed := evmemory.New()
+	for i := range 6 {
+		if _, err := feed.Append(ctxT(t), "s", persistence.Any, persistence.EventData{ID: fmt.Sprint("e", i+1), Type: "t", Data: []byte("{}")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store := &blinking{Store: memory.New()}
+	r, err := projection.NewRunner[*memory.Tx](feed, store, projection.Projection[*memory.Tx]{Name: "counts", Handle: count},
+		projection.Options{Lease: evmemory.NewLeases(), Logger: quiet(), PollInterval: time.Millisecond, MinBackoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, r) // fails the test if Run returns an error
+	defer stop()
+	if err := r.WaitFor(ctxT(t), 6); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Rebuild(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		_, going, err := store.Store.Rebuilding(ctxT(t), "counts")
+		return err == nil && !going
+	})
+	if n, _ := store.Get("counts", "s"); n != 6 {
+		t.Fatalf("rebuilt model counts %v, want 6", n)
 	}
 }

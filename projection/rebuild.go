@@ -35,8 +35,12 @@ func (b *rebuild[Tx]) check(ctx context.Context) error {
 		return nil
 	}
 	building, ok, err := b.rb.Rebuilding(ctx, b.r.p.Name)
+	if err != nil && ctx.Err() == nil {
+		b.r.opts.Logger.Warn("projection: looking for a rebuild failed; retrying", "projection", b.r.p.Name, "error", err)
+		return nil // retried on the next check
+	}
 	if err != nil || !ok {
-		return ctxNil(ctx, err) // a failed check is retried on the next
+		return nil
 	}
 	pos, err := b.r.loadCheckpoint(ctx, building)
 	if err != nil {
@@ -71,19 +75,20 @@ func (b *rebuild[Tx]) step(ctx context.Context, live int64, liveCaughtUp bool) (
 	// restarted (at position 0) or dropped meanwhile.
 	building, ok, err := b.rb.Rebuilding(ctx, b.r.p.Name)
 	if err != nil {
+		if ctx.Err() == nil {
+			b.r.opts.Logger.Warn("projection: reading the rebuild's state failed; retrying", "projection", b.r.p.Name, "error", err)
+		}
 		b.failed = true // retried after the poll interval
 		return 0, nil
 	}
-	if !ok || building != b.building {
-		b.building, b.pos = "", 0
-		if ok {
-			return 0, b.check(ctx) // another generation: start it from its checkpoint
-		}
+	if !ok {
 		// No rebuild any more: switched over after all, or dropped. Go on
 		// from the live checkpoint as stored.
+		b.building, b.pos = "", 0
 		pos, err := b.r.loadCheckpoint(ctx, b.r.p.Name)
 		return max(pos, live), err
 	}
+	b.building = building
 	if b.pos, err = b.r.loadCheckpoint(ctx, b.building); err != nil {
 		return 0, err
 	}

@@ -102,7 +102,7 @@ func NewRunner[Tx any](feed persistence.EventStore, store Store[Tx], p Projectio
 	if opts.Meter == nil {
 		opts.Meter = noop.NewMeterProvider().Meter("")
 	}
-	r := &Runner[Tx]{feed: feed, store: store, p: p, opts: opts,
+	r := &Runner[Tx]{feed: feed, store: store, p: guarded(p), opts: opts,
 		attrs:    metric.WithAttributes(attribute.String("projection", p.Name)),
 		advanced: make(chan struct{}), wake: make(chan struct{}, 1)}
 	var err error

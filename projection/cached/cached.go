@@ -215,23 +215,27 @@ return 1`)
 // fillScript caches a value read at a position, unless the entry has been
 // invalidated by a later event, holds a value read at a later position, or
 // the cache epoch moved since the read. The entry is
-// "v<epoch>:<position>:<value>": a hit counts only in its epoch.
+// "p<epoch>:<position>:<value>": a hit counts only in its epoch. A
+// tombstone it replaces keeps its remaining time if that is longer than
+// the TTL: a slower reader may still come by.
 // KEYS: entry, epoch. ARGV: value, TTL in milliseconds, position, epoch.
 var fillScript = redis.NewScript(`
 local epoch = redis.call('GET', KEYS[2]) or '0'
 if epoch ~= ARGV[4] then return 0 end
+local ttl = tonumber(ARGV[2])
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local at
   if string.sub(cur, 1, 1) == 't' then
     at = tonumber(string.sub(cur, 2))
+    ttl = math.max(ttl, redis.call('PTTL', KEYS[1]))
   else
-    local e, p = string.match(cur, '^v(%d+):(%d+):')
+    local e, p = string.match(cur, '^p(%d+):(%d+):')
     if e == ARGV[4] then at = tonumber(p) end
   end
   if at and at > tonumber(ARGV[3]) then return 0 end
 end
-redis.call('SET', KEYS[1], 'v' .. ARGV[4] .. ':' .. ARGV[3] .. ':' .. ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[1], 'p' .. ARGV[4] .. ':' .. ARGV[3] .. ':' .. ARGV[1], 'PX', ttl)
 return 1`)
 
 // Flush sends projection name's pending invalidations to Redis. Apply
@@ -301,10 +305,8 @@ func (s *Store) Get(ctx context.Context, name, key string, load func(ctx context
 			epoch = "0"
 		}
 		if v, ok := cached[0].(string); ok {
-			if rest, ok := strings.CutPrefix(v, "v"+epoch+":"); ok {
-				if _, value, ok := strings.Cut(rest, ":"); ok { // past the position
-					return []byte(value), nil
-				}
+			if value, ok := hit(v, epoch); ok {
+				return value, nil
 			}
 		}
 	}
@@ -327,6 +329,21 @@ func (s *Store) Get(ctx context.Context, name, key string, load func(ctx context
 		}
 	}
 	return value, nil
+}
+
+// hit returns the value of a cache entry written in epoch
+// ("p<epoch>:<position>:<value>"); tombstones, entries of other epochs and
+// anything else are misses.
+func hit(entry, epoch string) ([]byte, bool) {
+	rest, ok := strings.CutPrefix(entry, "p"+epoch+":")
+	if !ok {
+		return nil, false
+	}
+	pos, value, ok := strings.Cut(rest, ":")
+	if _, err := strconv.ParseInt(pos, 10, 64); !ok || err != nil {
+		return nil, false
+	}
+	return []byte(value), true
 }
 
 // GetJSON is [Store.Get] for values cached as JSON.

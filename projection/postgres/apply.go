@@ -353,13 +353,14 @@ func unavailable(t *Tx, err error) bool {
 		case "08", // connection exception
 			"40", // transaction rollback: serialization failure, deadlock
 			"53", // insufficient resources
-			"55", // object not in prerequisite state: lock_not_available (lock_timeout)
 			"57", // operator intervention: shutdown, cancelled statement
 			"58", // system error
 			"XX": // internal error
 			return true
 		}
-		return false
+		// lock_not_available (a lock timeout), object_in_use: contention,
+		// not the statement's fault.
+		return pgErr.Code == "55P03" || pgErr.Code == "55006"
 	}
 	var netErr net.Error
 	return errors.As(err, &netErr) || pgconn.SafeToRetry(err)

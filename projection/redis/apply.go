@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -131,15 +132,37 @@ func (t *Tx) exec(ctx context.Context, events []persistence.RecordedEvent) error
 		// The checkpoint moved past the event with the rest of the batch:
 		// record it as a dead letter here, whatever the policy, or no one
 		// will (DeadLetter ignores events at or before the checkpoint).
-		member, jerr := json.Marshal(projection.DeadLetter{Event: ae.Event, Error: ae.Err.Error(), At: time.Now().UTC()})
-		if jerr == nil {
-			jerr = t.conn.ZAdd(ctx, t.dead, redis.Z{Score: float64(ae.Event.GlobalPosition), Member: member}).Err()
-		}
-		if jerr != nil {
-			return errors.Join(err, fmt.Errorf("projection/redis: record the dead letter: %w", jerr))
+		if derr := recordDeadLetter(ctx, t.conn, t.dead, ae); derr != nil {
+			return fmt.Errorf("projection/redis: %w; and recording it as a dead letter failed: %w", err, derr)
 		}
 	}
 	return err
+}
+
+// recordDeadLetter adds the event of ae to the dead letters under dead,
+// retrying for a while — even if ctx ends: once EXEC has run, this is the
+// only record of the event.
+func recordDeadLetter(ctx context.Context, c redis.Cmdable, dead string, ae *projection.ApplyError) error {
+	member, err := json.Marshal(projection.DeadLetter{Event: ae.Event, Error: ae.Err.Error(), At: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	backoff := 10 * time.Millisecond
+	for {
+		// The member is fixed: a retry that follows a lost reply adds nothing.
+		err = c.ZAdd(ctx, dead, redis.Z{Score: float64(ae.Event.GlobalPosition), Member: member}).Err()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
 }
 
 // commandError explains a transaction a command of failed in: refused when
@@ -158,15 +181,26 @@ func commandError(t *Tx, cmds []redis.Cmder, events []persistence.RecordedEvent,
 		return err // the checkpoint's own command: not the handler's doing
 	}
 	cause := cmds[failed].Err()
-	if unavailable(cause) {
-		return err // OOM, READONLY, MASTERDOWN...: the server's state, not the handler's doing
-	}
 	owner := t.owners[failed]
-	if !redis.IsExecAbortError(err) {
-		cause = fmt.Errorf("%w: %w", ErrPartiallyApplied, cause)
+	if redis.IsExecAbortError(err) {
+		if unavailable(cause) {
+			return err // OOM, READONLY, MASTERDOWN...: the server's state, not the handler's doing
+		}
+		if owner < 0 {
+			return fmt.Errorf("setup: %w", cause)
+		}
+		return &projection.ApplyError{Index: owner, Event: events[owner], Err: cause}
 	}
+	// Run time: the rest of the transaction took effect, whatever the cause.
+	cause = fmt.Errorf("%w: %w", ErrPartiallyApplied, cause)
 	if owner < 0 {
-		return fmt.Errorf("setup: %w", cause)
+		// Setup's: blame the batch's first event, so that it is recorded.
+		cause = fmt.Errorf("setup: %w", cause)
+		owner = slices.IndexFunc(t.owners, func(o int) bool { return o >= 0 })
+		if owner < 0 {
+			return cause
+		}
+		owner = t.owners[owner]
 	}
 	return &projection.ApplyError{Index: owner, Event: events[owner], Err: cause}
 }

@@ -42,8 +42,20 @@ func TestServerStateIsNotTheHandlers(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Index != 0 || errors.Is(err, ErrPartiallyApplied) {
 		t.Errorf("a malformed command: %v, want an *ApplyError, nothing applied", err)
 	}
-	err = commandError(tx, failed("WRONGTYPE Operation against a key holding the wrong kind of value"), events, serverError("WRONGTYPE Operation against a key holding the wrong kind of value"))
-	if !errors.As(err, &ae) || !errors.Is(err, ErrPartiallyApplied) {
-		t.Errorf("a run-time refusal: %v, want an *ApplyError matching ErrPartiallyApplied", err)
+	for _, msg := range []string{"WRONGTYPE Operation against a key holding the wrong kind of value", "OOM command not allowed when used memory > 'maxmemory'."} {
+		// At run time, whatever the cause, the rest of the batch took effect.
+		err = commandError(tx, failed(msg), events, serverError(msg))
+		if !errors.As(err, &ae) || !errors.Is(err, ErrPartiallyApplied) {
+			t.Errorf("a run-time refusal %q: %v, want an *ApplyError matching ErrPartiallyApplied", msg, err)
+		}
+	}
+	// A Setup command refused at run time is blamed on the batch's first
+	// event, so that it is recorded.
+	setup := &Tx{owners: []int{-1, 0}}
+	c := redis.NewIntCmd(context.Background())
+	c.SetErr(serverError("WRONGTYPE Operation against a key holding the wrong kind of value"))
+	err = commandError(setup, []redis.Cmder{c}, events, c.Err())
+	if !errors.As(err, &ae) || ae.Index != 0 || !errors.Is(err, ErrPartiallyApplied) {
+		t.Errorf("a Setup command refused at run time: %v, want an *ApplyError at index 0", err)
 	}
 }
