@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
+	"github.com/composable-go/composable/bus"
+	busmemory "github.com/composable-go/composable/bus/memory"
 	"github.com/composable-go/composable/persistence"
 	evmemory "github.com/composable-go/composable/persistence/memory"
 	"github.com/composable-go/composable/projection"
@@ -65,4 +68,48 @@ func Example() {
 		panic(err)
 	}
 	// Output: ada: 2 grace: 1
+}
+
+// A projection fed from the bus rather than the event store's feed:
+// deliveries deduplicated by stream version, read-your-writes by version.
+func ExampleBusHandler() {
+	ctx, stop := context.WithCancel(context.Background())
+	b := busmemory.New()
+	models := memory.New()
+	orders := projection.Projection[*memory.Tx]{
+		Name: "order_count",
+		Handle: func(_ context.Context, tx *memory.Tx, e persistence.RecordedEvent) error {
+			n, _ := tx.Get("orders")
+			count, _ := n.(int)
+			tx.Put("orders", count+1)
+			return nil
+		},
+	}
+	h, err := projection.BusHandler(models, orders, projection.BusOptions{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		panic(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Subscribe(ctx, "projection.order_count", []string{"orders"}, h) }()
+
+	placed := persistence.RecordedEvent{
+		EventData: persistence.EventData{ID: "placed-1", Type: "order.placed", Data: []byte("{}")},
+		StreamID:  "order/1", Version: 1, GlobalPosition: 1,
+	}
+	// At-least-once: the relay may publish an event twice.
+	msg := bus.Message{Topic: "orders", Key: placed.StreamID, Event: placed}
+	if err := b.Publish(ctx, msg, msg); err != nil {
+		panic(err)
+	}
+	if err := projection.WaitForStream(ctx, models, "order_count", "order/1", 1, time.Millisecond); err != nil {
+		panic(err)
+	}
+	n, _ := models.Get("order_count", "orders")
+	fmt.Println("orders:", n)
+
+	stop()
+	if err := <-done; err != nil {
+		panic(err)
+	}
+	// Output: orders: 1
 }
