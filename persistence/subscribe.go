@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/composable-go/composable/internal/readahead"
 )
 
 // SubscribeOptions tunes [Subscribe]. The zero value is ready to use.
@@ -56,6 +58,8 @@ func Subscribe(ctx context.Context, store EventStore, after int64, opts Subscrib
 	timer := time.NewTimer(opts.PollInterval)
 	defer timer.Stop()
 	backoff := opts.PollInterval
+	var ahead readahead.Page[RecordedEvent] // the next page, read while handle runs
+	defer ahead.Wait()
 	for {
 		// Take the hint channel before reading, so an append that commits
 		// between the read and the wait still wakes us.
@@ -63,7 +67,11 @@ func Subscribe(ctx context.Context, store EventStore, after int64, opts Subscrib
 		if notifier != nil {
 			hint = notifier.Appended()
 		}
-		events, err := store.ReadAll(ctx, after, opts.BatchSize)
+		events, ok := ahead.Take(after, opts.BatchSize)
+		var err error
+		if !ok {
+			events, err = store.ReadAll(ctx, after, opts.BatchSize)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -83,6 +91,10 @@ func Subscribe(ctx context.Context, store EventStore, after int64, opts Subscrib
 			continue
 		}
 		backoff = opts.PollInterval
+		if len(events) == opts.BatchSize { // more history: read it while this is handled
+			next := events[len(events)-1].GlobalPosition
+			ahead.Start(next, func() ([]RecordedEvent, error) { return store.ReadAll(ctx, next, opts.BatchSize) })
+		}
 		if len(events) > 0 {
 			if err := handle(ctx, events); err != nil {
 				return err

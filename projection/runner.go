@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/composable-go/composable"
+	"github.com/composable-go/composable/internal/readahead"
 	"github.com/composable-go/composable/persistence"
 )
 
@@ -210,8 +211,8 @@ func (r *Runner[Tx]) loop(ctx context.Context) error {
 		return err
 	}
 	notifier, _ := r.feed.(persistence.Notifier)
-	ahead := &prefetch{}
-	defer ahead.wait()
+	var ahead readahead.Page[persistence.RecordedEvent]
+	defer ahead.Wait()
 	for {
 		if !r.waitUnpaused(ctx) {
 			return nil
@@ -220,7 +221,7 @@ func (r *Runner[Tx]) loop(ctx context.Context) error {
 		if notifier != nil {
 			hint = notifier.Appended()
 		}
-		events, ok := ahead.take(live, r.opts.BatchSize)
+		events, ok := ahead.Take(live, r.opts.BatchSize)
 		if !ok {
 			if events, err = r.read(ctx, live); err != nil {
 				return err
@@ -228,7 +229,8 @@ func (r *Runner[Tx]) loop(ctx context.Context) error {
 		}
 		if len(events) == r.opts.BatchSize {
 			// Catching up: read the next page while this one is applied.
-			ahead.start(ctx, r.feed, events[len(events)-1].GlobalPosition, r.opts.BatchSize)
+			after := events[len(events)-1].GlobalPosition
+			ahead.Start(after, func() ([]persistence.RecordedEvent, error) { return r.feed.ReadAll(ctx, after, r.opts.BatchSize) })
 		}
 		moved := false
 		if len(events) > 0 {
@@ -266,46 +268,6 @@ func (r *Runner[Tx]) loop(ctx context.Context) error {
 		case <-poll:
 		}
 		stop()
-	}
-}
-
-// prefetch reads the feed's next page in the background while the runner
-// applies the current one. It is owned by the loop, which waits for it
-// before returning.
-type prefetch struct {
-	after int64
-	done  chan struct{}
-	page  []persistence.RecordedEvent
-	err   error
-}
-
-// start reads the page after position.
-func (p *prefetch) start(ctx context.Context, feed persistence.EventStore, after int64, n int) {
-	p.wait()
-	p.after, p.done = after, make(chan struct{})
-	go func() {
-		defer close(p.done)
-		p.page, p.err = feed.ReadAll(ctx, after, n)
-	}()
-}
-
-// take returns the page read ahead if it follows position and is full: a
-// page that is not — the head of the feed — is read again after the
-// caller took its wake-up hint, so that no append between is missed.
-func (p *prefetch) take(position int64, n int) ([]persistence.RecordedEvent, bool) {
-	if p.done == nil {
-		return nil, false
-	}
-	p.wait()
-	page, ok := p.page, p.err == nil && p.after == position && len(p.page) == n
-	p.done, p.page, p.err = nil, nil, nil
-	return page, ok
-}
-
-// wait waits for a read in flight.
-func (p *prefetch) wait() {
-	if p.done != nil {
-		<-p.done
 	}
 }
 
