@@ -888,3 +888,23 @@ func Events(t testing.TB, n int) []persistence.RecordedEvent {
 	}
 	return events
 }
+
+// Start runs r on a goroutine of its own until stop is called — at the
+// latest at the end of the test — and fails t if Run returns an error.
+func Start[Tx any](t testing.TB, ctx context.Context, r *projection.Runner[Tx]) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("projectiontest: Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}

@@ -189,15 +189,7 @@ func TestLostConnectionIsNeverDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	projectiontest.Start(t, ctx, r)
 	for i := range 25 {
 		if _, err := feed.Append(ctx, "s-"+strconv.Itoa(i%3), persistence.Any, persistence.EventData{ID: "e" + strconv.Itoa(i), Type: "t", Data: []byte("{}")}); err != nil {
 			t.Fatal(err)
