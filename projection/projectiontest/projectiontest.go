@@ -891,9 +891,9 @@ func Events(t testing.TB, n int) []persistence.RecordedEvent {
 
 // Start runs r on a goroutine of its own until stop is called — at the
 // latest at the end of the test — and fails t if Run returns an error.
-func Start[Tx any](t testing.TB, ctx context.Context, r *projection.Runner[Tx]) (stop func()) {
+func Start[Tx any](t testing.TB, r *projection.Runner[Tx]) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	var once sync.Once

@@ -189,7 +189,7 @@ func TestLostConnectionIsNeverDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	projectiontest.Start(t, ctx, r)
+	projectiontest.Start(t, r)
 	for i := range 25 {
 		if _, err := feed.Append(ctx, "s-"+strconv.Itoa(i%3), persistence.Any, persistence.EventData{ID: "e" + strconv.Itoa(i), Type: "t", Data: []byte("{}")}); err != nil {
 			t.Fatal(err)
