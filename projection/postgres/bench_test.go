@@ -11,6 +11,7 @@ import (
 
 	"github.com/composable-go/composable/persistence"
 	evmemory "github.com/composable-go/composable/persistence/memory"
+	evpostgres "github.com/composable-go/composable/persistence/postgres"
 	"github.com/composable-go/composable/projection"
 	"github.com/composable-go/composable/projection/postgres"
 	"github.com/composable-go/composable/testkit"
@@ -51,6 +52,42 @@ func BenchmarkCatchUp100k(b *testing.B) {
 			}
 		})
 	}
+	// The production path: the feed is the PostgreSQL event store's (same
+	// server), read in pages while batches are applied.
+	b.Run("projection-queue-pgfeed", func(b *testing.B) {
+		eps := benchRunner(ctx, b, pool, pgFeed(ctx, b, pool, events), true)
+		if baseline > 0 {
+			b.ReportMetric(eps/baseline, "x-baseline")
+		}
+	})
+}
+
+// pgFeed returns a PostgreSQL event store holding events, written with
+// COPY (setup, not measured).
+func pgFeed(ctx context.Context, b *testing.B, pool *pgxpool.Pool, events []persistence.RecordedEvent) *evpostgres.Store {
+	b.Helper()
+	schema := pgtest.Schema(b, pool, "catchup_feed")
+	store, err := evpostgres.New(ctx, pool, evpostgres.WithSchema(schema), evpostgres.WithLogger(testkit.QuietLogger()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = store.Close() })
+	rows := make([][]any, len(events))
+	for i, e := range events {
+		rows[i] = []any{e.GlobalPosition, e.StreamID, e.Version, e.ID, e.Type, int32(1), e.Data}
+	}
+	_, err = pool.CopyFrom(ctx, pgx.Identifier{schema, "events"},
+		[]string{"global_position", "stream_id", "version", "event_id", "event_type", "schema_version", "data"}, pgx.CopyFromRows(rows))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return store
+}
+
+// feed is what the runner reads: an event store that reports its head.
+type feed interface {
+	persistence.EventStore
+	persistence.HeadReader
 }
 
 // catchUpFeed returns a memory feed holding the benchmark's events, and
@@ -125,7 +162,7 @@ func benchRaw(ctx context.Context, b *testing.B, pool *pgxpool.Pool, events []pe
 // its upsert or executing it at once, and returns the throughput in
 // events/s. Each iteration runs a projection of a new name, which starts
 // from nothing.
-func benchRunner(ctx context.Context, b *testing.B, pool *pgxpool.Pool, feed *evmemory.Store, queue bool) float64 {
+func benchRunner(ctx context.Context, b *testing.B, pool *pgxpool.Pool, feed feed, queue bool) float64 {
 	schema := pgtest.Schema(b, pool, "proj")
 	s, err := postgres.New(ctx, pool, postgres.WithSchema(schema))
 	if err != nil {
