@@ -7,6 +7,10 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+
 	"github.com/composable-go/composable/bus"
 	"github.com/composable-go/composable/persistence"
 )
@@ -63,6 +67,9 @@ type BusOptions struct {
 	// event: the store down, or the handler failing under the Retry
 	// policy. Defaults 100ms, 10s.
 	MinBackoff, MaxBackoff time.Duration
+	// Meter records composable.projection.applied and
+	// composable.projection.failures, as a Runner does. Default: none.
+	Meter metric.Meter
 }
 
 // BusHandler returns a bus handler that applies every delivery to p
@@ -106,15 +113,25 @@ func BusHandler[Tx any](store StreamApplier[Tx], p Projection[Tx], opts BusOptio
 	if opts.MaxBackoff < opts.MinBackoff {
 		opts.MaxBackoff = max(opts.MinBackoff, 10*time.Second)
 	}
-	h := &busHandler[Tx]{store: store, p: guarded(p), opts: opts}
+	if opts.Meter == nil {
+		opts.Meter = noop.NewMeterProvider().Meter("")
+	}
+	h := &busHandler[Tx]{store: store, p: guarded(p), opts: opts,
+		attrs: metric.WithAttributes(attribute.String("projection", p.Name))}
+	var err error
+	if h.applied, h.failures, err = counters(opts.Meter); err != nil {
+		return nil, err
+	}
 	return h.handle, nil
 }
 
 // busHandler applies deliveries to one projection.
 type busHandler[Tx any] struct {
-	store StreamApplier[Tx]
-	p     Projection[Tx]
-	opts  BusOptions
+	store             StreamApplier[Tx]
+	p                 Projection[Tx]
+	opts              BusOptions
+	attrs             metric.MeasurementOption
+	applied, failures metric.Int64Counter
 }
 
 func (h *busHandler[Tx]) handle(ctx context.Context, d bus.Delivery) error {
@@ -143,6 +160,9 @@ func (h *busHandler[Tx]) handle(ctx context.Context, d bus.Delivery) error {
 		var ae *ApplyError
 		switch {
 		case err == nil:
+			if !skipping {
+				h.applied.Add(ctx, 1, h.attrs)
+			}
 			return nil
 		case errors.Is(err, ErrPartiallyApplied):
 			// The store applied the event, moved the stream past it and
@@ -157,6 +177,7 @@ func (h *busHandler[Tx]) handle(ctx context.Context, d bus.Delivery) error {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.As(err, &ae) && !skipping:
+			h.failures.Add(ctx, 1, h.attrs, metric.WithAttributes(attribute.String("policy", h.p.OnFailure.String())))
 			switch h.p.OnFailure {
 			case Stop:
 				h.opts.Logger.Error("projection: handler failed; the bus dead-letters the event", "projection", h.p.Name, "error", ae)

@@ -450,3 +450,45 @@ func TestRebuildChecksSurviveStoreErrors(t *testing.T) {
 		t.Fatalf("rebuilt model counts %v, want 6", n)
 	}
 }
+
+// TestBusHandlerMetrics: a bus-fed projection counts what it applies and
+// its handler's failures, by policy.
+func TestBusHandlerMetrics(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer func() { _ = provider.Shutdown(context.Background()) }()
+	p := projection.Projection[*memory.Tx]{Name: "counted", OnFailure: projection.SkipAndDeadLetter,
+		Handle: func(ctx context.Context, tx *memory.Tx, e persistence.RecordedEvent) error {
+			if e.Version == 2 {
+				return errors.New("bad")
+			}
+			return count(ctx, tx, e)
+		}}
+	h, err := projection.BusHandler[*memory.Tx](memory.New(), p, projection.BusOptions{Logger: quiet(), Meter: provider.Meter("test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v := int64(1); v <= 3; v++ {
+		e := persistence.RecordedEvent{EventData: persistence.EventData{ID: fmt.Sprint("e", v), Type: "t"}, StreamID: "s", Version: v, GlobalPosition: v}
+		if err := h(ctxT(t), bus.Delivery{Message: bus.Message{Event: e}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctxT(t), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if d, ok := m.Data.(metricdata.Sum[int64]); ok {
+				for _, dp := range d.DataPoints {
+					got[m.Name] += dp.Value
+				}
+			}
+		}
+	}
+	if got["composable.projection.applied"] != 2 || got["composable.projection.failures"] != 1 {
+		t.Fatalf("metrics %v; want 2 applied, 1 failure", got)
+	}
+}

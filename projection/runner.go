@@ -107,12 +107,7 @@ func NewRunner[Tx any](feed persistence.EventStore, store Store[Tx], p Projectio
 		attrs:    metric.WithAttributes(attribute.String("projection", p.Name)),
 		advanced: make(chan struct{}), wake: make(chan struct{}, 1)}
 	var err error
-	if r.applied, err = opts.Meter.Int64Counter("composable.projection.applied", metric.WithUnit("{event}"),
-		metric.WithDescription("Events applied to the read model (including those skipped as already applied).")); err != nil {
-		return nil, err
-	}
-	if r.failures, err = opts.Meter.Int64Counter("composable.projection.failures", metric.WithUnit("{event}"),
-		metric.WithDescription("Handler failures, by policy.")); err != nil {
+	if r.applied, r.failures, err = counters(opts.Meter); err != nil {
 		return nil, err
 	}
 	if r.lagGauge, err = opts.Meter.Int64ObservableGauge("composable.projection.lag", metric.WithUnit("{event}"),
@@ -120,6 +115,19 @@ func NewRunner[Tx any](feed persistence.EventStore, store Store[Tx], p Projectio
 		return nil, err
 	}
 	return r, nil
+}
+
+// counters returns the counters runners and bus handlers record.
+func counters(m metric.Meter) (applied, failures metric.Int64Counter, err error) {
+	if applied, err = m.Int64Counter("composable.projection.applied", metric.WithUnit("{event}"),
+		metric.WithDescription("Events applied to the read model (including those skipped as already applied).")); err != nil {
+		return nil, nil, err
+	}
+	if failures, err = m.Int64Counter("composable.projection.failures", metric.WithUnit("{event}"),
+		metric.WithDescription("Handler failures, by policy.")); err != nil {
+		return nil, nil, err
+	}
+	return applied, failures, nil
 }
 
 // Name returns the projection's name.
