@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/composable-go/composable/actor"
 	"github.com/composable-go/composable/aggregate"
 	busmemory "github.com/composable-go/composable/bus/memory"
@@ -48,24 +46,14 @@ func memoryBackend() backend {
 // The demo waits for every saga to end before it stops; a service uses a
 // bus whose messages outlive the process (bus/kafka).
 func postgresBackend(ctx context.Context, url, schema string, logger *slog.Logger) (backend, error) {
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		return backend{}, fmt.Errorf("postgres connection string: %w", err)
-	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
+	store, err := postgres.Open(ctx, url, postgres.WithSchema(schema), postgres.WithLogger(logger))
+	if errors.Is(err, postgres.ErrUnreachable) {
 		return backend{}, fmt.Errorf("PostgreSQL is not reachable at %s (start it, or pass another -postgres URL): %w", url, err)
 	}
-	store, err := postgres.New(ctx, pool, postgres.WithSchema(schema), postgres.WithLogger(logger))
 	if err != nil {
-		pool.Close()
 		return backend{}, err
 	}
-	return backend{store: store, checkpoints: store, lease: store, close: func() error {
-		err := store.Close() // the writer first, then the connections it uses
-		pool.Close()
-		return err
-	}}, nil
+	return backend{store: store, checkpoints: store, lease: store, close: store.Close}, nil
 }
 
 // bank is one process of the banking service: accounts, transfers and the

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/composable-go/composable"
 	"github.com/composable-go/composable/actor"
 	"github.com/composable-go/composable/aggregate"
@@ -43,24 +41,14 @@ func memoryBackend() backend {
 // checkpoint store and lease — an advisory lock — so a relay in another
 // process takes over where this one stopped.
 func postgresBackend(ctx context.Context, url, schema string, logger *slog.Logger) (backend, error) {
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		return backend{}, fmt.Errorf("postgres connection string: %w", err)
-	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
+	store, err := postgres.Open(ctx, url, postgres.WithSchema(schema), postgres.WithLogger(logger))
+	if errors.Is(err, postgres.ErrUnreachable) {
 		return backend{}, fmt.Errorf("PostgreSQL is not reachable at %s (start it, or pass another -postgres URL): %w", url, err)
 	}
-	store, err := postgres.New(ctx, pool, postgres.WithSchema(schema), postgres.WithLogger(logger))
 	if err != nil {
-		pool.Close()
 		return backend{}, err
 	}
-	return backend{store: store, checkpoints: store, lease: store, close: func() error {
-		err := store.Close() // the writer first, then the connections it uses
-		pool.Close()
-		return err
-	}}, nil
+	return backend{store: store, checkpoints: store, lease: store, close: store.Close}, nil
 }
 
 // domainTypes are the aggregate types whose events the relay publishes:

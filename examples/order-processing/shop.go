@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/composable-go/composable/actor"
 	"github.com/composable-go/composable/aggregate"
 	"github.com/composable-go/composable/persistence"
@@ -71,26 +69,16 @@ func openStore(ctx context.Context, cfg config, logger *slog.Logger) (store pers
 	case storeMemory:
 		return memory.New(), func() error { return nil }, nil
 	case storePostgres:
-		pool, err := pgxpool.New(ctx, cfg.postgresURL)
-		if err != nil {
-			return nil, nil, fmt.Errorf("postgres connection string: %w", err)
-		}
-		if err := pool.Ping(ctx); err != nil {
-			pool.Close()
+		// Open creates the schema and its tables if they are missing, so
+		// the first run of the demo needs nothing set up.
+		pg, err := postgres.Open(ctx, cfg.postgresURL, postgres.WithSchema(cfg.schema), postgres.WithLogger(logger))
+		if errors.Is(err, postgres.ErrUnreachable) {
 			return nil, nil, fmt.Errorf("PostgreSQL is not reachable (start it, or point -postgres-url or %s at a server): %w", envPostgresURL, err)
 		}
-		// New creates the schema and its tables if they are missing, so the
-		// first run of the demo needs nothing set up.
-		pg, err := postgres.New(ctx, pool, postgres.WithSchema(cfg.schema), postgres.WithLogger(logger))
 		if err != nil {
-			pool.Close()
 			return nil, nil, err
 		}
-		return pg, func() error {
-			err := pg.Close()
-			pool.Close()
-			return err
-		}, nil
+		return pg, pg.Close, nil
 	}
 	return nil, nil, fmt.Errorf("unknown store %q", cfg.store)
 }

@@ -55,6 +55,8 @@ type Store struct {
 	listenOnce sync.Once
 	listenStop context.CancelFunc
 	listenDone chan struct{}
+
+	ownsPool bool // opened by Open: Close closes the pool too
 }
 
 var (
@@ -131,6 +133,33 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 	return s, nil
 }
 
+// ErrUnreachable is matched by Open's error when the server at the URL
+// does not answer.
+var ErrUnreachable = errors.New("postgres: server unreachable")
+
+// Open connects to the database at url (a pgx connection string) with a
+// pool of its own and returns a store on it, as New does; Close closes the
+// pool too. A bad URL fails with an error matching
+// persistence.ErrInvalidInput, a server that does not answer with one
+// matching ErrUnreachable.
+func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("%w: postgres connection string: %w", persistence.ErrInvalidInput, err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, pool.Config().ConnConfig.Host, err)
+	}
+	s, err := New(ctx, pool, opts...)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.ownsPool = true
+	return s, nil
+}
+
 func (c config) validate() error {
 	var errs []error
 	switch {
@@ -172,6 +201,9 @@ func (s *Store) Close() error {
 	if s.listenStop != nil {
 		s.listenStop()
 		<-s.listenDone
+	}
+	if s.ownsPool {
+		s.pool.Close() // the writer and the listener are done with it
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"net"
 	"testing"
 	"time"
 
@@ -394,5 +395,41 @@ func TestAnotherWriterInvalidatesTheVersionCache(t *testing.T) {
 	// duplicate, not a conflict, even when the cache says the version moved.
 	if _, err := a.Append(ctx, "s", 5, ev("a6")); !errors.Is(err, persistence.ErrDuplicateEvent) {
 		t.Fatalf("retried append: %v, want ErrDuplicateEvent", err)
+	}
+}
+
+// TestOpen: a store that owns its pool, and Open's failures.
+func TestOpen(t *testing.T) {
+	pool := pgtest.Pool(t) // fails with instructions when the server is down
+	schema := pgtest.Schema(t, pool, "open")
+	ctx := ctxFor(t)
+	s, err := Open(ctx, pgtest.URL(), WithSchema(schema), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, "s", persistence.NoStream, ev("opened")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.pool.Ping(ctx); err == nil {
+		t.Fatal("Close left the store's own pool open")
+	}
+	if err := s.Close(); err != nil { // idempotent
+		t.Fatal(err)
+	}
+
+	if _, err := Open(ctx, "postgres://%zz"); !errors.Is(err, persistence.ErrInvalidInput) {
+		t.Fatalf("Open(bad URL) = %v, want ErrInvalidInput", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close() // nothing listens there now
+	if _, err := Open(ctx, "postgres://postgres@"+addr+"/test?connect_timeout=5"); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("Open(nothing listening) = %v, want ErrUnreachable", err)
 	}
 }
