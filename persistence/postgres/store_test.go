@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
-	"net"
 	"testing"
 	"time"
 
@@ -423,7 +423,7 @@ func TestOpen(t *testing.T) {
 	if _, err := Open(ctx, "postgres://%zz"); !errors.Is(err, persistence.ErrInvalidInput) {
 		t.Fatalf("Open(bad URL) = %v, want ErrInvalidInput", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
