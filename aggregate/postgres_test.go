@@ -3,7 +3,6 @@ package aggregate_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strconv"
 	"sync"
 	"testing"
@@ -14,7 +13,6 @@ import (
 	"github.com/composable-go/composable/aggregate"
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/persistence/postgres"
-	"github.com/composable-go/composable/testkit"
 	"github.com/composable-go/composable/testkit/pgtest"
 )
 
@@ -81,14 +79,9 @@ func TestPostgresTwoActivationsRace(t *testing.T) {
 // TestPostgresDownThenBack cuts every connection to the database: callers
 // get errors, never false successes, and the aggregate recovers.
 func TestPostgresDownThenBack(t *testing.T) {
-	proxy := testkit.NewTCPProxy(t, "127.0.0.1:5432")
 	direct := pgtest.Pool(t)
 	schema := pgtest.Schema(t, direct, "agg_down")
-	pool := pgtest.PoolConfig(t, func(c *pgxpool.Config) {
-		host, port, _ := net.SplitHostPort(proxy.Addr())
-		p, _ := strconv.Atoi(port)
-		c.ConnConfig.Host, c.ConnConfig.Port = host, uint16(p)
-	})
+	pool, proxy := pgtest.ProxiedPool(t, nil)
 	f := newFixture(t, pgStore(t, pool, schema), aggregate.Options{MinBackoff: time.Second})
 	ctx := ctxT(t)
 	if _, err := f.accounts.Send(ctx, "a1", deposit{Amount: 1}); err != nil {

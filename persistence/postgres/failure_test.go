@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/composable-go/composable/persistence"
-	"github.com/composable-go/composable/testkit"
 	"github.com/composable-go/composable/testkit/pgtest"
 )
 
@@ -54,13 +53,9 @@ func TestStrictDefaultIsolationDoesNotStaleDecisions(t *testing.T) {
 // TestDroppedConnectionOnTheFastPath cuts connections while the writer has
 // the stream cached, so its appends take the one-round-trip path.
 func TestDroppedConnectionOnTheFastPath(t *testing.T) {
-	proxy := testkit.NewTCPProxy(t, "127.0.0.1:5432")
 	direct := pgtest.Pool(t)
 	schema := pgtest.Schema(t, direct, "fastcut")
-	pool := pgtest.PoolConfig(t, func(c *pgxpool.Config) {
-		host, port, _ := splitHostPort(proxy.Addr())
-		c.ConnConfig.Host, c.ConnConfig.Port = host, port
-	})
+	pool, proxy := pgtest.ProxiedPool(t, nil)
 	s := newStore(t, pool, schema)
 	ctx := ctxFor(t)
 	version := persistence.ExpectedVersion(0)

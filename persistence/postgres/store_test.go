@@ -194,14 +194,9 @@ func TestConflictFailsOnlyItsOwnAppend(t *testing.T) {
 }
 
 func TestPoolSurvivesDroppedConnections(t *testing.T) {
-	proxy := testkit.NewTCPProxy(t, "127.0.0.1:5432")
 	direct := pgtest.Pool(t)
 	schema := pgtest.Schema(t, direct, "drop")
-	pool := pgtest.PoolConfig(t, func(c *pgxpool.Config) {
-		host, port, _ := splitHostPort(proxy.Addr())
-		c.ConnConfig.Host, c.ConnConfig.Port = host, port
-		c.MaxConns = 4
-	})
+	pool, proxy := pgtest.ProxiedPool(t, func(c *pgxpool.Config) { c.MaxConns = 4 })
 	s := newStore(t, pool, schema)
 	ctx := ctxFor(t)
 	written := 0

@@ -82,12 +82,13 @@ func loadList(key string) func(ctx context.Context, tx pgx.Tx) ([]string, error)
 // TestConformance reads every model through the cache, so a missing or
 // late invalidation fails the suite.
 func TestConformance(t *testing.T) {
-	pool := pgtest.Pool(t)
 	rdb := redistest.Client(t)
 	projectiontest.Run(t, func(t *testing.T) projectiontest.Harness[*cached.Tx] {
-		s := newStore(t, pool, rdb)
+		through, proxy := pgtest.ProxiedPool(t, nil) // the store's PostgreSQL connections, which Cut drops
+		s := newStore(t, through, rdb)
 		return projectiontest.Harness[*cached.Tx]{
 			Store:  s,
+			Cut:    proxy.CutAll,
 			Setup:  setupLists,
 			Append: appendList,
 			Read: func(ctx context.Context, name, key string) ([]string, error) {

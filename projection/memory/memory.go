@@ -150,6 +150,9 @@ func (s *Store) Apply(ctx context.Context, p projection.Projection[*Tx], events 
 		}
 		last = e.GlobalPosition
 	}
+	if err := ctx.Err(); err != nil {
+		return err // stopped mid-batch: nothing applied
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	tx.commit()

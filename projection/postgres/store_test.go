@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"sync"
 	"testing"
@@ -16,7 +15,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/composable-go/composable/persistence"
-	evmemory "github.com/composable-go/composable/persistence/memory"
 	evpostgres "github.com/composable-go/composable/persistence/postgres"
 	"github.com/composable-go/composable/projection"
 	"github.com/composable-go/composable/projection/postgres"
@@ -74,14 +72,16 @@ func readList(ctx context.Context, pool *pgxpool.Pool, s *postgres.Store, name, 
 
 // TestConformance runs the suite twice: handlers that queue their writes
 // (sent with the checkpoint in one round trip) and handlers that execute
-// them at once.
+// them at once. The store's connections go through a proxy the suite cuts.
 func TestConformance(t *testing.T) {
 	for _, mode := range []string{"queue", "exec"} {
 		t.Run(mode, func(t *testing.T) {
 			pool := pgtest.Pool(t)
 			projectiontest.Run(t, func(t *testing.T) projectiontest.Harness[*postgres.Tx] {
-				s := newStore(t, pool)
+				through, proxy := pgtest.ProxiedPool(t, nil) // the store's connections, which Cut drops
+				s := newStore(t, through)
 				return projectiontest.Harness[*postgres.Tx]{
+					Cut:   proxy.CutAll,
 					Store: s,
 					Setup: setupLists,
 					Append: func(ctx context.Context, tx *postgres.Tx, key, value string) error {
@@ -176,116 +176,6 @@ func assertModel(t *testing.T, pool *pgxpool.Pool, s *postgres.Store, name strin
 	}
 	if pos := checkpoint(t, s, name); pos != last {
 		t.Fatalf("checkpoint %d, want %d", pos, last)
-	}
-}
-
-// proxied returns a pool whose connections go through a proxy the test can
-// cut.
-func proxied(t *testing.T) (*pgxpool.Pool, *testkit.TCPProxy) {
-	t.Helper()
-	proxy := testkit.NewTCPProxy(t, "127.0.0.1:5432")
-	pool := pgtest.PoolConfig(t, func(c *pgxpool.Config) {
-		host, port, err := net.SplitHostPort(proxy.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, _ := strconv.ParseUint(port, 10, 16)
-		c.ConnConfig.Host, c.ConnConfig.Port = host, uint16(p)
-	})
-	return pool, proxy
-}
-
-// TestCrashMidBatch loses the connection, and then the context, in the
-// middle of a batch: nothing of the batch lands, the error is not a handler
-// failure, and a rerun applies every event exactly once.
-func TestCrashMidBatch(t *testing.T) {
-	for _, queue := range []bool{true, false} {
-		t.Run(fmt.Sprintf("queue=%v", queue), func(t *testing.T) {
-			pool, proxy := proxied(t)
-			direct := pgtest.Pool(t)
-			s := newStore(t, pool)
-			ctx := ctxFor(t)
-			events := projectiontest.Events(t, 20)
-			if err := s.Apply(ctx, counting("crash", queue, nil), events[:5]); err != nil {
-				t.Fatal(err)
-			}
-
-			cut := counting("crash", queue, func(_ context.Context, _ *postgres.Tx, e persistence.RecordedEvent) error {
-				if e.GlobalPosition == 9 {
-					proxy.CutAll()
-				}
-				return nil
-			})
-			err := s.Apply(ctx, cut, events[5:15])
-			var ae *projection.ApplyError
-			if err == nil || errors.As(err, &ae) {
-				t.Fatalf("Apply across a lost connection = %v, want a store error that is not an *ApplyError", err)
-			}
-			assertModel(t, direct, s, "crash", events[:5])
-
-			stopped, cancel := context.WithCancel(ctx)
-			cancelled := counting("crash", queue, func(_ context.Context, _ *postgres.Tx, e persistence.RecordedEvent) error {
-				if e.GlobalPosition == 12 {
-					cancel()
-				}
-				return nil
-			})
-			err = s.Apply(stopped, cancelled, events[5:15])
-			if err == nil || errors.As(err, &ae) {
-				t.Fatalf("Apply with ctx cancelled mid-batch = %v, want a store error that is not an *ApplyError", err)
-			}
-			assertModel(t, direct, s, "crash", events[:5])
-
-			// The rerun overlaps what landed: nothing doubled.
-			if err := s.Apply(ctx, counting("crash", queue, nil), events[3:]); err != nil {
-				t.Fatal(err)
-			}
-			assertModel(t, direct, s, "crash", events)
-		})
-	}
-}
-
-// TestLostConnectionIsNeverDeadLettered runs a SkipAndDeadLetter projection
-// whose connections are cut mid-batch: the runner retries the batch and the
-// database's unavailability is never blamed on an event.
-func TestLostConnectionIsNeverDeadLettered(t *testing.T) {
-	pool, proxy := proxied(t)
-	direct := pgtest.Pool(t)
-	s := newStore(t, pool)
-	ctx := ctxFor(t)
-	feed := evmemory.New()
-	var mu sync.Mutex
-	cuts := map[int64]bool{7: true, 18: true, 19: true}
-	p := counting("cut", false, func(_ context.Context, _ *postgres.Tx, e persistence.RecordedEvent) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if cuts[e.GlobalPosition] {
-			delete(cuts, e.GlobalPosition)
-			proxy.CutAll()
-		}
-		return nil
-	})
-	p.OnFailure = projection.SkipAndDeadLetter
-	r, err := projection.NewRunner(feed, s, p, projection.Options{
-		Lease: evmemory.NewLeases(), BatchSize: 6, PollInterval: 5 * time.Millisecond,
-		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Logger: testkit.QuietLogger(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	projectiontest.Start(t, r)
-	for i := range 25 {
-		if _, err := feed.Append(ctx, "s-"+strconv.Itoa(i%3), persistence.Any, persistence.EventData{ID: "e" + strconv.Itoa(i), Type: "t", Data: []byte("{}")}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := r.WaitFor(ctx, 25); err != nil {
-		t.Fatal(err)
-	}
-	events, _ := feed.ReadAll(ctx, 0, 100)
-	assertModel(t, direct, s, "cut", events)
-	if dl, err := s.DeadLetters(ctx, "cut"); err != nil || len(dl) != 0 {
-		t.Fatalf("dead letters %v (%v): a lost connection was blamed on an event", dl, err)
 	}
 }
 

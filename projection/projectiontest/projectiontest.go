@@ -18,6 +18,8 @@
 // leaving exactly the events before k, retries, skips, stops and reruns,
 // rebuilds that give an identical model without queries ever seeing a
 // half-built one, read-your-writes, pause and resume, and lease takeover;
+// batches stopped or cut off from the server mid-way, which apply nothing
+// and are never blamed on an event;
 // and, for stores that implement [projection.StreamApplier], projections
 // fed from the bus: out-of-global-order and duplicate deliveries applied
 // once per stream version, concurrently across streams.
@@ -53,6 +55,11 @@ type Harness[Tx any] struct {
 	// Read returns the list under key in the current generation of the
 	// projection name, nil if there is none.
 	Read func(ctx context.Context, name, key string) ([]string, error)
+	// Cut, if set, drops every connection between the store and its server
+	// (a loopback proxy cutting them, say), as a network failure would. The
+	// suite then checks that a batch cut mid-way applies nothing, is not
+	// blamed on an event, and applies exactly once when rerun.
+	Cut func()
 }
 
 // Run runs the suite; newHarness is called once per subtest.
@@ -76,6 +83,9 @@ func Run[Tx any](t *testing.T, newHarness func(t *testing.T) Harness[Tx]) {
 		{"WaitForReadsYourWrites", testWaitFor[Tx]},
 		{"PauseAndResume", testPause[Tx]},
 		{"OneActiveRunnerAndTakeover", testTakeover[Tx]},
+		{"StoppedMidBatchAppliesNothing", testStoppedMidBatch[Tx]},
+		{"ConnectionLostMidBatchAppliesNothing", testCutMidBatch[Tx]},
+		{"ConnectionLostIsNeverDeadLettered", testCutNeverDeadLetters[Tx]},
 		{"BusFedAppliesEachStreamVersionOnce", testStreamDedup[Tx]},
 		{"BusFedHandlerFailureAppliesNothing", testStreamFailure[Tx]},
 		{"BusFedGapsAreRefused", testStreamGap[Tx]},
@@ -670,6 +680,82 @@ func testStreamFailure[Tx any](t *testing.T, s *suite[Tx]) {
 		}
 	}
 	s.checkLists(t, a, "bus_fail", events)
+}
+
+func testStoppedMidBatch[Tx any](t *testing.T, s *suite[Tx]) {
+	events := s.seed(t, 20)
+	p := s.projection("stopped", nil)
+	s.apply(t, p, events[:5])
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	stopping := s.projection("stopped", func(e persistence.RecordedEvent) error {
+		if e.GlobalPosition == 12 {
+			cancel() // the process stops mid-batch
+		}
+		return nil
+	})
+	err := s.h.Store.Apply(ctx, stopping, events[5:15])
+	var ae *projection.ApplyError
+	if err == nil || errors.As(err, &ae) {
+		t.Fatalf("Apply with ctx cancelled mid-batch = %v, want a store error that is not an *ApplyError", err)
+	}
+	s.check(t, "stopped", events[:5], 5)
+	s.apply(t, p, events[3:]) // the rerun overlaps what landed: nothing doubled
+	s.check(t, "stopped", events, 20)
+}
+
+// cut returns the harness's Cut, or skips the test.
+func (s *suite[Tx]) cut(t *testing.T) func() {
+	t.Helper()
+	if s.h.Cut == nil {
+		t.Skip("the harness cannot cut the store's connections")
+	}
+	return s.h.Cut
+}
+
+func testCutMidBatch[Tx any](t *testing.T, s *suite[Tx]) {
+	cut := s.cut(t)
+	events := s.seed(t, 20)
+	p := s.projection("cut", nil)
+	s.apply(t, p, events[:5])
+	cutting := s.projection("cut", func(e persistence.RecordedEvent) error {
+		if e.GlobalPosition == 9 {
+			cut()
+		}
+		return nil
+	})
+	err := s.h.Store.Apply(s.ctx, cutting, events[5:15])
+	var ae *projection.ApplyError
+	if err == nil || errors.As(err, &ae) {
+		t.Fatalf("Apply across a lost connection = %v, want a store error that is not an *ApplyError", err)
+	}
+	s.check(t, "cut", events[:5], 5)
+	s.apply(t, p, events[3:])
+	s.check(t, "cut", events, 20)
+}
+
+func testCutNeverDeadLetters[Tx any](t *testing.T, s *suite[Tx]) {
+	cut := s.cut(t)
+	var mu sync.Mutex
+	cuts := map[int64]bool{7: true, 18: true, 19: true}
+	p := s.projection("cut_runner", func(e persistence.RecordedEvent) error {
+		mu.Lock()
+		cutNow := cuts[e.GlobalPosition]
+		delete(cuts, e.GlobalPosition)
+		mu.Unlock()
+		if cutNow {
+			cut()
+		}
+		return nil
+	})
+	p.OnFailure = projection.SkipAndDeadLetter
+	r, _ := s.runner(t, p, projection.Options{BatchSize: 6})
+	events := s.seed(t, 25)
+	s.waitFor(t, r, 25)
+	s.check(t, "cut_runner", events, 25)
+	if dl, err := s.h.Store.DeadLetters(s.ctx, "cut_runner"); err != nil || len(dl) != 0 {
+		t.Fatalf("dead letters %v (%v): a lost connection was blamed on an event", dl, err)
+	}
 }
 
 func testStreamGap[Tx any](t *testing.T, s *suite[Tx]) {

@@ -12,12 +12,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/composable-go/composable/testkit"
 )
 
 // EnvVar names the environment variable holding the connection string.
@@ -119,4 +123,28 @@ func DropSchemas(t testing.TB, pool *pgxpool.Pool, prefix string) {
 			t.Errorf("pgtest: drop schema %s: %v", n, err)
 		}
 	}
+}
+
+// ProxiedPool is PoolConfig for a pool whose connections go through a
+// loopback proxy to the test server, which the test can cut (CutAll) or
+// take down (SetDown) without touching the shared server.
+func ProxiedPool(t testing.TB, adjust func(*pgxpool.Config)) (*pgxpool.Pool, *testkit.TCPProxy) {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(URL())
+	if err != nil {
+		t.Fatalf("pgtest: bad %s: %v", EnvVar, err)
+	}
+	proxy := testkit.NewTCPProxy(t, net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))))
+	pool := PoolConfig(t, func(c *pgxpool.Config) {
+		host, port, err := net.SplitHostPort(proxy.Addr())
+		if err != nil {
+			t.Fatalf("pgtest: proxy address %s: %v", proxy.Addr(), err)
+		}
+		p, _ := strconv.ParseUint(port, 10, 16)
+		c.ConnConfig.Host, c.ConnConfig.Port = host, uint16(p)
+		if adjust != nil {
+			adjust(c)
+		}
+	})
+	return pool, proxy
 }
