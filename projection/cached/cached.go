@@ -34,6 +34,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -72,6 +73,10 @@ type Store struct {
 	prefix string
 	ttl    time.Duration
 	logger *slog.Logger
+
+	mu       sync.Mutex
+	failures map[string]int  // failed flushes per projection
+	clean    map[string]bool // nothing pending since the last flush, as far as this process knows
 }
 
 // Options configure a Store.
@@ -110,7 +115,8 @@ func New(ctx context.Context, pool *pgxpool.Pool, client redis.UniversalClient, 
 	if err != nil {
 		return nil, err
 	}
-	return &Store{pg: pg, redis: client, prefix: opts.Prefix, ttl: opts.TTL, logger: opts.Logger}, nil
+	return &Store{pg: pg, redis: client, prefix: opts.Prefix, ttl: opts.TTL, logger: opts.Logger,
+		failures: map[string]int{}, clean: map[string]bool{}}, nil
 }
 
 // Postgres returns the underlying store, for queries that bypass the
@@ -126,20 +132,22 @@ func (s *Store) epochKey(name string) string { return s.prefix + ":{" + name + "
 // Apply implements [projection.Store]: the batch goes to PostgreSQL with
 // its invalidations, then the invalidations go to Redis.
 func (s *Store) Apply(ctx context.Context, p projection.Projection[*Tx], events []persistence.RecordedEvent) error {
-	if err := s.pg.Apply(ctx, withInvalidations(p), events); err != nil {
+	var queued bool
+	if err := s.pg.Apply(ctx, withInvalidations(p, &queued), events); err != nil {
 		return err
 	}
-	return s.flushAfter(ctx, p.Name)
+	return s.flushAfter(ctx, p.Name, queued)
 }
 
 // ApplyEvent implements [projection.StreamApplier], for projections fed
 // from the bus: the event goes to PostgreSQL with its invalidations, then
 // the invalidations go to Redis.
 func (s *Store) ApplyEvent(ctx context.Context, p projection.Projection[*Tx], e persistence.RecordedEvent) error {
-	if err := s.pg.ApplyEvent(ctx, withInvalidations(p), e); err != nil {
+	var queued bool
+	if err := s.pg.ApplyEvent(ctx, withInvalidations(p, &queued), e); err != nil {
 		return err
 	}
-	return s.flushAfter(ctx, p.Name)
+	return s.flushAfter(ctx, p.Name, queued)
 }
 
 // SkipEvent implements [projection.StreamApplier].
@@ -152,21 +160,38 @@ func (s *Store) StreamVersion(ctx context.Context, name, stream string) (int64, 
 	return s.pg.StreamVersion(ctx, name, stream)
 }
 
-// flushAfter flushes name's invalidations after a commit.
-func (s *Store) flushAfter(ctx context.Context, name string) error {
+// flushAfter flushes name's invalidations after a commit — unless the
+// commit queued none and none are pending from before (a crash, a failed
+// flush): then there is nothing to read back.
+func (s *Store) flushAfter(ctx context.Context, name string, queued bool) error {
 	if !projection.ValidName(name) {
 		return nil // a generation being built has no cache
 	}
-	if err := s.Flush(ctx, name); err != nil {
+	s.mu.Lock()
+	skip, failures := !queued && s.clean[name], s.failures[name]
+	s.mu.Unlock()
+	if skip {
+		return nil
+	}
+	err := s.Flush(ctx, name)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case err != nil:
+		s.failures[name]++
+		s.clean[name] = false
 		return fmt.Errorf("projection/cached: apply to %s: committed, with its cache invalidations pending: %w", name, err)
+	case s.failures[name] == failures: // no flush failed meanwhile
+		s.clean[name] = true
 	}
 	return nil
 }
 
 // withInvalidations returns p as a projection/postgres projection whose
 // handlers record the cache keys they invalidate in the model's
-// cache_invalidations table, in the batch's transaction.
-func withInvalidations(p projection.Projection[*Tx]) projection.Projection[*postgres.Tx] {
+// cache_invalidations table, in the batch's transaction, and set *queued
+// when they do.
+func withInvalidations(p projection.Projection[*Tx], queued *bool) projection.Projection[*postgres.Tx] {
 	live := projection.ValidName(p.Name) // a generation being built has no cache
 	var setupKeys []string               // invalidated by Setup: recorded with the first event
 	return projection.Projection[*postgres.Tx]{
@@ -192,6 +217,7 @@ func withInvalidations(p projection.Projection[*Tx]) projection.Projection[*post
 			}
 			if live && len(t.keys) > 0 {
 				tx.Queue(insertInvalidation, e.GlobalPosition, t.keys)
+				*queued = true
 			}
 			return nil
 		},

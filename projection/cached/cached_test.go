@@ -39,9 +39,16 @@ func newStore(t *testing.T, pool *pgxpool.Pool, rdb *goredis.Client) *cached.Sto
 	direct := pgtest.Pool(t)
 	schema := pgtest.Schema(t, direct, "cach")
 	t.Cleanup(func() { pgtest.DropSchemas(t, direct, schema+"_") })
+	return openStore(t, pool, rdb, schema, redistest.Prefix(t, rdb, "cache"))
+}
+
+// openStore opens a store in schema and under prefix, which may hold
+// another store's data (a restarted process).
+func openStore(t *testing.T, pool *pgxpool.Pool, rdb *goredis.Client, schema, prefix string) *cached.Store {
+	t.Helper()
 	s, err := cached.New(ctxFor(t), pool, rdb, cached.Options{
 		Postgres: []postgres.Option{postgres.WithSchema(schema)},
-		Prefix:   redistest.Prefix(t, rdb, "cache"),
+		Prefix:   prefix,
 		TTL:      ttl,
 		Logger:   testkit.QuietLogger(),
 	})
@@ -254,6 +261,41 @@ func TestInvalidationsSurviveARedisOutage(t *testing.T) {
 	}
 	if v := get(t, s, "outage", "s-0"); !slices.Equal(v, ids(events[:6], "s-0")) {
 		t.Fatalf("after Redis came back, Get = %v, want %v", v, ids(events[:6], "s-0"))
+	}
+}
+
+// TestPendingInvalidationsSettleAfterARestart: invalidations a process
+// committed but could not send (Redis down, then the process stopped) are
+// sent by the next process's first batch, even one that invalidates
+// nothing.
+func TestPendingInvalidationsSettleAfterARestart(t *testing.T) {
+	pool, direct := pgtest.Pool(t), redistest.Client(t)
+	rdb, proxy := proxiedRedis(t)
+	schema := pgtest.Schema(t, pool, "cach")
+	t.Cleanup(func() { pgtest.DropSchemas(t, pool, schema+"_") })
+	prefix := redistest.Prefix(t, direct, "cache")
+	ctx := ctxFor(t)
+	events := projectiontest.Events(t, 6)
+	p := lists("restart")
+
+	first := openStore(t, pool, rdb, schema, prefix)
+	if err := first.Apply(ctx, p, events[:3]); err != nil {
+		t.Fatal(err)
+	}
+	if v := get(t, first, "restart", "s-0"); !slices.Equal(v, ids(events[:3], "s-0")) { // now cached
+		t.Fatalf("Get = %v", v)
+	}
+	proxy.SetDown(true)
+	if err := first.Apply(ctx, p, events); err == nil {
+		t.Fatal("Apply with Redis down succeeded")
+	}
+
+	second := openStore(t, pool, direct, schema, prefix) // the next process
+	if err := second.Apply(ctx, p, events); err != nil { // nothing new: no invalidation queued
+		t.Fatal(err)
+	}
+	if v := get(t, second, "restart", "s-0"); !slices.Equal(v, ids(events, "s-0")) {
+		t.Fatalf("after the restart, Get = %v, want %v: the pending invalidation was never sent", v, ids(events, "s-0"))
 	}
 }
 
