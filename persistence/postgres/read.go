@@ -1,8 +1,11 @@
 package postgres
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -18,59 +21,123 @@ const columns = "global_position, stream_id, version, event_id, event_type, sche
 
 // scanEvents reads rows into events, expecting about n of them. Replays are
 // dominated by per-row costs, so it borrows the driver's buffers where it
-// can: stream ids and type names, which repeat, are interned, and metadata
-// is decoded by hand.
+// can:
+//   - stream ids, type names and metadata keys, which repeat, are
+//     interned, and a metadata value equal to the previous row's is shared;
+//   - metadata equal to the previous row's — the events of one command
+//     share theirs — is copied from that row's map instead of parsed, and
+//     other metadata is decoded by hand;
+//   - event data is copied into shared slabs rather than one allocation
+//     per row (each event's slice is capped, so appending to it copies),
+//     and event ids are cut from one string per group of rows.
 func scanEvents(rows pgx.Rows, n int) ([]persistence.RecordedEvent, error) {
 	defer rows.Close()
 	var (
-		out               = make([]persistence.RecordedEvent, 0, n)
-		stream, typ, meta pgtype.DriverBytes
-		schemaVersion     int32
-		names             = map[string]string{}
+		out                     = make([]persistence.RecordedEvent, 0, n)
+		stream, typ, meta, data pgtype.DriverBytes
+		schemaVersion           int32
+		in                      = interner{}
+		slab                    []byte
+		prevMeta                []byte
+		prevMD                  map[string]string
+		id                      pgtype.DriverBytes
+		ids                     idSlab
+		position, version       int64
+		recordedAt              time.Time
+		// One destination list for every row: a fresh one, or a row
+		// variable whose address is taken, would be an allocation per row.
+		dest = []any{&position, &stream, &version, &id, &typ, &schemaVersion, &data, &meta, &recordedAt}
 	)
-	intern := func(b []byte) string {
-		if s, ok := names[string(b)]; ok {
-			return s
-		}
-		s := string(b)
-		if len(names) < 4096 {
-			names[s] = s
-		}
-		return s
-	}
 	for rows.Next() {
-		var e persistence.RecordedEvent
-		if err := rows.Scan(&e.GlobalPosition, &stream, &e.Version, &e.ID, &typ, &schemaVersion,
-			&e.Data, &meta, &e.RecordedAt); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return nil, err
 		}
-		e.StreamID, e.Type, e.SchemaVersion = intern(stream), intern(typ), int(schemaVersion)
+		e := persistence.RecordedEvent{GlobalPosition: position, Version: version, RecordedAt: recordedAt}
+		e.StreamID, e.Type, e.SchemaVersion = in.intern(stream), in.intern(typ), int(schemaVersion)
 		e.RecordedAt = e.RecordedAt.UTC()
-		if e.Data == nil {
-			e.Data = []byte{}
+		if len(data) > slabSize/4 {
+			e.Data = bytes.Clone(data)
+		} else {
+			if slab == nil || cap(slab)-len(slab) < len(data) {
+				slab = make([]byte, 0, slabSize)
+			}
+			start := len(slab)
+			slab = append(slab, data...)
+			e.Data = slab[start:len(slab):len(slab)]
 		}
-		md, err := decodeMetadata(meta)
-		if err != nil {
-			return nil, fmt.Errorf("event %q: metadata: %w", e.ID, err)
+		if prevMD != nil && bytes.Equal(meta, prevMeta) {
+			e.Metadata = maps.Clone(prevMD) // strings are immutable: sharing them is safe
+		} else {
+			md, err := decodeMetadata(meta, in, prevMD)
+			if err != nil {
+				return nil, fmt.Errorf("event %q: metadata: %w", id, err)
+			}
+			e.Metadata, prevMD, prevMeta = md, md, append(prevMeta[:0], meta...)
 		}
-		e.Metadata = md
 		out = append(out, e)
+		ids.add(out, id)
 	}
+	ids.flush(out)
 	return out, rows.Err()
+}
+
+// idSlab gives the last rows of out their event ids, cut from one string
+// per group of rows instead of one allocation per row.
+type idSlab struct {
+	buf   []byte
+	ends  []int
+	first int // index in out of the row ends[0] belongs to
+}
+
+func (s *idSlab) add(out []persistence.RecordedEvent, id []byte) {
+	s.buf = append(s.buf, id...)
+	s.ends = append(s.ends, len(s.buf))
+	if len(s.buf) >= 16<<10 {
+		s.flush(out)
+	}
+}
+
+func (s *idSlab) flush(out []persistence.RecordedEvent) {
+	all, start := string(s.buf), 0
+	for i, end := range s.ends {
+		out[s.first+i].ID = all[start:end]
+		start = end
+	}
+	s.first += len(s.ends)
+	s.buf, s.ends = s.buf[:0], s.ends[:0]
+}
+
+// slabSize is the size of the shared buffers event data is copied into.
+const slabSize = 64 << 10
+
+// interner hands out one string per distinct byte sequence, up to a bound.
+type interner map[string]string
+
+func (in interner) intern(b []byte) string {
+	if s, ok := in[string(b)]; ok { // no allocation for the lookup
+		return s
+	}
+	s := string(b)
+	if len(in) < 4096 {
+		in[s] = s
+	}
+	return s
 }
 
 // decodeMetadata decodes a JSON object of strings; empty objects and NULL
 // give nil. Objects without escapes — the usual ids and trace headers — take
 // a fast path; anything else goes through encoding/json.
-func decodeMetadata(b []byte) (map[string]string, error) {
+func decodeMetadata(b []byte, in interner, prev map[string]string) (map[string]string, error) {
 	if len(b) == 0 {
 		return nil, nil
 	}
-	m, ok := decodeFlat(b)
+	m, ok := decodeFlat(b, in, prev)
 	if !ok {
-		if err := json.Unmarshal(b, &m); err != nil {
+		var slow map[string]string // its own variable: taking m's address would move m to the heap
+		if err := json.Unmarshal(b, &slow); err != nil {
 			return nil, err
 		}
+		m = slow
 	}
 	if len(m) == 0 {
 		return nil, nil
@@ -80,32 +147,33 @@ func decodeMetadata(b []byte) (map[string]string, error) {
 
 // decodeFlat parses {"k": "v", ...} where strings are valid UTF-8 without
 // backslashes or control characters. It reports false for anything else,
-// leaving it to encoding/json.
-func decodeFlat(b []byte) (map[string]string, bool) {
+// leaving it to encoding/json. Keys are interned; a value equal to prev's
+// value for the same key is shared with prev.
+func decodeFlat(b []byte, in interner, prev map[string]string) (map[string]string, bool) {
 	i := 0
 	skip := func() {
 		for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\t' || b[i] == '\r') {
 			i++
 		}
 	}
-	str := func() (string, bool) {
+	str := func() ([]byte, bool) {
 		if i >= len(b) || b[i] != '"' {
-			return "", false
+			return nil, false
 		}
 		start := i + 1
 		for j := start; j < len(b); j++ {
 			switch c := b[j]; {
 			case c == '\\' || c < 0x20:
-				return "", false
+				return nil, false
 			case c == '"':
 				if !utf8.Valid(b[start:j]) {
-					return "", false
+					return nil, false
 				}
 				i = j + 1
-				return string(b[start:j]), true
+				return b[start:j], true
 			}
 		}
-		return "", false
+		return nil, false
 	}
 	skip()
 	if i >= len(b) || b[i] != '{' {
@@ -121,19 +189,24 @@ func decodeFlat(b []byte) (map[string]string, bool) {
 	}
 	for {
 		skip()
-		k, ok := str()
+		kb, ok := str()
 		if !ok {
 			return nil, false
 		}
+		k := in.intern(kb)
 		skip()
 		if i >= len(b) || b[i] != ':' {
 			return nil, false
 		}
 		i++
 		skip()
-		v, ok := str()
+		vb, ok := str()
 		if !ok {
 			return nil, false
+		}
+		v, same := prev[k]
+		if !same || v != string(vb) { // no allocation for the comparison
+			v = string(vb)
 		}
 		m[k] = v
 		skip()
