@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -31,6 +32,7 @@ type entity[S, C, E, Env any] struct {
 	stopped bool
 
 	state     S
+	next      S // scratch: the state a command's events lead to
 	version   int64
 	recovered bool // state reflects the store
 	dirty     bool // state may be wrong: rehydrate before the next message
@@ -92,8 +94,8 @@ func (e *entity[S, C, E, Env]) tell(msg any) {
 
 // handle answers one command or query. Every path replies exactly once.
 func (e *entity[S, C, E, Env]) handle(m *envelope[S, C, E]) {
-	if m.release != nil {
-		defer m.release()
+	if m.slots != nil {
+		defer e.h.rt.release(m.slots)
 	}
 	res, err := e.process(m)
 	if m.reply != nil {
@@ -141,12 +143,12 @@ func (e *entity[S, C, E, Env]) process(m *envelope[S, C, E]) (res Result[S, E], 
 			return e.duplicate(ctx, rec)
 		}
 	}
-	instance := m.commandID
-	if instance == "" {
-		instance = newInstanceID()
+	run := instance{commandID: m.commandID}
+	if run.commandID == "" {
+		run = e.h.rt.ids.next()
 	}
 	for range e.h.opts.MaxAttempts {
-		res, retry, err := e.attempt(ctx, m, instance)
+		res, retry, err := e.attempt(ctx, m, run)
 		if !retry {
 			return res, err
 		}
@@ -161,7 +163,7 @@ func (e *entity[S, C, E, Env]) process(m *envelope[S, C, E]) (res Result[S, E], 
 
 // attempt runs the command once against the current state. retry reports
 // a concurrency conflict after which the state was brought up to date.
-func (e *entity[S, C, E, Env]) attempt(ctx context.Context, m *envelope[S, C, E], instance string) (res Result[S, E], retry bool, err error) {
+func (e *entity[S, C, E, Env]) attempt(ctx context.Context, m *envelope[S, C, E], run instance) (res Result[S, E], retry bool, err error) {
 	def := e.h.def
 	decision, err := safeHandle(def.Handle, e.state, m.cmd, def.Env)
 	if err != nil {
@@ -176,12 +178,15 @@ func (e *entity[S, C, E, Env]) attempt(ctx context.Context, m *envelope[S, C, E]
 		e.startEffect(m, decision.Effect)
 		return Result[S, E]{State: def.Clone(e.state), Version: e.version}, false, nil
 	}
-	next := def.Clone(e.state)
-	if err := safeApply(def.Apply, &next, decision.Events); err != nil {
+	// The next state is built in a field of the entity, not a local: a
+	// local whose address reaches Apply would be an allocation per command.
+	e.next = def.Clone(e.state)
+	defer e.clearNext()
+	if err := safeApply(def.Apply, &e.next, decision.Events); err != nil {
 		e.dirty = true
 		return res, false, fmt.Errorf("aggregate %s: apply: %w", e.stream, err)
 	}
-	data, err := e.encode(decision.Events, m, instance)
+	data, err := e.encode(decision.Events, m, run)
 	if err != nil {
 		e.dirty = true // Apply ran on a copy that may share memory with the state
 		return res, false, err
@@ -189,7 +194,7 @@ func (e *entity[S, C, E, Env]) attempt(ctx context.Context, m *envelope[S, C, E]
 	appended, err := e.h.rt.store.Append(ctx, e.stream, persistence.ExpectedVersion(e.version), data...)
 	switch {
 	case err == nil:
-		e.state, e.version = next, appended.Version
+		e.state, e.version = e.next, appended.Version
 		if m.commandID != "" {
 			e.dedup.add(commandRecord{ID: m.commandID, Version: appended.Version, Position: appended.Position, Count: len(data)})
 		}
@@ -222,6 +227,13 @@ func (e *entity[S, C, E, Env]) attempt(ctx context.Context, m *envelope[S, C, E]
 	}
 }
 
+// clearNext drops the scratch state, so the entity keeps no second
+// reference to the state's memory.
+func (e *entity[S, C, E, Env]) clearNext() {
+	var zero S
+	e.next = zero
+}
+
 // duplicate answers a command whose id was already handled, with the
 // original events.
 func (e *entity[S, C, E, Env]) duplicate(ctx context.Context, rec commandRecord) (Result[S, E], error) {
@@ -241,26 +253,36 @@ func (e *entity[S, C, E, Env]) duplicate(ctx context.Context, rec commandRecord)
 }
 
 // encode turns events into EventData with ids derived from the command
-// instance and the command's metadata.
-func (e *entity[S, C, E, Env]) encode(events []E, m *envelope[S, C, E], instance string) ([]persistence.EventData, error) {
+// instance and the command's metadata. The events of one command share one
+// metadata map: the store only reads it.
+func (e *entity[S, C, E, Env]) encode(events []E, m *envelope[S, C, E], run instance) ([]persistence.EventData, error) {
 	out := make([]persistence.EventData, len(events))
+	md := make(map[string]string, len(m.metadata)+2)
+	for k, v := range m.metadata {
+		md[k] = v
+	}
+	md[persistence.MetadataCommandType] = typeName(m.cmd)
+	if m.commandID != "" {
+		md[persistence.MetadataCommandID] = m.commandID
+	}
 	for i, ev := range events {
 		d, err := e.h.def.Events.Marshal(ev)
 		if err != nil {
 			return nil, fmt.Errorf("aggregate %s: encode %T: %w", e.stream, ev, err)
 		}
-		d.ID = eventID(e.stream, instance, i)
-		d.Metadata = make(map[string]string, len(m.metadata)+2)
-		for k, v := range m.metadata {
-			d.Metadata[k] = v
-		}
-		d.Metadata[persistence.MetadataCommandType] = fmt.Sprintf("%T", m.cmd)
-		if m.commandID != "" {
-			d.Metadata[persistence.MetadataCommandID] = m.commandID
-		}
+		d.ID = run.eventID(e.stream, i)
+		d.Metadata = md
 		out[i] = d
 	}
 	return out, nil
+}
+
+// typeName is fmt's %T of v, without fmt's allocations.
+func typeName(v any) string {
+	if t := reflect.TypeOf(v); t != nil {
+		return t.String()
+	}
+	return "<nil>"
 }
 
 func (e *entity[S, C, E, Env]) decode(r persistence.RecordedEvent) (E, error) {

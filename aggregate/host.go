@@ -32,7 +32,7 @@ type envelope[S, C, E any] struct {
 	commandID string
 	metadata  map[string]string
 	reply     chan reply[S, E] // nil for commands fed back by effects
-	release   func()           // frees the in-flight slot; nil for effect commands
+	slots     chan struct{}    // holds the command's in-flight slot; nil for effect commands
 }
 
 type reply[S, E any] struct {
@@ -49,7 +49,7 @@ func newHost[S, C, E, Env any](rt *Runtime, def Definition[S, C, E, Env], opts O
 	}
 	h := &host[S, C, E, Env]{rt: rt, def: def, opts: opts, slots: make(chan struct{}, opts.MaxInFlight)}
 	m := &manager[S, C, E, Env]{h: h, children: map[string]*child[S, C, E]{}, byPID: map[string]string{}}
-	h.manager = rt.sys.ActorSystem().Root.SpawnPrefix(protoactor.PropsFromProducer(func() protoactor.Actor { return m }), "aggregate-"+def.Type+"-")
+	h.manager = rt.sys.ActorSystem().Root.SpawnPrefix(protoactor.PropsFromProducer(func() protoactor.Actor { return m }, protoactor.WithDispatcher(protoactor.NewSynchronizedDispatcher(300))), "aggregate-"+def.Type+"-")
 	rt.sweeps.Add(1)
 	go func() {
 		defer rt.sweeps.Done()
@@ -63,11 +63,10 @@ func (h *host[S, C, E, Env]) request(ctx context.Context, m *envelope[S, C, E]) 
 	if err := ctx.Err(); err != nil {
 		return Result[S, E]{}, err
 	}
-	release, err := h.rt.admit(h.slots)
-	if err != nil {
+	if err := h.rt.admit(h.slots); err != nil {
 		return Result[S, E]{}, err
 	}
-	m.ctx, m.release, m.reply = ctx, release, make(chan reply[S, E], 1)
+	m.ctx, m.slots, m.reply = ctx, h.slots, make(chan reply[S, E], 1)
 	h.rt.sys.ActorSystem().Root.Send(h.manager, m)
 	select {
 	case r := <-m.reply:

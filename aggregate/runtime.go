@@ -33,6 +33,7 @@ type Runtime struct {
 	stop     chan struct{}  // closed by Close: ends the sweeps
 	once     sync.Once
 	workers  *workers // runs the aggregate actors' mailboxes
+	ids      *instanceIDs
 }
 
 // hostedType is what the untyped Runtime.Send and Close need of a Type.
@@ -70,6 +71,7 @@ func NewRuntime(sys *actor.System, store persistence.EventStore, opts ...Runtime
 		types:   map[string]hostedType{},
 		stop:    make(chan struct{}),
 		workers: newWorkers(10 * time.Second),
+		ids:     newInstanceIDs(),
 	}
 	if s, ok := store.(persistence.SnapshotStore); ok {
 		rt.snapshots = s
@@ -126,26 +128,26 @@ func (rt *Runtime) Send(ctx context.Context, aggregateType, id string, cmd any, 
 	return t.sendAny(ctx, id, cmd, opts)
 }
 
-// admit takes an in-flight slot of t for one command.
-func (rt *Runtime) admit(slots chan struct{}) (release func(), err error) {
+// admit takes an in-flight slot of t for one command; release frees it.
+func (rt *Runtime) admit(slots chan struct{}) error {
 	rt.gate.RLock()
 	defer rt.gate.RUnlock()
 	if rt.closing {
-		return nil, ErrShuttingDown
+		return ErrShuttingDown
 	}
 	select {
 	case slots <- struct{}{}:
 	default:
-		return nil, fmt.Errorf("%w: %d commands in flight", ErrOverloaded, cap(slots))
+		return fmt.Errorf("%w: %d commands in flight", ErrOverloaded, cap(slots))
 	}
 	rt.inflight.Add(1)
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			<-slots
-			rt.inflight.Done()
-		})
-	}, nil
+	return nil
+}
+
+// release frees a slot admit took.
+func (rt *Runtime) release(slots chan struct{}) {
+	<-slots
+	rt.inflight.Done()
 }
 
 // go runs a background task the runtime waits for in Close.
@@ -248,11 +250,15 @@ func Register[S, C, E, Env any](rt *Runtime, def Definition[S, C, E, Env], opts 
 // command already started may still complete (retry with the same command
 // id to find out).
 func (t *Type[S, C, E, Env]) Send(ctx context.Context, id string, cmd C, opts ...SendOption) (Result[S, E], error) {
-	var o sendOptions
-	for _, opt := range opts {
-		opt(&o)
+	m := &envelope[S, C, E]{id: id, cmd: cmd}
+	if len(opts) > 0 {
+		var o sendOptions
+		for _, opt := range opts {
+			opt(&o)
+		}
+		m.commandID, m.metadata = o.commandID, o.metadata
 	}
-	return t.h.request(ctx, &envelope[S, C, E]{id: id, cmd: cmd, commandID: o.commandID, metadata: o.metadata})
+	return t.h.request(ctx, m)
 }
 
 // State returns the aggregate's current state and version, activating it

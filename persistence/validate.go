@@ -32,7 +32,10 @@ func ValidateAppend(stream string, expected ExpectedVersion, events []EventData,
 	if len(events) == 0 {
 		return ErrNoEvents
 	}
-	seen := make(map[string]struct{}, len(events))
+	var seen map[string]struct{} // only for long appends; short ones compare
+	if len(events) > 8 {
+		seen = make(map[string]struct{}, len(events))
+	}
 	for i, e := range events {
 		switch {
 		case e.ID == "":
@@ -50,6 +53,14 @@ func ValidateAppend(stream string, expected ExpectedVersion, events []EventData,
 			if !validText(k) || !validText(v) {
 				return fmt.Errorf("%w: event %d metadata %q", ErrInvalidText, i, k)
 			}
+		}
+		if seen == nil {
+			for _, before := range events[:i] {
+				if before.ID == e.ID {
+					return &DuplicateEventError{ID: e.ID}
+				}
+			}
+			continue
 		}
 		if _, dup := seen[e.ID]; dup {
 			return &DuplicateEventError{ID: e.ID}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/composable-go/composable/persistence"
 )
@@ -30,18 +31,18 @@ type state struct {
 // attempt returns an error wrapping ErrCommitUnknown, with the decisions it
 // tried to commit, when the outcome of COMMIT is unknown, and any other
 // error only when nothing was written. A connection left inside a
-// transaction by an error is destroyed on release, which rolls the
-// transaction back.
+// transaction by an error is given back to the pool, which destroys it and
+// so rolls the transaction back.
 func (w *writer) attempt(batch []*request, careful bool) ([]decision, error) {
 	s := w.store
 	s.attempts.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.batchTimeout)
 	defer cancel()
-	conn, err := s.pool.Acquire(ctx)
+	conn, err := w.acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("acquire connection: %w", err)
 	}
-	defer conn.Release()
+	defer w.settle()
 
 	st := &state{versions: map[string]int64{}, verified: map[string]bool{}, existing: map[string]bool{}}
 	var lookup []string
@@ -108,6 +109,41 @@ func (w *writer) attempt(batch []*request, careful bool) ([]decision, error) {
 		}
 	}
 	return decisions, nil
+}
+
+// acquire returns the writer's connection, taking one from the pool if it
+// holds none. Holding it from batch to batch spares each transaction a
+// trip through the pool, where snapshot writes and readers compete.
+func (w *writer) acquire(ctx context.Context) (*pgxpool.Conn, error) {
+	if w.conn == nil {
+		c, err := w.store.pool.Acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		w.conn = c
+	}
+	return w.conn, nil
+}
+
+// settle keeps the connection for the next batch if it is idle outside a
+// transaction, and otherwise gives it back to the pool, which destroys a
+// connection that is broken or still inside a transaction (rolling that
+// back).
+func (w *writer) settle() {
+	if w.conn == nil {
+		return
+	}
+	if pc := w.conn.Conn().PgConn(); pc.IsClosed() || pc.IsBusy() || pc.TxStatus() != 'I' {
+		w.releaseConn()
+	}
+}
+
+// releaseConn gives the held connection back to the pool.
+func (w *writer) releaseConn() {
+	if w.conn != nil {
+		w.conn.Release()
+		w.conn = nil
+	}
 }
 
 // write inserts the accepted rows, reads the new head of the feed and

@@ -1,8 +1,8 @@
 package postgres
 
 import (
-	"encoding/json"
 	"maps"
+	"slices"
 
 	"github.com/composable-go/composable/persistence"
 )
@@ -83,18 +83,73 @@ func firstStored(events []persistence.EventData, existing map[string]bool) strin
 }
 
 // encodeMetadata returns the JSON text of each event's metadata, "" when
-// it is empty (stored as NULL).
+// it is empty (stored as NULL). Events of one command usually carry equal
+// metadata: such a run is encoded once.
 func encodeMetadata(events []persistence.EventData) []string {
 	out := make([]string, len(events))
 	for i, e := range events {
-		if len(e.Metadata) == 0 {
-			continue
+		switch {
+		case len(e.Metadata) == 0:
+		case i > 0 && maps.Equal(e.Metadata, events[i-1].Metadata):
+			out[i] = out[i-1]
+		default:
+			out[i] = metadataJSON(e.Metadata)
 		}
-		b, err := json.Marshal(e.Metadata)
-		if err != nil { // a map[string]string always marshals
-			continue
-		}
-		out[i] = string(b)
 	}
 	return out
+}
+
+// metadataJSON encodes metadata as a JSON object with sorted keys. The
+// store validated it as UTF-8 without NUL bytes, so only quotes,
+// backslashes and control characters need escapes.
+func metadataJSON(md map[string]string) string {
+	var keysBuf [8]string
+	keys := keysBuf[:0]
+	for k := range md {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	size := 2
+	for _, k := range keys {
+		size += len(k) + len(md[k]) + 6
+	}
+	b := make([]byte, 0, size)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		b = appendJSONString(b, md[k])
+	}
+	return string(append(b, '}'))
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }

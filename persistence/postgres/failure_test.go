@@ -108,6 +108,7 @@ func TestResolveAnswersFromWhatLanded(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := &writer{store: s, versions: map[string]int64{}}
+	defer w.releaseConn()
 	req := func(stream string, expected persistence.ExpectedVersion, ids ...string) *request {
 		var events []persistence.EventData
 		for _, id := range ids {

@@ -308,7 +308,18 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap persistence.Snapshot) err
 	if data == nil {
 		data = []byte{}
 	}
-	if _, err := s.pool.Exec(ctx, s.q.saveSnapshot, snap.StreamID, snap.Version, snap.SchemaVersion, data); err != nil {
+	// A snapshot is a cache of what the events say, so its commit need not
+	// wait for the disk: a crash can lose the latest snapshots (replay then
+	// takes longer) but never an event, and no snapshot can outlive the
+	// events it covers, which committed durably before it was taken. Not
+	// waiting keeps snapshot writes from competing with appends for WAL
+	// flushes. One round trip.
+	b := &pgx.Batch{}
+	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
+	b.Queue("SET LOCAL synchronous_commit TO off")
+	b.Queue(s.q.saveSnapshot, snap.StreamID, snap.Version, snap.SchemaVersion, data)
+	b.Queue("COMMIT")
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("postgres: save snapshot of %q: %w", snap.StreamID, err)
 	}
 	return nil

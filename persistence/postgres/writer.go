@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/composable-go/composable/persistence"
 )
@@ -53,6 +54,7 @@ const maxCachedStreams = 1 << 16
 type writer struct {
 	store    *Store
 	versions map[string]int64 // only the writer goroutine touches it
+	conn     *pgxpool.Conn    // held while appends keep coming; see acquire
 }
 
 // errStale reports a unique violation in a fast-mode attempt: the cache was
@@ -61,16 +63,28 @@ var errStale = errors.New("postgres: stale writer cache")
 
 func (w *writer) run() {
 	defer close(w.store.stopped)
+	defer w.releaseConn()
 	var carry *request // the request that did not fit the previous batch
 	for {
 		first := carry
 		carry = nil
 		if first == nil {
-			r, ok := <-w.store.requests
-			if !ok {
-				return
+			select {
+			case r, ok := <-w.store.requests:
+				if !ok {
+					return
+				}
+				first = r
+			default:
+				// Idle: give the connection back while waiting, so the
+				// pool can check and recycle it.
+				w.releaseConn()
+				r, ok := <-w.store.requests
+				if !ok {
+					return
+				}
+				first = r
 			}
-			first = r
 		}
 		batch := []*request{first}
 		n, size := len(first.events), dataSize(first)

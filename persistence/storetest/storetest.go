@@ -311,6 +311,7 @@ func testDuplicateEventID(t *testing.T, s Store) {
 		{"same stream, next version", "dup", 1, []persistence.EventData{first}},
 		{"another stream", "other", persistence.NoStream, []persistence.EventData{first}},
 		{"twice in one append", "third", persistence.NoStream, []persistence.EventData{ev("x"), ev("x")}},
+		{"twice in a long append", "fourth", persistence.NoStream, append(evs("fourth", 12), ev("fourth-3"))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
