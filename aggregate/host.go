@@ -2,6 +2,7 @@ package aggregate
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +18,10 @@ type host[S, C, E, Env any] struct {
 	slots   chan struct{} // in-flight commands; capacity Options.MaxInFlight
 	manager *protoactor.PID
 	live    atomic.Int64 // children of the manager
+	// replies recycles reply channels that delivered their reply. A
+	// channel whose caller gave up is never put back: the reply may still
+	// come.
+	replies sync.Pool
 
 	// spawned, when set by a test before any command, is called on the
 	// manager's goroutine with each new child.
@@ -66,10 +71,15 @@ func (h *host[S, C, E, Env]) request(ctx context.Context, m *envelope[S, C, E]) 
 	if err := h.rt.admit(h.slots); err != nil {
 		return Result[S, E]{}, err
 	}
-	m.ctx, m.slots, m.reply = ctx, h.slots, make(chan reply[S, E], 1)
+	replies, _ := h.replies.Get().(chan reply[S, E])
+	if replies == nil {
+		replies = make(chan reply[S, E], 1)
+	}
+	m.ctx, m.slots, m.reply = ctx, h.slots, replies
 	h.rt.sys.ActorSystem().Root.Send(h.manager, m)
 	select {
 	case r := <-m.reply:
+		h.replies.Put(replies) // empty, and nothing else will send on it
 		return r.res, r.err
 	case <-ctx.Done():
 		return Result[S, E]{}, ctx.Err()

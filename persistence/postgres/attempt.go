@@ -64,7 +64,7 @@ func (w *writer) attempt(batch []*request, careful bool) ([]decision, error) {
 		}
 		began = true
 	}
-	decisions, rows := decide(batch, st)
+	decisions, rows := decide(batch, st, &w.scratch)
 	if refusesOnHearsay(decisions, st) {
 		// Refusals must rest on the database and name duplicates first.
 		var unverified []string
@@ -78,7 +78,7 @@ func (w *writer) attempt(batch []*request, careful bool) ([]decision, error) {
 			return nil, err
 		}
 		began = true
-		decisions, rows = decide(batch, st)
+		decisions, rows = decide(batch, st, &w.scratch)
 	}
 	if rows.len() == 0 && !began {
 		return decisions, nil

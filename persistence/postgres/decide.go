@@ -26,23 +26,17 @@ func (r *rowSet) len() int { return len(r.versions) }
 // were applied one after another: a request sees the versions and ids its
 // accepted predecessors in the batch produced. Duplicates are reported
 // before version conflicts.
-func decide(batch []*request, st *state) ([]decision, *rowSet) {
-	n, size := 0, 0
-	for _, r := range batch {
-		n += len(r.events)
-		for _, e := range r.events {
-			size += len(e.Data)
-		}
-	}
-	versions := maps.Clone(st.versions)
-	existing := make(map[string]bool, len(st.existing)+n)
+//
+// The rows, and the maps decide works in, are sc's: the writer reuses them
+// from batch to batch, since every allocation on its path is paid for by
+// all queued appends (and the garbage collector charges its work to the
+// goroutines that allocate).
+func decide(batch []*request, st *state, sc *scratch) ([]decision, *rowSet) {
+	sc.reset()
+	versions, existing, rows := sc.versions, sc.existing, &sc.rows
+	maps.Copy(versions, st.versions)
 	maps.Copy(existing, st.existing)
 	var pos int64 // rows are numbered from 1; attempt adds the feed's head
-	rows := &rowSet{
-		versions: make([]int64, 0, n), streams: make([]string, 0, n), ids: make([]string, 0, n),
-		types: make([]string, 0, n), metadata: make([]string, 0, n), schemaVersions: make([]int32, 0, n),
-		data: make([]byte, 0, size), offsets: make([]int32, 0, n), lengths: make([]int32, 0, n),
-	}
 	out := make([]decision, 0, len(batch))
 	for _, r := range batch {
 		if dup := firstStored(r.events, existing); dup != "" {
@@ -71,6 +65,32 @@ func decide(batch []*request, st *state) ([]decision, *rowSet) {
 		out = append(out, decision{r: r, res: persistence.AppendResult{Version: versions[r.stream], Position: pos}})
 	}
 	return out, rows
+}
+
+// scratch is the writer's reusable working memory for decide.
+type scratch struct {
+	rows     rowSet
+	versions map[string]int64
+	existing map[string]bool
+}
+
+// maxKept bounds what scratch keeps between batches: after an unusually
+// large batch, its buffers go back to the garbage collector.
+const maxKept = 4 << 20
+
+func (sc *scratch) reset() {
+	r := &sc.rows
+	if cap(r.data) > maxKept || cap(r.ids) > maxKept/64 {
+		*r = rowSet{}
+		sc.versions, sc.existing = nil, nil
+	}
+	r.versions, r.streams, r.ids, r.types, r.metadata = r.versions[:0], r.streams[:0], r.ids[:0], r.types[:0], r.metadata[:0]
+	r.schemaVersions, r.data, r.offsets, r.lengths = r.schemaVersions[:0], r.data[:0], r.offsets[:0], r.lengths[:0]
+	if sc.versions == nil {
+		sc.versions, sc.existing = map[string]int64{}, map[string]bool{}
+	}
+	clear(sc.versions)
+	clear(sc.existing)
 }
 
 func firstStored(events []persistence.EventData, existing map[string]bool) string {

@@ -55,6 +55,7 @@ type writer struct {
 	store    *Store
 	versions map[string]int64 // only the writer goroutine touches it
 	conn     *pgxpool.Conn    // held while appends keep coming; see acquire
+	scratch  scratch          // decide's working memory
 }
 
 // errStale reports a unique violation in a fast-mode attempt: the cache was
