@@ -38,6 +38,8 @@ type entity[S, C, E, Env any] struct {
 	dirty     bool // state may be wrong: rehydrate before the next message
 	dedup     *dedupWindow
 
+	watchdog watchdog // ends commands that overrun CommandTimeout
+
 	snapVersion int64 // version of the latest snapshot saved or loaded
 	snapping    bool  // a snapshot write is in flight
 
@@ -76,6 +78,7 @@ func (e *entity[S, C, E, Env]) Receive(ctx protoactor.Context) {
 		e.stopped = true
 		e.gate.Unlock()
 		e.runner.Close()
+		e.watchdog.close()
 	}
 }
 
@@ -124,8 +127,9 @@ func (e *entity[S, C, E, Env]) process(m *envelope[S, C, E]) (res Result[S, E], 
 	if now := e.h.rt.clock.Now(); now.Before(e.retryAt) {
 		return res, fmt.Errorf("%w: %s: %w", ErrUnavailable, e.stream, e.lastErr)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), e.h.opts.CommandTimeout)
-	defer cancel()
+	c := e.watchdog.start(m.ctx, e.h.opts.CommandTimeout)
+	defer e.watchdog.stop(c)
+	var ctx context.Context = c
 	if !e.recovered || e.dirty {
 		activating := !e.recovered
 		if err := e.rehydrate(ctx); err != nil {

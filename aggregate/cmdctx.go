@@ -1,0 +1,93 @@
+package aggregate
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+)
+
+// commandContext is the context of one command's store calls. It carries
+// the caller's values but not its cancellation — a caller that gives up
+// must not abort an append half-way — and the command's deadline. It ends
+// (Done closes) when the deadline passes or the command is over.
+//
+// It does what context.WithTimeout(context.WithoutCancel(ctx), d) does,
+// with two small allocations instead of a context chain and a timer per
+// command: the timer is the entity's, re-armed for each command.
+type commandContext struct {
+	values   context.Context
+	deadline time.Time
+	done     chan struct{}
+	state    atomic.Int32 // running, or why it ended
+}
+
+const (
+	running int32 = iota
+	overran
+	over
+)
+
+func (c *commandContext) Deadline() (time.Time, bool) { return c.deadline, true }
+func (c *commandContext) Done() <-chan struct{}       { return c.done }
+func (c *commandContext) Value(key any) any           { return c.values.Value(key) }
+
+func (c *commandContext) Err() error {
+	switch c.state.Load() {
+	case running:
+		return nil
+	case overran:
+		return context.DeadlineExceeded
+	default:
+		return context.Canceled
+	}
+}
+
+// end ends c for reason, once.
+func (c *commandContext) end(reason int32) {
+	if c.state.CompareAndSwap(running, reason) {
+		close(c.done)
+	}
+}
+
+// watchdog ends the running command's context when it overruns. Only the
+// entity's goroutine calls start and stop; the timer's goroutine calls
+// fire.
+type watchdog struct {
+	timer   *time.Timer
+	current atomic.Pointer[commandContext]
+}
+
+// start returns the context of a command that must end within timeout.
+func (w *watchdog) start(values context.Context, timeout time.Duration) *commandContext {
+	c := &commandContext{values: values, deadline: time.Now().Add(timeout), done: make(chan struct{})}
+	w.current.Store(c)
+	if w.timer == nil {
+		w.timer = time.AfterFunc(timeout, w.fire)
+	} else {
+		w.timer.Reset(timeout)
+	}
+	return c
+}
+
+// stop ends c, the command being over.
+func (w *watchdog) stop(c *commandContext) {
+	w.timer.Stop()
+	w.current.Store(nil)
+	c.end(over)
+}
+
+// fire ends the current command if its deadline passed. A firing meant
+// for an earlier command that finds a later one ignores it: the later
+// one's start re-armed the timer.
+func (w *watchdog) fire() {
+	if c := w.current.Load(); c != nil && !time.Now().Before(c.deadline) {
+		c.end(overran)
+	}
+}
+
+// close stops the timer for good.
+func (w *watchdog) close() {
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}
