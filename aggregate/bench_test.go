@@ -22,7 +22,7 @@ import (
 
 // Benchmarks on PostgreSQL, each next to its baseline in the same run:
 //
-//	go test -run '^$' -bench . -benchtime 20000x ./aggregate/
+//	go test -run '^$' -bench 'Commands$|BaselineAppend' -benchtime 100000x ./aggregate/
 //
 // BenchmarkCommands: 256 concurrent callers send deposits to 1,000 account
 // aggregates; each operation is one persisted command (handle, append,

@@ -17,7 +17,8 @@ import (
 // Benchmarks of the store next to raw-pgx baselines on the same server, in
 // the same run, so the figures compare as ratios:
 //
-//	go test -run '^$' -bench . -benchtime 20000x ./persistence/postgres/
+//	go test -run '^$' -bench 'Append|Baseline' -benchtime 20000x ./persistence/postgres/
+//	go test -run '^$' -bench Replay -benchtime 5x ./persistence/postgres/
 //
 // Append benchmarks: each operation appends one event (200 bytes of data,
 // small metadata) to the writer's own stream, and waits until it is durable.
