@@ -522,3 +522,63 @@ func TestOnActivateReArmsFromState(t *testing.T) {
 		return err == nil && res.State.Holds == 1
 	})
 }
+
+// TestDirectCommandsSurviveEvictionAndPassivation: commands for live
+// aggregates skip the manager. Many callers send to more ids than MaxLive
+// allows while idle sweeps run, so activations stop all the time; every
+// command is applied exactly once.
+func TestDirectCommandsSurviveEvictionAndPassivation(t *testing.T) {
+	f := newFixture(t, nil, aggregate.Options{MaxLive: 2, IdleTimeout: time.Second})
+	ctx := ctxT(t)
+	const callers, perCaller, ids = 8, 100, 5
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() { // keep sweeping
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				f.advance(t, time.Second)
+			}
+		}
+	}()
+	var senders sync.WaitGroup
+	errs := make(chan error, callers)
+	for c := range callers {
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			for i := range perCaller {
+				if _, err := f.accounts.Send(ctx, fmt.Sprint("acct-", (c+i)%ids), deposit{Amount: 1}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	senders.Wait()
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	total := 0
+	for i := range ids {
+		res, err := f.accounts.State(ctx, fmt.Sprint("acct-", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += res.State.Balance
+		if res.Version != int64(res.State.Balance) {
+			t.Fatalf("acct-%d: version %d, balance %d", i, res.Version, res.State.Balance)
+		}
+	}
+	if total != callers*perCaller {
+		t.Fatalf("balances sum to %d, want %d", total, callers*perCaller)
+	}
+	f.passivateAll(t, time.Second)
+}

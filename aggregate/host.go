@@ -22,6 +22,9 @@ type host[S, C, E, Env any] struct {
 	// channel whose caller gave up is never put back: the reply may still
 	// come.
 	replies sync.Pool
+	// routes holds a *route per live, not stopping child, for commands to
+	// skip the manager.
+	routes sync.Map
 
 	// spawned, when set by a test before any command, is called on the
 	// manager's goroutine with each new child.
@@ -76,7 +79,9 @@ func (h *host[S, C, E, Env]) request(ctx context.Context, m *envelope[S, C, E]) 
 		replies = make(chan reply[S, E], 1)
 	}
 	m.ctx, m.slots, m.reply = ctx, h.slots, replies
-	h.rt.sys.ActorSystem().Root.Send(h.manager, m)
+	if !h.sendDirect(m) {
+		h.rt.sys.ActorSystem().Root.Send(h.manager, m)
+	}
 	select {
 	case r := <-m.reply:
 		h.replies.Put(replies) // empty, and nothing else will send on it
@@ -84,6 +89,37 @@ func (h *host[S, C, E, Env]) request(ctx context.Context, m *envelope[S, C, E]) 
 	case <-ctx.Done():
 		return Result[S, E]{}, ctx.Err()
 	}
+}
+
+// route is the way to one live child that skips the manager. A sender
+// posts to the child holding mu for reading, and only while closed is
+// false; the manager sets closed holding mu before it stops the child, so
+// every direct post is in the child's mailbox before the stop, and is
+// handled by this activation. Later commands go through the manager, which
+// holds them for the next activation.
+type route struct {
+	pid      *protoactor.PID
+	mu       sync.RWMutex
+	closed   bool
+	lastUsed atomic.Int64 // runtime clock, Unix nanoseconds, of the last direct post
+}
+
+// sendDirect posts m straight to its aggregate if that one is live and not
+// stopping, and reports whether it did.
+func (h *host[S, C, E, Env]) sendDirect(m *envelope[S, C, E]) bool {
+	v, ok := h.routes.Load(m.id)
+	if !ok {
+		return false
+	}
+	r := v.(*route)
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		return false
+	}
+	r.lastUsed.Store(h.rt.clock.Now().UnixNano())
+	h.rt.sys.ActorSystem().Root.Send(r.pid, m) // never blocks: the mailbox is unbounded
+	return true
 }
 
 // sweep asks the manager, every half idle timeout on the runtime's clock,

@@ -24,7 +24,8 @@ func (passivateOK) IgnoreDeadLetterLogging()    {}
 type child[S, C, E any] struct {
 	id       string
 	pid      *protoactor.PID
-	lastUsed time.Time
+	route    *route    // for commands that skip the manager
+	lastUsed time.Time // of the last command routed here; see used
 	lru      *list.Element
 	stopping bool                 // poisoned: new commands wait in buffer
 	buffer   []*envelope[S, C, E] // commands for the next activation
@@ -74,20 +75,18 @@ func (m *manager[S, C, E, Env]) route(ctx protoactor.Context, msg *envelope[S, C
 
 func (m *manager[S, C, E, Env]) spawn(ctx protoactor.Context, id string) *child[S, C, E] {
 	for len(m.children)-m.nStopping >= m.h.opts.MaxLive {
-		oldest := m.lru.Back()
-		for oldest != nil && oldest.Value.(*child[S, C, E]).stopping {
-			oldest = oldest.Prev()
-		}
+		oldest := m.leastRecentlyUsed()
 		if oldest == nil {
 			break
 		}
-		m.stopChild(ctx, oldest.Value.(*child[S, C, E]))
+		m.stopChild(ctx, oldest)
 	}
 	e := newEntity(m.h, id)
 	pid := ctx.Spawn(protoactor.PropsFromProducer(func() protoactor.Actor { return e }, protoactor.WithDispatcher(m.h.rt.workers)))
-	c := &child[S, C, E]{id: id, pid: pid}
+	c := &child[S, C, E]{id: id, pid: pid, route: &route{pid: pid}}
 	c.lru = m.lru.PushFront(c)
 	m.children[id] = c
+	m.h.routes.Store(id, c.route)
 	m.byPID[pid.Id] = id
 	m.h.live.Add(1)
 	if m.h.spawned != nil {
@@ -103,6 +102,7 @@ func (m *manager[S, C, E, Env]) stopChild(ctx protoactor.Context, c *child[S, C,
 		return
 	}
 	c.stopping = true
+	m.closeRoute(c)
 	m.nStopping++
 	m.h.live.Add(-1)
 	ctx.Poison(c.pid)
@@ -115,6 +115,7 @@ func (m *manager[S, C, E, Env]) terminated(ctx protoactor.Context, pid *protoact
 	}
 	delete(m.byPID, pid.Id)
 	c := m.children[id]
+	m.closeRoute(c)
 	m.lru.Remove(c.lru)
 	delete(m.children, id)
 	if c.stopping {
@@ -134,13 +135,61 @@ func (m *manager[S, C, E, Env]) terminated(ctx protoactor.Context, pid *protoact
 
 func (m *manager[S, C, E, Env]) sweep(ctx protoactor.Context) {
 	idleSince := m.h.rt.clock.Now().Add(-m.h.opts.IdleTimeout)
-	for e := m.lru.Back(); e != nil; e = e.Prev() {
+	for e := m.lru.Back(); e != nil; {
 		c := e.Value.(*child[S, C, E])
-		if c.lastUsed.After(idleSince) {
-			break // the rest were used more recently
-		}
-		if !c.stopping {
+		prev := e.Prev()
+		switch {
+		case m.used(c):
+			// Used directly since it was last routed: moved to the front,
+			// where the walk will not come again.
+		case c.lastUsed.After(idleSince):
+			return // the rest were used more recently
+		case !c.stopping:
 			ctx.Send(c.pid, passivateCheck{})
 		}
+		e = prev
 	}
+}
+
+// used brings c's last use and place in the LRU list up to date with
+// commands that skipped the manager, and reports whether there were any.
+func (m *manager[S, C, E, Env]) used(c *child[S, C, E]) bool {
+	direct := time.Unix(0, c.route.lastUsed.Load())
+	if !direct.After(c.lastUsed) {
+		return false
+	}
+	c.lastUsed = direct
+	m.lru.MoveToFront(c.lru)
+	return true
+}
+
+// leastRecentlyUsed returns the live child to evict when over MaxLive: the
+// back of the LRU list, once children used directly since were moved to the
+// front. The walk is bounded by the list's length; if every child keeps
+// being used, the last one found at the back goes.
+func (m *manager[S, C, E, Env]) leastRecentlyUsed() *child[S, C, E] {
+	var last *child[S, C, E]
+	for range m.lru.Len() {
+		e := m.lru.Back()
+		for e != nil && e.Value.(*child[S, C, E]).stopping {
+			e = e.Prev()
+		}
+		if e == nil {
+			return nil
+		}
+		last = e.Value.(*child[S, C, E])
+		if !m.used(last) {
+			return last
+		}
+	}
+	return last
+}
+
+// closeRoute makes commands for c's id go through the manager again. Once
+// it returns, no direct post to c is in progress or will start.
+func (m *manager[S, C, E, Env]) closeRoute(c *child[S, C, E]) {
+	c.route.mu.Lock()
+	c.route.closed = true
+	c.route.mu.Unlock()
+	m.h.routes.CompareAndDelete(c.id, c.route)
 }
