@@ -258,16 +258,22 @@ func (e *entity[S, C, E, Env]) duplicate(ctx context.Context, rec commandRecord)
 
 // encode turns events into EventData with ids derived from the command
 // instance and the command's metadata. The events of one command share one
-// metadata map: the store only reads it.
+// metadata map, and commands without metadata or id share one per command
+// type: stores only read it (see persistence.EventStore).
 func (e *entity[S, C, E, Env]) encode(events []E, m *envelope[S, C, E], run instance) ([]persistence.EventData, error) {
 	out := make([]persistence.EventData, len(events))
-	md := make(map[string]string, len(m.metadata)+2)
-	for k, v := range m.metadata {
-		md[k] = v
-	}
-	md[persistence.MetadataCommandType] = typeName(m.cmd)
-	if m.commandID != "" {
-		md[persistence.MetadataCommandID] = m.commandID
+	var md map[string]string
+	if len(m.metadata) == 0 && m.commandID == "" {
+		md = e.h.typeMetadata(m.cmd)
+	} else {
+		md = make(map[string]string, len(m.metadata)+2)
+		for k, v := range m.metadata {
+			md[k] = v
+		}
+		md[persistence.MetadataCommandType] = typeName(m.cmd)
+		if m.commandID != "" {
+			md[persistence.MetadataCommandID] = m.commandID
+		}
 	}
 	for i, ev := range events {
 		d, err := e.h.def.Events.Marshal(ev)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	protoactor "github.com/asynkron/protoactor-go/actor"
+
+	"github.com/composable-go/composable/persistence"
 )
 
 // host runs one aggregate type: a manager actor that routes commands to one
@@ -25,6 +27,9 @@ type host[S, C, E, Env any] struct {
 	// routes holds a *route per live, not stopping child, for commands to
 	// skip the manager.
 	routes sync.Map
+	// metadata holds, per command type name, the metadata of events whose
+	// command carries no metadata and no id. Shared and never modified.
+	metadata sync.Map
 
 	// spawned, when set by a test before any command, is called on the
 	// manager's goroutine with each new child.
@@ -89,6 +94,17 @@ func (h *host[S, C, E, Env]) request(ctx context.Context, m *envelope[S, C, E]) 
 	case <-ctx.Done():
 		return Result[S, E]{}, ctx.Err()
 	}
+}
+
+// typeMetadata returns the shared metadata of events of a command like cmd
+// that carries no metadata and no id.
+func (h *host[S, C, E, Env]) typeMetadata(cmd C) map[string]string {
+	name := typeName(cmd)
+	if md, ok := h.metadata.Load(name); ok {
+		return md.(map[string]string)
+	}
+	md, _ := h.metadata.LoadOrStore(name, map[string]string{persistence.MetadataCommandType: name})
+	return md.(map[string]string)
 }
 
 // route is the way to one live child that skips the manager. A sender

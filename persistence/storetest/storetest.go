@@ -140,7 +140,17 @@ func testRoundTrip(t *testing.T, s Store) {
 		{ID: "evt-3", Type: "order.closed", SchemaVersion: 0, Data: []byte("x"), Metadata: map[string]string{}},
 	}
 	stream := "order/ünï-42"
+	before := make([]persistence.EventData, len(events))
+	for i, e := range events {
+		before[i] = e
+		before[i].Data, before[i].Metadata = slices.Clone(e.Data), maps.Clone(e.Metadata)
+	}
 	res := mustAppend(t, s, stream, persistence.NoStream, events...)
+	for i := range events { // callers may share Data and Metadata between appends
+		if !slices.Equal(events[i].Data, before[i].Data) || !maps.Equal(events[i].Metadata, before[i].Metadata) {
+			t.Errorf("Append modified its input event %d: %+v", i, events[i])
+		}
+	}
 	if res.Version != 3 {
 		t.Fatalf("AppendResult.Version = %d, want 3", res.Version)
 	}
