@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/composable-go/composable/actor"
@@ -138,6 +139,80 @@ func BenchmarkBaselineAppend(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkBaselineRawGroupCommit is group commit written with raw pgx and
+// nothing else: the callers queue the aggregate's rows (a time-ordered UUID,
+// the command type in the metadata) for one goroutine, which inserts what is
+// queued with one unnest INSERT per transaction into a table with the event
+// table's columns and unique keys, numbering each stream's versions itself,
+// and answers the callers. No advisory lock, no version checks, no retries:
+// the floor of what an event store with group commit costs.
+func BenchmarkBaselineRawGroupCommit(b *testing.B) {
+	pool := benchPool(b)
+	schema := pgtest.Schema(b, pool, "bench_agg_raw")
+	table := pgx.Identifier{schema, "events"}.Sanitize()
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `CREATE TABLE `+table+` (
+		global_position bigserial PRIMARY KEY, stream_id text NOT NULL, version bigint NOT NULL,
+		event_id text NOT NULL UNIQUE, event_type text NOT NULL, schema_version int NOT NULL,
+		data bytea NOT NULL, metadata jsonb, recorded_at timestamptz NOT NULL DEFAULT now(),
+		UNIQUE (stream_id, version))`); err != nil {
+		b.Fatal(err)
+	}
+	insert := "INSERT INTO " + table + " (stream_id, version, event_id, event_type, schema_version, data, metadata) " +
+		"SELECT s, v, i, t, sv, d, m::jsonb FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int4[], $6::bytea[], $7::text[]) AS u(s, v, i, t, sv, d, m)"
+	type row struct {
+		stream string
+		event  persistence.EventData
+		done   chan error
+	}
+	queue := make(chan *row, benchCallers)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		versions := map[string]int64{}
+		for r := range queue {
+			batch := []*row{r}
+		collect:
+			for len(batch) < 1000 {
+				select {
+				case r, ok := <-queue:
+					if !ok {
+						break collect
+					}
+					batch = append(batch, r)
+				default:
+					break collect
+				}
+			}
+			n := len(batch)
+			streams, vs, ids, types := make([]string, n), make([]int64, n), make([]string, n), make([]string, n)
+			svs, data, meta := make([]int32, n), make([][]byte, n), make([]string, n)
+			for k, r := range batch {
+				versions[r.stream]++
+				streams[k], vs[k], ids[k], types[k] = r.stream, versions[r.stream], r.event.ID, r.event.Type
+				svs[k], data[k], meta[k] = int32(r.event.SchemaVersion), r.event.Data, `{"command-type": "aggregate_test.deposit"}`
+			}
+			_, err := pool.Exec(ctx, insert, streams, vs, ids, types, svs, data, meta)
+			for _, r := range batch {
+				r.done <- err
+			}
+		}
+	}()
+	reg := accountRegistry()
+	runCallers(b, func(i int) error {
+		d, err := reg.Marshal(Deposited{Amount: 1})
+		if err != nil {
+			return err
+		}
+		d.ID = uuid.Must(uuid.NewV7()).String()
+		r := &row{stream: fmt.Sprint("account/acct-", i%benchAggregates), event: d, done: make(chan error, 1)}
+		queue <- r
+		return <-r.done
+	})
+	close(queue)
+	<-writerDone
 }
 
 // BenchmarkRehydrate measures activating an aggregate with 10,000 events,
