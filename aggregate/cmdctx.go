@@ -2,6 +2,7 @@ package aggregate
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -12,13 +13,23 @@ import (
 // (Done closes) when the deadline passes or the command is over.
 //
 // It does what context.WithTimeout(context.WithoutCancel(ctx), d) does,
-// with two small allocations instead of a context chain and a timer per
-// command: the timer is the entity's, re-armed for each command.
+// with three small allocations instead of a context chain and a timer per
+// command: the timer is the entity's, re-armed for each command. It
+// implements AfterFunc, so context.AfterFunc and contexts derived from it
+// (a driver watching a query, say) need no goroutine to watch it.
 type commandContext struct {
-	values   context.Context
+	values   context.Context // context.WithoutCancel of the caller's: its cause stays out too
 	deadline time.Time
 	done     chan struct{}
 	state    atomic.Int32 // running, or why it ended
+
+	mu     sync.Mutex
+	afters []*afterFunc // registered by AfterFunc, run when c ends
+}
+
+type afterFunc struct {
+	f       func()
+	settled bool // started or stopped
 }
 
 const (
@@ -42,11 +53,46 @@ func (c *commandContext) Err() error {
 	}
 }
 
+// AfterFunc arranges to call f in its own goroutine once c ends, like
+// context.AfterFunc (which calls it): stop reports whether it kept f from
+// running.
+func (c *commandContext) AfterFunc(f func()) (stop func() bool) {
+	a := &afterFunc{f: f}
+	c.mu.Lock()
+	if c.state.Load() != running {
+		c.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	c.afters = append(c.afters, a)
+	c.mu.Unlock()
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if a.settled {
+			return false
+		}
+		a.settled = true
+		return true
+	}
+}
+
 // end ends c for reason, once.
 func (c *commandContext) end(reason int32) {
-	if c.state.CompareAndSwap(running, reason) {
-		close(c.done)
+	if !c.state.CompareAndSwap(running, reason) {
+		return
 	}
+	close(c.done)
+	c.mu.Lock()
+	afters := c.afters
+	c.afters = nil
+	for _, a := range afters {
+		if !a.settled {
+			a.settled = true
+			go a.f()
+		}
+	}
+	c.mu.Unlock()
 }
 
 // watchdog ends the running command's context when it overruns. Only the
@@ -59,7 +105,7 @@ type watchdog struct {
 
 // start returns the context of a command that must end within timeout.
 func (w *watchdog) start(values context.Context, timeout time.Duration) *commandContext {
-	c := &commandContext{values: values, deadline: time.Now().Add(timeout), done: make(chan struct{})}
+	c := &commandContext{values: context.WithoutCancel(values), deadline: time.Now().Add(timeout), done: make(chan struct{})}
 	w.current.Store(c)
 	if w.timer == nil {
 		w.timer = time.AfterFunc(timeout, w.fire)

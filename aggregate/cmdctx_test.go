@@ -57,3 +57,41 @@ func TestCommandContext(t *testing.T) {
 	}
 	w.stop(c3)
 }
+
+// TestCommandContextCauseAndAfterFunc: the caller's cancellation cause
+// stays out, like context.WithoutCancel's; AfterFunc and derived contexts
+// follow the command's end.
+func TestCommandContextCauseAndAfterFunc(t *testing.T) {
+	var w watchdog
+	defer w.close()
+	parent, cancel := context.WithCancelCause(context.Background())
+	cancel(errors.New("caller went away"))
+
+	c := w.start(parent, time.Millisecond)
+	<-c.Done()
+	if got := context.Cause(c); !errors.Is(got, context.DeadlineExceeded) {
+		t.Fatalf("Cause = %v, want the deadline", got)
+	}
+	w.stop(c)
+
+	c2 := w.start(context.Background(), time.Hour)
+	derived, cancelDerived := context.WithCancel(c2)
+	defer cancelDerived()
+	ran := make(chan struct{})
+	context.AfterFunc(c2, func() { close(ran) })
+	stopped := context.AfterFunc(c2, func() { t.Error("a stopped AfterFunc ran") })
+	if !stopped() || stopped() {
+		t.Fatal("stop must report true once, then false")
+	}
+	w.stop(c2)
+	<-ran
+	<-derived.Done()
+	if !errors.Is(derived.Err(), context.Canceled) {
+		t.Fatalf("derived: %v", derived.Err())
+	}
+	late := make(chan struct{})
+	if context.AfterFunc(c2, func() { close(late) })() {
+		t.Fatal("stop after the end reported true")
+	}
+	<-late // registered after the end: runs at once
+}

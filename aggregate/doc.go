@@ -14,7 +14,8 @@
 // A [Runtime] hosts registered types on an actor system over an event
 // store. [Type.Send] delivers a command to the aggregate's actor, creating
 // it on demand: the actor loads the latest snapshot and the events after
-// it (commands arriving meanwhile wait, in order), then for each command
+// it (commands arriving meanwhile wait, in mailbox order; concurrent
+// callers' commands run in no promised order), then for each command
 //
 //	handle → append (expected version = current) → apply → reply → effects
 //

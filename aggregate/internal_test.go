@@ -188,3 +188,37 @@ func TestDedupWindowEvictsOldest(t *testing.T) {
 		t.Fatal("unknown envelope format accepted")
 	}
 }
+
+// TestHeldCommandsRunBeforeDirectOnes: a command that waited in the manager
+// while its aggregate stopped runs before one sent as the next activation
+// starts — the direct route opens only once the held commands are in the
+// new mailbox.
+func TestHeldCommandsRunBeforeDirectOnes(t *testing.T) {
+	store := &blockingStore{Store: memory.New(), entered: make(chan string, 1)}
+	rt, h := startNumbers(t, store)
+	pids := make(chan *protoactor.PID, 2)
+	h.spawned = func(_ string, pid *protoactor.PID) { pids <- pid }
+	wait(t, post(h, 1))
+	old := <-pids
+	store.block()
+	second := post(h, 2)
+	if got := <-store.entered; got != "append" {
+		t.Fatalf("blocked in %s", got)
+	}
+	rt.sys.ActorSystem().Root.Send(h.manager, passivateOK{pid: old})
+	third := post(h, 3) // held for the next activation
+	fourth := make(chan reply[numbers, added], 1)
+	h.spawned = func(string, *protoactor.PID) {
+		// A caller sending right as the next activation starts.
+		m := &envelope[numbers, add, added]{ctx: context.Background(), id: "x", cmd: add{N: 4}, reply: fourth}
+		if !h.sendDirect(m) {
+			rt.sys.ActorSystem().Root.Send(h.manager, m)
+		}
+	}
+	store.release()
+	wait(t, second)
+	wait(t, third)
+	if res := wait(t, fourth); fmt.Sprint(res.State.Seen) != "[1 2 3 4]" {
+		t.Fatalf("applied in order %v, want [1 2 3 4]", res.State.Seen)
+	}
+}

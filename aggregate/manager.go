@@ -67,6 +67,7 @@ func (m *manager[S, C, E, Env]) route(ctx protoactor.Context, msg *envelope[S, C
 		return
 	case !ok:
 		c = m.spawn(ctx, msg.id)
+		defer m.openRoute(c) // once msg is in the mailbox: direct commands come after it
 	}
 	c.lastUsed = m.h.rt.clock.Now()
 	m.lru.MoveToFront(c.lru)
@@ -86,7 +87,6 @@ func (m *manager[S, C, E, Env]) spawn(ctx protoactor.Context, id string) *child[
 	c := &child[S, C, E]{id: id, pid: pid, route: &route{pid: pid}}
 	c.lru = m.lru.PushFront(c)
 	m.children[id] = c
-	m.h.routes.Store(id, c.route)
 	m.byPID[pid.Id] = id
 	m.h.live.Add(1)
 	if m.h.spawned != nil {
@@ -131,6 +131,7 @@ func (m *manager[S, C, E, Env]) terminated(ctx protoactor.Context, pid *protoact
 	for _, msg := range c.buffer {
 		ctx.Send(next.pid, msg)
 	}
+	m.openRoute(next) // the held commands first
 }
 
 func (m *manager[S, C, E, Env]) sweep(ctx protoactor.Context) {
@@ -140,8 +141,8 @@ func (m *manager[S, C, E, Env]) sweep(ctx protoactor.Context) {
 		prev := e.Prev()
 		switch {
 		case m.used(c):
-			// Used directly since it was last routed: moved to the front,
-			// where the walk will not come again.
+			// Used directly since it was last routed: moved to the front.
+			// The walk may meet it again there, now up to date.
 		case c.lastUsed.After(idleSince):
 			return // the rest were used more recently
 		case !c.stopping:
@@ -153,6 +154,9 @@ func (m *manager[S, C, E, Env]) sweep(ctx protoactor.Context) {
 
 // used brings c's last use and place in the LRU list up to date with
 // commands that skipped the manager, and reports whether there were any.
+// Direct uses are recorded as wall-clock nanoseconds (an atomic cannot hold
+// a time.Time's monotonic reading), so a forward step of the wall clock by
+// IdleTimeout or more can passivate aggregates early: a cost, not a fault.
 func (m *manager[S, C, E, Env]) used(c *child[S, C, E]) bool {
 	direct := time.Unix(0, c.route.lastUsed.Load())
 	if !direct.After(c.lastUsed) {
@@ -183,6 +187,15 @@ func (m *manager[S, C, E, Env]) leastRecentlyUsed() *child[S, C, E] {
 		}
 	}
 	return last
+}
+
+// openRoute lets commands for c's id skip the manager. The manager opens
+// it only after the commands it holds for c are in c's mailbox, so that
+// direct commands cannot overtake them.
+func (m *manager[S, C, E, Env]) openRoute(c *child[S, C, E]) {
+	if !c.stopping {
+		m.h.routes.Store(c.id, c.route)
+	}
 }
 
 // closeRoute makes commands for c's id go through the manager again. Once
