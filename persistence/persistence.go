@@ -80,9 +80,11 @@ type EventStore interface {
 	// the stream's current version; it returns only once they are durable.
 	// On a mismatch it writes nothing and returns a *ConcurrencyError. It
 	// validates its input (see ErrInvalidInput) and rejects event IDs that
-	// are already stored with a *DuplicateEventError. It neither modifies
-	// events nor keeps them after it returns: callers may share Data and
-	// Metadata between events and appends.
+	// are already stored with a *DuplicateEventError. It never modifies
+	// events, so callers may share Data and Metadata between events and
+	// appends; it reads them until it returns — and, when it returns
+	// because ctx ended, possibly later, as the append may still happen —
+	// so callers must not change them meanwhile.
 	Append(ctx context.Context, stream string, expected ExpectedVersion, events ...EventData) (AppendResult, error)
 	// Load returns the stream's events with Version >= fromVersion, in
 	// order. It returns ErrStreamNotFound if the stream has no events at all.

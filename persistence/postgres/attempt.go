@@ -126,14 +126,19 @@ func (w *writer) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 }
 
 // settle keeps the connection for the next batch if it is idle outside a
-// transaction, and otherwise gives it back to the pool, which destroys a
-// connection that is broken or still inside a transaction (rolling that
-// back).
+// transaction and the pool has others to give, and otherwise gives it back
+// to the pool, which destroys a connection that is broken or still inside a
+// transaction (rolling that back). A small pool under steady appends thus
+// still serves readers between batches.
 func (w *writer) settle() {
 	if w.conn == nil {
 		return
 	}
 	if pc := w.conn.Conn().PgConn(); pc.IsClosed() || pc.IsBusy() || pc.TxStatus() != 'I' {
+		w.releaseConn()
+		return
+	}
+	if st := w.store.pool.Stat(); st.IdleConns() == 0 && st.TotalConns() >= st.MaxConns() {
 		w.releaseConn()
 	}
 }
