@@ -115,9 +115,11 @@ func (w *watchdog) start(values context.Context, timeout time.Duration) *command
 	return c
 }
 
-// stop ends c, the command being over.
+// stop ends c, the command being over. The timer is left armed: the next
+// start re-arms it (one timer operation per command instead of two), and a
+// firing that finds no command, or a command whose deadline has not come,
+// does nothing.
 func (w *watchdog) stop(c *commandContext) {
-	w.timer.Stop()
 	w.current.Store(nil)
 	c.end(over)
 }
