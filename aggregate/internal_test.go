@@ -132,34 +132,50 @@ func TestCommandsDuringRecoveryRunInArrivalOrder(t *testing.T) {
 	}
 }
 
+// heldCommand sets up a busy aggregate that the manager decided to
+// passivate: command 1 ran, command 2 is blocked in the store's append, and
+// command 3, sent while the activation stops, waits in the manager. The
+// store is released by the caller.
+type heldCommand struct {
+	rt            *Runtime
+	h             *host[numbers, add, added, struct{}]
+	store         *blockingStore
+	old           *protoactor.PID
+	pids          chan *protoactor.PID
+	second, third chan reply[numbers, added]
+}
+
+func holdCommand(t *testing.T) heldCommand {
+	t.Helper()
+	f := heldCommand{store: &blockingStore{Store: memory.New(), entered: make(chan string, 1)}, pids: make(chan *protoactor.PID, 2)}
+	f.rt, f.h = startNumbers(t, f.store)
+	f.h.spawned = func(_ string, pid *protoactor.PID) { f.pids <- pid }
+	wait(t, post(f.h, 1))
+	f.old = <-f.pids
+	f.store.block()
+	f.second = post(f.h, 2)
+	if got := <-f.store.entered; got != "append" {
+		t.Fatalf("blocked in %s", got)
+	}
+	f.rt.sys.ActorSystem().Root.Send(f.h.manager, passivateOK{pid: f.old})
+	f.third = post(f.h, 3)
+	return f
+}
+
 // TestCommandDuringPassivationGoesToTheNextActivation passivates a busy
 // aggregate and sends a command while it is stopping: the command waits for
 // the old activation to stop and runs in a fresh one.
 func TestCommandDuringPassivationGoesToTheNextActivation(t *testing.T) {
-	store := &blockingStore{Store: memory.New(), entered: make(chan string, 1)}
-	rt, h := startNumbers(t, store)
-	pids := make(chan *protoactor.PID, 2)
-	h.spawned = func(_ string, pid *protoactor.PID) { pids <- pid }
-	wait(t, post(h, 1))
-	old := <-pids
-	store.block()
-	second := post(h, 2)
-	if got := <-store.entered; got != "append" {
-		t.Fatalf("blocked in %s", got)
-	}
-	// The manager decides to passivate the busy activation, then a third
-	// command arrives while it is stopping.
-	rt.sys.ActorSystem().Root.Send(h.manager, passivateOK{pid: old})
-	third := post(h, 3)
-	store.release()
-	if res := wait(t, second); res.Version != 2 {
+	f := holdCommand(t)
+	f.store.release()
+	if res := wait(t, f.second); res.Version != 2 {
 		t.Fatalf("second: version %d", res.Version)
 	}
-	res := wait(t, third)
+	res := wait(t, f.third)
 	if res.Version != 3 || fmt.Sprint(res.State.Seen) != "[1 2 3]" {
 		t.Fatalf("third: %+v", res)
 	}
-	if next := <-pids; next.Id == old.Id {
+	if next := <-f.pids; next.Id == f.old.Id {
 		t.Fatal("the third command ran in the stopping activation")
 	}
 }
@@ -194,30 +210,18 @@ func TestDedupWindowEvictsOldest(t *testing.T) {
 // starts — the direct route opens only once the held commands are in the
 // new mailbox.
 func TestHeldCommandsRunBeforeDirectOnes(t *testing.T) {
-	store := &blockingStore{Store: memory.New(), entered: make(chan string, 1)}
-	rt, h := startNumbers(t, store)
-	pids := make(chan *protoactor.PID, 2)
-	h.spawned = func(_ string, pid *protoactor.PID) { pids <- pid }
-	wait(t, post(h, 1))
-	old := <-pids
-	store.block()
-	second := post(h, 2)
-	if got := <-store.entered; got != "append" {
-		t.Fatalf("blocked in %s", got)
-	}
-	rt.sys.ActorSystem().Root.Send(h.manager, passivateOK{pid: old})
-	third := post(h, 3) // held for the next activation
+	f := holdCommand(t)
 	fourth := make(chan reply[numbers, added], 1)
-	h.spawned = func(string, *protoactor.PID) {
+	f.h.spawned = func(string, *protoactor.PID) {
 		// A caller sending right as the next activation starts.
 		m := &envelope[numbers, add, added]{ctx: context.Background(), id: "x", cmd: add{N: 4}, reply: fourth}
-		if !h.sendDirect(m) {
-			rt.sys.ActorSystem().Root.Send(h.manager, m)
+		if !f.h.sendDirect(m) {
+			f.rt.sys.ActorSystem().Root.Send(f.h.manager, m)
 		}
 	}
-	store.release()
-	wait(t, second)
-	wait(t, third)
+	f.store.release()
+	wait(t, f.second)
+	wait(t, f.third)
 	if res := wait(t, fourth); fmt.Sprint(res.State.Seen) != "[1 2 3 4]" {
 		t.Fatalf("applied in order %v, want [1 2 3 4]", res.State.Seen)
 	}
