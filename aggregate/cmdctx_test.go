@@ -3,8 +3,14 @@ package aggregate
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/composable-go/composable/actor"
+	"github.com/composable-go/composable/persistence"
+	"github.com/composable-go/composable/persistence/memory"
 )
 
 type ctxKey struct{}
@@ -35,14 +41,12 @@ func TestCommandContext(t *testing.T) {
 	default:
 		t.Fatal("Done open after the command")
 	}
+	w.fire() // no command running: nothing to end
 
-	// An overrun: the entity's timer ends the context.
+	// An overrun: the entity's timer ends the context, and stop keeps the
+	// reason.
 	c2 := w.start(context.Background(), time.Millisecond)
-	select {
-	case <-c2.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the deadline passed and Done stayed open")
-	}
+	<-c2.Done()
 	if !errors.Is(c2.Err(), context.DeadlineExceeded) {
 		t.Fatalf("overrun: %v", c2.Err())
 	}
@@ -50,12 +54,6 @@ func TestCommandContext(t *testing.T) {
 	if !errors.Is(c2.Err(), context.DeadlineExceeded) {
 		t.Fatalf("stop changed the reason: %v", c2.Err())
 	}
-	// The next command starts fresh.
-	c3 := w.start(context.Background(), time.Hour)
-	if c3.Err() != nil {
-		t.Fatalf("next command: %v", c3.Err())
-	}
-	w.stop(c3)
 }
 
 // TestCommandContextCauseAndAfterFunc: the caller's cancellation cause
@@ -94,4 +92,37 @@ func TestCommandContextCauseAndAfterFunc(t *testing.T) {
 		t.Fatal("stop after the end reported true")
 	}
 	<-late // registered after the end: runs at once
+}
+
+// hangingStore's appends wait until their context ends.
+type hangingStore struct{ *memory.Store }
+
+func (hangingStore) Append(ctx context.Context, _ string, _ persistence.ExpectedVersion, _ ...persistence.EventData) (persistence.AppendResult, error) {
+	<-ctx.Done()
+	return persistence.AppendResult{}, ctx.Err()
+}
+
+// TestCommandTimeoutEndsHangingStoreCalls: the entity's timer ends a
+// command whose store call overruns CommandTimeout; the caller gets an
+// error, not a hang, and nothing is written.
+func TestCommandTimeoutEndsHangingStoreCalls(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sys := actor.NewSystem(actor.WithLogger(logger))
+	t.Cleanup(func() { _ = sys.Close() })
+	store := hangingStore{memory.New()}
+	rt := NewRuntime(sys, store, WithLogger(logger))
+	t.Cleanup(func() { _ = rt.Close() })
+	typ, err := Register(rt, numbersDef(), Options{CommandTimeout: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = typ.Send(ctx, "x", add{N: 1})
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+		t.Fatalf("err = %v (caller's ctx: %v), want the command's deadline", err, ctx.Err())
+	}
+	if events, _ := store.ReadAll(ctx, 0, 10); len(events) != 0 {
+		t.Fatalf("%d events written", len(events))
+	}
 }
