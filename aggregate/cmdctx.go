@@ -2,6 +2,7 @@ package aggregate
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,20 +43,25 @@ func (c *commandContext) Deadline() (time.Time, bool) { return c.deadline, true 
 func (c *commandContext) Done() <-chan struct{}       { return c.done }
 func (c *commandContext) Value(key any) any           { return c.values.Value(key) }
 
+// Err is nil until Done is closed, as the Context contract requires (end
+// records the reason just before it closes Done).
 func (c *commandContext) Err() error {
-	switch c.state.Load() {
-	case running:
-		return nil
-	case overran:
-		return context.DeadlineExceeded
+	select {
+	case <-c.done:
 	default:
-		return context.Canceled
+		return nil
 	}
+	if c.state.Load() == overran {
+		return context.DeadlineExceeded
+	}
+	return context.Canceled
 }
 
-// AfterFunc arranges to call f in its own goroutine once c ends, like
-// context.AfterFunc (which calls it): stop reports whether it kept f from
-// running.
+// AfterFunc arranges to call f in its own goroutine once c ends, with
+// context.AfterFunc's semantics: stop reports whether it kept f from
+// running. The context package calls it (through its unexported
+// afterFuncer interface) for context.AfterFunc and for contexts derived
+// from c, which then need no goroutine to watch c.
 func (c *commandContext) AfterFunc(f func()) (stop func() bool) {
 	a := &afterFunc{f: f}
 	c.mu.Lock()
@@ -73,6 +79,11 @@ func (c *commandContext) AfterFunc(f func()) (stop func() bool) {
 			return false
 		}
 		a.settled = true
+		// Drop it now: a driver registers one per query, and a command may
+		// run many before it ends.
+		if i := slices.Index(c.afters, a); i >= 0 {
+			c.afters = slices.Delete(c.afters, i, i+1)
+		}
 		return true
 	}
 }

@@ -126,3 +126,24 @@ func TestCommandTimeoutEndsHangingStoreCalls(t *testing.T) {
 		t.Fatalf("%d events written", len(events))
 	}
 }
+
+// TestCommandContextDropsStoppedAfterFuncs: a driver registers one
+// AfterFunc per query and stops it when the query ends; the context keeps
+// none of the stopped ones.
+func TestCommandContextDropsStoppedAfterFuncs(t *testing.T) {
+	var w watchdog
+	defer w.close()
+	c := w.start(context.Background(), time.Hour)
+	for range 50 {
+		if !context.AfterFunc(c, func() { t.Error("stopped AfterFunc ran") })() {
+			t.Fatal("stop before the end reported false")
+		}
+	}
+	c.mu.Lock()
+	kept := len(c.afters)
+	c.mu.Unlock()
+	if kept != 0 {
+		t.Fatalf("%d stopped AfterFuncs kept", kept)
+	}
+	w.stop(c)
+}
