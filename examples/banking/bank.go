@@ -13,48 +13,19 @@ import (
 	"github.com/composable-go/composable/aggregate"
 	busmemory "github.com/composable-go/composable/bus/memory"
 	"github.com/composable-go/composable/bus/relay"
+	"github.com/composable-go/composable/examples/internal/app"
 	"github.com/composable-go/composable/persistence"
-	"github.com/composable-go/composable/persistence/memory"
-	"github.com/composable-go/composable/persistence/postgres"
 	"github.com/composable-go/composable/saga"
 )
 
-// backend is where a bank keeps its events, and how its relay remembers
-// what it published and makes sure it runs once.
-type backend struct {
-	store       persistence.EventStore
-	checkpoints persistence.CheckpointStore
-	lease       persistence.Lease
-	// close releases the store; call it after the bank over it closed.
-	close func() error
-}
-
-// memoryBackend keeps everything in this process.
-func memoryBackend() backend {
-	return backend{store: memory.New(), checkpoints: memory.NewCheckpoints(), lease: memory.NewLeases(), close: func() error { return nil }}
-}
-
-// postgresBackend connects to url and keeps the events in schema (created
-// on first use). The store is also the relay's checkpoint store and its
-// lease (an advisory lock), so a relay in another process takes over from
-// where this one stopped.
-//
-// A caveat of pairing that durable checkpoint with the in-process bus: an
-// event the relay published but the saga had not consumed when the process
-// stopped (Ctrl-C mid-transfer, a crash) is gone with the bus, while the
-// checkpoint says it was delivered — that transfer's saga never starts.
-// The demo waits for every saga to end before it stops; a service uses a
-// bus whose messages outlive the process (bus/kafka).
-func postgresBackend(ctx context.Context, url, schema string, logger *slog.Logger) (backend, error) {
-	store, err := postgres.Open(ctx, url, postgres.WithSchema(schema), postgres.WithLogger(logger))
-	if errors.Is(err, postgres.ErrUnreachable) {
-		return backend{}, fmt.Errorf("PostgreSQL is not reachable at %s (start it, or pass another -postgres URL): %w", url, err)
-	}
-	if err != nil {
-		return backend{}, err
-	}
-	return backend{store: store, checkpoints: store, lease: store, close: store.Close}, nil
-}
+// Over PostgreSQL (app.Postgres) the store is also the relay's
+// checkpoint store and lease. A caveat of pairing that durable checkpoint
+// with the in-process bus: an event the relay published but the saga had
+// not consumed when the process stopped (Ctrl-C mid-transfer, a crash) is
+// gone with the bus, while the checkpoint says it was delivered — that
+// transfer's saga never starts. The demo waits for every saga to end before
+// it stops; a service uses a bus whose messages outlive the process
+// (bus/kafka).
 
 // bank is one process of the banking service: accounts, transfers and the
 // transfer saga hosted on an aggregate runtime, and the path that carries
@@ -75,7 +46,7 @@ type bank struct {
 
 // openBank hosts the aggregates and the saga over be. Nothing moves on the
 // bus until Run.
-func openBank(be backend, logger *slog.Logger) (*bank, error) {
+func openBank(be app.Backend, logger *slog.Logger) (*bank, error) {
 	accountDef, err := newAccountDefinition()
 	if err != nil {
 		return nil, err
@@ -88,16 +59,16 @@ func openBank(be backend, logger *slog.Logger) (*bank, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &bank{store: be.store, accountEvents: accountDef.Events, bus: busmemory.New()}
+	b := &bank{store: be.Store, accountEvents: accountDef.Events, bus: busmemory.New()}
 	b.relay, err = relay.New(relay.Config{
-		Store: be.store, Publisher: b.bus, Checkpoints: be.checkpoints, Lease: be.lease,
+		Store: be.Store, Publisher: b.bus, Checkpoints: be.Checkpoints, Lease: be.Lease,
 		Include: domainEvent, Logger: logger,
 	})
 	if err != nil {
 		return nil, err
 	}
 	b.sys = actor.NewSystem(actor.WithLogger(logger))
-	b.rt = aggregate.NewRuntime(b.sys, be.store, aggregate.WithLogger(logger))
+	b.rt = aggregate.NewRuntime(b.sys, be.Store, aggregate.WithLogger(logger))
 	if b.accounts, err = aggregate.Register(b.rt, accountDef, aggregate.Options{}); err == nil {
 		if b.transfers, err = aggregate.Register(b.rt, transferDef, aggregate.Options{}); err == nil {
 			b.sagas, err = saga.Register(b.rt, sagaDef, nil, saga.Options{})
@@ -152,7 +123,7 @@ func (b *bank) Close() error {
 // withBank opens a bank over be, runs it while fn does, then stops and
 // closes it — also when fn panics or calls runtime.Goexit (t.Fatal). fn's
 // ctx ends early if the bank stops with an error.
-func withBank(ctx context.Context, be backend, logger *slog.Logger, fn func(context.Context, *bank) error) (err error) {
+func withBank(ctx context.Context, be app.Backend, logger *slog.Logger, fn func(context.Context, *bank) error) (err error) {
 	b, err := openBank(be, logger)
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/composable-go/composable/aggregate"
+	"github.com/composable-go/composable/examples/internal/app"
 	"github.com/composable-go/composable/saga"
 )
 
@@ -128,7 +129,7 @@ func checkPath(ctx context.Context, t *testing.T, b *bank, p transferPath) {
 func TestTransferPathsInMemory(t *testing.T) {
 	for _, p := range transferPaths {
 		t.Run(p.name, func(t *testing.T) {
-			err := withBank(testContext(t), memoryBackend(), quiet(), func(ctx context.Context, b *bank) error {
+			err := withBank(testContext(t), app.Memory(), quiet(), func(ctx context.Context, b *bank) error {
 				if err := openAccounts(ctx, b); err != nil {
 					return err
 				}
@@ -156,7 +157,7 @@ func TestConcurrentTransfersConserveMoney(t *testing.T) {
 		}
 		reqs = append(reqs, RequestTransfer{From: from, To: to, Amount: Money(i%5+1) * 6_00})
 	}
-	err := withBank(testContext(t), memoryBackend(), quiet(), func(ctx context.Context, b *bank) error {
+	err := withBank(testContext(t), app.Memory(), quiet(), func(ctx context.Context, b *bank) error {
 		if err := openAccounts(ctx, b); err != nil {
 			return err
 		}

@@ -28,35 +28,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
 	"strings"
 	"time"
 
 	"github.com/composable-go/composable/aggregate"
+	"github.com/composable-go/composable/examples/internal/app"
 	"github.com/composable-go/composable/saga"
 )
 
 const defaultSchema = "banking_example"
 
-func main() {
-	cfg, err := parseConfig(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "banking:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := run(ctx, os.Stdout, logger, cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "banking:", err)
-		stop()
-		os.Exit(1)
-	}
-}
+func main() { app.Main("banking", parseConfig, run) }
 
 // config is what the flags select.
 type config struct {
@@ -116,18 +98,18 @@ const sagaTimeout = 30 * time.Second
 // run opens the store cfg selects and plays the demo, writing what happens
 // to out.
 func run(ctx context.Context, out io.Writer, logger *slog.Logger, cfg config) error {
-	be := memoryBackend()
+	be := app.Memory()
 	where := "memory store, memory bus"
 	if cfg.postgresURL != "" {
 		var err error
-		if be, err = postgresBackend(ctx, cfg.postgresURL, cfg.schema, logger); err != nil {
+		if be, err = app.Postgres(ctx, cfg.postgresURL, cfg.schema, logger); err != nil {
 			return err
 		}
 		where = "PostgreSQL schema " + cfg.schema + ", memory bus"
 	}
 	fmt.Fprintf(out, "== bank on %s\n", where)
 	err := withBank(ctx, be, logger, func(ctx context.Context, b *bank) error { return demo(ctx, out, b) })
-	return errors.Join(err, be.close())
+	return errors.Join(err, be.Close())
 }
 
 // demo opens the accounts, runs the transfers and checks that no money was

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/composable-go/composable/examples/internal/app"
 	"github.com/composable-go/composable/persistence/postgres"
 	"github.com/composable-go/composable/testkit/pgtest"
 )
@@ -22,7 +23,7 @@ func TestTransferPathsOverPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() }) // before the schema is dropped and the pool closed
-	be := backend{store: store, checkpoints: store, lease: store, close: store.Close}
+	be := app.Backend{Store: store, Checkpoints: store, Lease: store, Close: store.Close}
 	err = withBank(ctx, be, quiet(), func(ctx context.Context, b *bank) error {
 		if err := openAccounts(ctx, b); err != nil {
 			return err

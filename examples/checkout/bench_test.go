@@ -8,6 +8,7 @@ import (
 
 	"github.com/composable-go/composable"
 	busmemory "github.com/composable-go/composable/bus/memory"
+	"github.com/composable-go/composable/examples/internal/app"
 	"github.com/composable-go/composable/saga"
 )
 
@@ -17,7 +18,7 @@ import (
 // over the bus, ConfirmOrder, and the saga's end — one checkout at a time,
 // so ms/op is the latency of the workflow.
 func BenchmarkCheckoutInMemory(b *testing.B) {
-	svc, err := openService(memoryBackend(), busmemory.New(), settings{
+	svc, err := openService(app.Memory(), busmemory.New(), settings{
 		clock: composable.SystemClock(), reservationTimeout: time.Hour, payments: defaultPayments, logger: quiet(),
 	})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	busmemory "github.com/composable-go/composable/bus/memory"
+	"github.com/composable-go/composable/examples/internal/app"
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/saga"
 	"github.com/composable-go/composable/testkit"
@@ -18,7 +19,7 @@ import (
 
 // startService opens a service over be and b on clock and runs it until
 // the test ends.
-func startService(t *testing.T, be backend, b eventBus, clock *testkit.ManualClock) *service {
+func startService(t *testing.T, be app.Backend, b eventBus, clock *testkit.ManualClock) *service {
 	t.Helper()
 	svc, err := openService(be, b, settings{clock: clock, reservationTimeout: timeout, payments: defaultPayments, logger: quiet()})
 	if err != nil {
@@ -120,7 +121,7 @@ var e2ePaths = []e2ePath{
 func TestCheckoutPathsInMemory(t *testing.T) {
 	for _, p := range e2ePaths {
 		t.Run(p.name, func(t *testing.T) {
-			be, clock := memoryBackend(), testkit.NewManualClock(time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC))
+			be, clock := app.Memory(), testkit.NewManualClock(time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC))
 			svc := startService(t, be, busmemory.New(), clock)
 			ctx := testContext(t)
 			if p.stock > 0 {
@@ -154,13 +155,13 @@ func TestCheckoutPathsInMemory(t *testing.T) {
 				t.Errorf("saga %s (%q), want %s (%q)", inst.Status, inst.Reason, p.status, p.reason)
 			}
 			for stream, want := range p.streams {
-				if diff := cmp.Diff(want, streamTypes(t, be.store, stream)); diff != "" {
+				if diff := cmp.Diff(want, streamTypes(t, be.Store, stream)); diff != "" {
 					t.Errorf("stream %s (-want +got):\n%s", stream, diff)
 				}
 			}
 			// The timer either fires or is disarmed, never both: the
 			// timeline shows no cancel of a timer that fired.
-			sagaEvents := streamTypes(t, be.store, "saga-checkout/1001")
+			sagaEvents := streamTypes(t, be.Store, "saga-checkout/1001")
 			fired, disarmed := slices.Contains(sagaEvents, "saga.timer-fired"), slices.Contains(sagaEvents, "saga.timer-cancelled")
 			if fired != p.timeOut || disarmed == p.timeOut {
 				t.Errorf("timer fired %v and disarmed %v, want fired %v (saga events %q)", fired, disarmed, p.timeOut, sagaEvents)

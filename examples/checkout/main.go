@@ -42,8 +42,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
 	"strings"
 	"time"
 
@@ -52,6 +50,7 @@ import (
 	"github.com/composable-go/composable"
 	"github.com/composable-go/composable/bus/kafka"
 	busmemory "github.com/composable-go/composable/bus/memory"
+	"github.com/composable-go/composable/examples/internal/app"
 )
 
 const (
@@ -59,24 +58,7 @@ const (
 	kafkaEmbedded = "embedded"
 )
 
-func main() {
-	cfg, err := parseConfig(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "checkout:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := run(ctx, os.Stdout, logger, cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "checkout:", err)
-		stop()
-		os.Exit(1)
-	}
-}
+func main() { app.Main("checkout", parseConfig, run) }
 
 // config is what the flags select.
 type config struct {
@@ -123,16 +105,16 @@ func run(ctx context.Context, out io.Writer, logger *slog.Logger, cfg config) (e
 	if err := cfg.validate(); err != nil {
 		return err
 	}
-	be, where := memoryBackend(), "memory"
+	be, where := app.Memory(), "memory"
 	tag := "" // ids carry a tag over PostgreSQL, so that runs do not meet
 	if cfg.postgresURL != "" {
-		if be, err = postgresBackend(ctx, cfg.postgresURL, cfg.schema, logger); err != nil {
+		if be, err = app.Postgres(ctx, cfg.postgresURL, cfg.schema, logger); err != nil {
 			return err
 		}
 		where = "PostgreSQL (schema " + cfg.schema + ")"
 		tag = "-" + strings.ToLower(fmt.Sprintf("%x", time.Now().UnixMilli()%0xfffff))
 	}
-	defer func() { err = errors.Join(err, be.close()) }()
+	defer func() { err = errors.Join(err, be.Close()) }()
 
 	b, busName, closeBus, err := openBus(ctx, cfg.kafka, logger)
 	if err != nil {
@@ -141,7 +123,7 @@ func run(ctx context.Context, out io.Writer, logger *slog.Logger, cfg config) (e
 	defer func() { err = errors.Join(err, closeBus()) }()
 
 	clock := composable.SystemClock()
-	tl, err := newTimeline(out, be.store, clock)
+	tl, err := newTimeline(out, be.Store, clock)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/composable-go/composable/bus/kafka"
+	"github.com/composable-go/composable/examples/internal/app"
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/persistence/postgres"
 	"github.com/composable-go/composable/saga"
@@ -97,12 +98,12 @@ func TestRestartResumesTheSaga(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = pg.Close() }) // after the services, before the schema is dropped
 	clock := testkit.NewManualClock(time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC))
-	durable := backend{store: pg, checkpoints: pg, lease: pg}
+	durable := app.Backend{Store: pg, Checkpoints: pg, Lease: pg}
 
 	// Process 1: the payment's write hangs.
 	held := newHoldingStore(pg, paymentType+"/")
 	be1 := durable
-	be1.store = held
+	be1.Store = held
 	kb1 := kafkaBus(t, broker)
 	svc1, err := openService(be1, kb1, settings{clock: clock, reservationTimeout: timeout, payments: defaultPayments, logger: quiet()})
 	if err != nil {

@@ -15,41 +15,10 @@ import (
 	"github.com/composable-go/composable/aggregate"
 	"github.com/composable-go/composable/bus"
 	"github.com/composable-go/composable/bus/relay"
+	"github.com/composable-go/composable/examples/internal/app"
 	"github.com/composable-go/composable/persistence"
-	"github.com/composable-go/composable/persistence/memory"
-	"github.com/composable-go/composable/persistence/postgres"
 	"github.com/composable-go/composable/saga"
 )
-
-// backend is where the service keeps its events, and where its relay
-// keeps its checkpoint and its lease.
-type backend struct {
-	store       persistence.EventStore
-	checkpoints persistence.CheckpointStore
-	lease       persistence.Lease
-	// close releases the store; call it after every service over it closed.
-	close func() error
-}
-
-// memoryBackend keeps everything in this process.
-func memoryBackend() backend {
-	return backend{store: memory.New(), checkpoints: memory.NewCheckpoints(), lease: memory.NewLeases(), close: func() error { return nil }}
-}
-
-// postgresBackend keeps the events in schema (created with its tables on
-// first use; nothing is ever dropped). The store is also the relay's
-// checkpoint store and lease — an advisory lock — so a relay in another
-// process takes over where this one stopped.
-func postgresBackend(ctx context.Context, url, schema string, logger *slog.Logger) (backend, error) {
-	store, err := postgres.Open(ctx, url, postgres.WithSchema(schema), postgres.WithLogger(logger))
-	if errors.Is(err, postgres.ErrUnreachable) {
-		return backend{}, fmt.Errorf("PostgreSQL is not reachable at %s (start it, or pass another -postgres URL): %w", url, err)
-	}
-	if err != nil {
-		return backend{}, err
-	}
-	return backend{store: store, checkpoints: store, lease: store, close: store.Close}, nil
-}
 
 // domainTypes are the aggregate types whose events the relay publishes:
 // the service's to share. The saga's own streams — its instances and its
@@ -121,7 +90,7 @@ type service struct {
 
 // openService hosts the aggregates and the saga over be and b. Nothing
 // moves on the bus until Run.
-func openService(be backend, b eventBus, s settings) (*service, error) {
+func openService(be app.Backend, b eventBus, s settings) (*service, error) {
 	orderDef, err1 := newOrderDefinition()
 	paymentDef, err2 := newPaymentDefinition(s.payments)
 	inventoryDef, err3 := newInventoryDefinition()
@@ -130,18 +99,18 @@ func openService(be backend, b eventBus, s settings) (*service, error) {
 		return nil, err
 	}
 	r, err := relay.New(relay.Config{
-		Store: be.store, Publisher: b, Checkpoints: be.checkpoints, Lease: be.lease,
+		Store: be.Store, Publisher: b, Checkpoints: be.Checkpoints, Lease: be.Lease,
 		Topic: busTopic, Include: domainEvent, Logger: s.logger,
 	})
 	if err != nil {
 		return nil, err
 	}
-	svc := &service{store: be.store, relay: r, sub: b}
+	svc := &service{store: be.Store, relay: r, sub: b}
 	if s.sagaFeed != nil {
 		svc.sub = s.sagaFeed(b)
 	}
 	svc.sys = actor.NewSystem(actor.WithLogger(s.logger))
-	svc.rt = aggregate.NewRuntime(svc.sys, be.store, aggregate.WithClock(s.clock), aggregate.WithLogger(s.logger))
+	svc.rt = aggregate.NewRuntime(svc.sys, be.Store, aggregate.WithClock(s.clock), aggregate.WithLogger(s.logger))
 	if svc.orders, err = aggregate.Register(svc.rt, orderDef, aggregate.Options{}); err == nil {
 		if svc.payments, err = aggregate.Register(svc.rt, paymentDef, aggregate.Options{}); err == nil {
 			if svc.inventory, err = aggregate.Register(svc.rt, inventoryDef, aggregate.Options{}); err == nil {

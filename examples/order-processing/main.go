@@ -27,10 +27,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
 
 	"github.com/composable-go/composable/aggregate"
+	"github.com/composable-go/composable/examples/internal/app"
 	"github.com/composable-go/composable/persistence"
 )
 
@@ -48,21 +48,11 @@ const (
 )
 
 func main() {
-	cfg, err := parseConfig(os.Args[1:], os.Getenv)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "order-processing:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx, os.Stdout, cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "order-processing:", err)
-		stop()
-		os.Exit(1)
-	}
+	app.Main("order-processing", func(args []string, _ io.Writer) (config, error) {
+		return parseConfig(args, os.Getenv) // its flag set writes to stderr itself
+	}, func(ctx context.Context, out io.Writer, _ *slog.Logger, cfg config) error {
+		return run(ctx, out, cfg)
+	})
 }
 
 // config is what the flags select.

@@ -28,7 +28,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
 	"time"
 
@@ -36,6 +35,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/composable-go/composable/examples/internal/app"
 	evpostgres "github.com/composable-go/composable/persistence/postgres"
 	"github.com/composable-go/composable/projection"
 	"github.com/composable-go/composable/projection/cached"
@@ -51,22 +51,9 @@ const (
 )
 
 func main() {
-	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "order-projection:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if err := run(ctx, os.Stdout, logger, cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "order-projection:", err)
-		stop()
-		os.Exit(1)
-	}
+	app.Main("order-projection", func(args []string, usage io.Writer) (config, error) {
+		return parseConfig(args, os.Getenv, usage)
+	}, run)
 }
 
 // config is what the flags select.
