@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/composable-go/composable/examples/internal/app"
 )
 
 // TestRunInMemory runs main's demo over a memory store and checks its
@@ -66,18 +68,7 @@ func TestParseConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := parseConfig(tt.args, tt.getenv)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want one mentioning %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(config{})); diff != "" {
-				t.Errorf("config differs (-want +got):\n%s", diff)
-			}
+			app.CheckConfig(t, got, err, tt.want, tt.wantErr)
 		})
 	}
 	if _, err := parseConfig([]string{"-store=disk", "-phase=later", "-order="}, noEnv); strings.Count(err.Error(), "\n") != 2 {
