@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/composable-go/composable/examples/internal/app"
+	"github.com/composable-go/composable/examples/internal/apptest"
 )
 
 // TestRunInMemory runs main's demo on the embedded defaults and checks its
@@ -44,7 +44,7 @@ func TestParseConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := parseConfig(tt.args, io.Discard)
-			app.CheckConfig(t, got, err, tt.want, tt.wantErr)
+			apptest.CheckConfig(t, got, err, tt.want, tt.wantErr)
 		})
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/composable-go/composable/examples/internal/app"
+	"github.com/composable-go/composable/examples/internal/apptest"
 	"github.com/composable-go/composable/testkit/pgtest"
 )
 
@@ -133,7 +133,7 @@ func TestParseConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := parseConfig(tt.args, io.Discard)
-			app.CheckConfig(t, got, err, tt.want, tt.wantErr)
+			apptest.CheckConfig(t, got, err, tt.want, tt.wantErr)
 		})
 	}
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/composable-go/composable/examples/internal/app"
+	"github.com/composable-go/composable/examples/internal/apptest"
 )
 
 // TestRunInMemory runs main's demo over a memory store and checks its
@@ -68,7 +68,7 @@ func TestParseConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := parseConfig(tt.args, tt.getenv)
-			app.CheckConfig(t, got, err, tt.want, tt.wantErr)
+			apptest.CheckConfig(t, got, err, tt.want, tt.wantErr)
 		})
 	}
 	if _, err := parseConfig([]string{"-store=disk", "-phase=later", "-order="}, noEnv); strings.Count(err.Error(), "\n") != 2 {

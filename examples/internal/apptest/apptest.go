@@ -1,4 +1,5 @@
-package app
+// Package apptest holds assertions the example commands' tests share.
+package apptest
 
 import (
 	"strings"
