@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -212,33 +211,6 @@ func TestRefusedStatementsAreHandlerFailures(t *testing.T) {
 			t.Fatalf("queue=%v: checkpoint %d after a failed batch", queue, pos)
 		}
 	}
-}
-
-// TestConcurrentApplyNeverDoubles applies the same batches from two stores
-// at once — two runners during a lease hand-over — and gets every event
-// once.
-func TestConcurrentApplyNeverDoubles(t *testing.T) {
-	pool := pgtest.Pool(t)
-	s := newStore(t, pool)
-	ctx := ctxFor(t)
-	events := projectiontest.Events(t, 60)
-	var wg sync.WaitGroup
-	errs := make(chan error, 2*12)
-	for range 2 {
-		wg.Go(func() {
-			for i := 0; i < len(events); i += 5 {
-				errs <- s.Apply(ctx, counting("twice", true, nil), events[max(0, i-3):i+5])
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	assertModel(t, pool, s, "twice", events)
 }
 
 // TestSeparateReadDatabase keeps the read model in a database of its own,

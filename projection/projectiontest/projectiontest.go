@@ -72,6 +72,7 @@ func Run[Tx any](t *testing.T, newHarness func(t *testing.T) Harness[Tx]) {
 		{"AppliesBatchesWithTheirCheckpoint", testApply[Tx]},
 		{"HandlerFailureAppliesNothing", testHandlerFailure[Tx]},
 		{"ReplayedBatchesAreSkippedByPosition", testReplay[Tx]},
+		{"ConcurrentOverlappingBatchesApplyOnce", testConcurrentApply[Tx]},
 		{"CheckpointsOnlyMoveForward", testForward[Tx]},
 		{"SetupOncePerGeneration", testSetup[Tx]},
 		{"DeadLetters", testDeadLetters[Tx]},
@@ -296,6 +297,31 @@ func testReplay[Tx any](t *testing.T, s *suite[Tx]) {
 	s.check(t, "replay", events[:9], 9)
 	s.apply(t, p, events)
 	s.check(t, "replay", events, 12)
+}
+
+// testConcurrentApply applies overlapping batches from two goroutines at
+// once — two runners during a lease hand-over — and gets every event once,
+// in order.
+func testConcurrentApply[Tx any](t *testing.T, s *suite[Tx]) {
+	events := s.seed(t, 60)
+	p := s.projection("twice", nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*12)
+	for range 2 {
+		wg.Go(func() {
+			for i := 0; i < len(events); i += 5 {
+				errs <- s.h.Store.Apply(s.ctx, p, events[max(0, i-3):i+5])
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.check(t, "twice", events, int64(len(events)))
 }
 
 func testForward[Tx any](t *testing.T, s *suite[Tx]) {

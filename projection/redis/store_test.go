@@ -6,7 +6,6 @@ import (
 	"maps"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -218,32 +217,6 @@ func TestRefusedCommands(t *testing.T) {
 	if dl, err := s.DeadLetters(ctx, "partial"); err != nil || len(dl) != 1 || dl[0].Event.GlobalPosition != 4 {
 		t.Fatalf("dead letters %+v (%v), want event 4", dl, err)
 	}
-}
-
-// TestConcurrentApplyNeverDoubles applies overlapping batches from two
-// goroutines at once: every event counted once.
-func TestConcurrentApplyNeverDoubles(t *testing.T) {
-	c := redistest.Client(t)
-	s := newStore(t, c)
-	ctx := ctxFor(t)
-	events := projectiontest.Events(t, 60)
-	var wg sync.WaitGroup
-	errs := make(chan error, 2*12)
-	for range 2 {
-		wg.Go(func() {
-			for i := 0; i < len(events); i += 5 {
-				errs <- s.Apply(ctx, counting("twice", nil), events[max(0, i-3):i+5])
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	assertModel(t, s, "twice", events)
 }
 
 func TestReadIsReadOnly(t *testing.T) {
