@@ -12,8 +12,8 @@ import (
 	"github.com/composable-go/composable/persistence"
 	evmemory "github.com/composable-go/composable/persistence/memory"
 	evpostgres "github.com/composable-go/composable/persistence/postgres"
-	"github.com/composable-go/composable/projection"
 	"github.com/composable-go/composable/projection/postgres"
+	"github.com/composable-go/composable/projection/projectiontest"
 	"github.com/composable-go/composable/testkit"
 	"github.com/composable-go/composable/testkit/pgtest"
 )
@@ -177,28 +177,7 @@ func benchRunner(ctx context.Context, b *testing.B, pool *pgxpool.Pool, feed fee
 		b.StopTimer()
 		iteration++
 		name := "catch_up_" + strconv.Itoa(iteration)
-		r, err := projection.NewRunner(feed, s, counting(name, queue, nil), projection.Options{
-			Lease: evmemory.NewLeases(), BatchSize: catchUpBatch, PollInterval: 5 * time.Millisecond,
-			Logger: testkit.QuietLogger(),
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		runCtx, stop := context.WithCancel(ctx)
-		done := make(chan error, 1)
-
-		b.StartTimer()
-		go func() { done <- r.Run(runCtx) }()
-		waitErr := r.WaitFor(ctx, head)
-		b.StopTimer()
-
-		stop()
-		if err := <-done; err != nil {
-			b.Fatalf("Run: %v", err)
-		}
-		if waitErr != nil {
-			b.Fatalf("WaitFor(%d): %v", head, waitErr)
-		}
+		projectiontest.CatchUp(ctx, b, feed, s, counting(name, queue, nil), head, catchUpBatch)
 		checkCatchUp(ctx, b, pool, s.Table(name, "counts"), func() (int64, error) { return s.Checkpoint(ctx, name) })
 		if err := s.Drop(ctx, name); err != nil {
 			b.Fatal(err)

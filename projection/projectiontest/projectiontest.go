@@ -1020,3 +1020,29 @@ func Start[Tx any](t testing.TB, r *projection.Runner[Tx]) (stop func()) {
 	t.Cleanup(stop)
 	return stop
 }
+
+// CatchUp times, for benchmark b, a fresh runner of p catching up with
+// feed to position head in batches of batch events: the timer runs only
+// while the runner does. It fails b if the runner fails.
+func CatchUp[Tx any](ctx context.Context, b *testing.B, feed persistence.EventStore, store projection.Store[Tx], p projection.Projection[Tx], head int64, batch int) {
+	b.Helper()
+	r, err := projection.NewRunner(feed, store, p, projection.Options{
+		Lease: evmemory.NewLeases(), BatchSize: batch, PollInterval: 5 * time.Millisecond, Logger: quiet(),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	b.StartTimer()
+	go func() { done <- r.Run(runCtx) }()
+	waitErr := r.WaitFor(ctx, head)
+	b.StopTimer()
+	stop()
+	if err := <-done; err != nil {
+		b.Fatalf("Run: %v", err)
+	}
+	if waitErr != nil {
+		b.Fatalf("WaitFor(%d): %v", head, waitErr)
+	}
+}

@@ -10,8 +10,7 @@ import (
 
 	"github.com/composable-go/composable/persistence"
 	evmemory "github.com/composable-go/composable/persistence/memory"
-	"github.com/composable-go/composable/projection"
-	"github.com/composable-go/composable/testkit"
+	"github.com/composable-go/composable/projection/projectiontest"
 	"github.com/composable-go/composable/testkit/redistest"
 )
 
@@ -77,26 +76,7 @@ func BenchmarkCatchUp100k(b *testing.B) {
 		for i := range b.N {
 			b.StopTimer()
 			name := "catch_up_" + strconv.Itoa(i)
-			r, err := projection.NewRunner(feed, s, counting(name, nil), projection.Options{
-				Lease: evmemory.NewLeases(), BatchSize: catchUpBatch, PollInterval: 5 * time.Millisecond,
-				Logger: testkit.QuietLogger(),
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			runCtx, stop := context.WithCancel(ctx)
-			done := make(chan error, 1)
-			b.StartTimer()
-			go func() { done <- r.Run(runCtx) }()
-			waitErr := r.WaitFor(ctx, catchUpEvents)
-			b.StopTimer()
-			stop()
-			if err := <-done; err != nil {
-				b.Fatalf("Run: %v", err)
-			}
-			if waitErr != nil {
-				b.Fatal(waitErr)
-			}
+			projectiontest.CatchUp(ctx, b, feed, s, counting(name, nil), catchUpEvents, catchUpBatch)
 			prefix, err := s.Prefix(ctx, name)
 			if err != nil {
 				b.Fatal(err)
