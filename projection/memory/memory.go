@@ -171,12 +171,8 @@ func (s *Store) ApplyEvent(ctx context.Context, p projection.Projection[*Tx], e 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	applied := m.streams[e.StreamID]
-	if e.Version <= applied {
-		return nil
-	}
-	if e.Version > applied+1 {
-		return &projection.GapError{Name: p.Name, Stream: e.StreamID, Applied: applied, Version: e.Version}
+	if next, err := m.next(p.Name, e); !next {
+		return err
 	}
 	tx := &Tx{base: m.data, writes: map[string]any{}, dels: map[string]bool{}}
 	if !m.exists && p.Setup != nil {
@@ -197,6 +193,17 @@ func (s *Store) ApplyEvent(ctx context.Context, p projection.Projection[*Tx], e 
 	return nil
 }
 
+// next reports whether e is the next event of its stream in the model name:
+// false with no error for one already applied, false with a *GapError for
+// one ahead of its stream. The caller holds m.apply.
+func (m *model) next(name string, e persistence.RecordedEvent) (bool, error) {
+	applied := m.streams[e.StreamID]
+	if e.Version > applied+1 {
+		return false, &projection.GapError{Name: name, Stream: e.StreamID, Applied: applied, Version: e.Version}
+	}
+	return e.Version > applied, nil
+}
+
 // SkipEvent implements [projection.StreamApplier].
 func (s *Store) SkipEvent(ctx context.Context, name string, e persistence.RecordedEvent, cause error) error {
 	if err := checkName(name); err != nil {
@@ -208,12 +215,8 @@ func (s *Store) SkipEvent(ctx context.Context, name string, e persistence.Record
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	applied := m.streams[e.StreamID]
-	if e.Version <= applied {
-		return nil
-	}
-	if e.Version > applied+1 {
-		return &projection.GapError{Name: name, Stream: e.StreamID, Applied: applied, Version: e.Version}
+	if next, err := m.next(name, e); !next {
+		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
