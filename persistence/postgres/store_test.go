@@ -475,3 +475,26 @@ func TestSmallPoolServesReadersUnderSteadyAppends(t *testing.T) {
 		}
 	}
 }
+
+// TestWriterKeepsItsConnectionOnlyWhenThePoolHasOthers checks settle
+// directly: an idle connection is kept for the next batch while the pool
+// can serve others without waiting, and given back when it cannot.
+func TestWriterKeepsItsConnectionOnlyWhenThePoolHasOthers(t *testing.T) {
+	ctx := ctxFor(t)
+	for _, tt := range []struct {
+		maxConns int32
+		kept     bool
+	}{{1, false}, {3, true}} {
+		pool := pgtest.PoolConfig(t, func(c *pgxpool.Config) { c.MaxConns = tt.maxConns })
+		s := newStore(t, pool, pgtest.Schema(t, pool, "settle"))
+		w := &writer{store: s, versions: map[string]int64{}}
+		if _, err := w.acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+		w.settle()
+		if kept := w.conn != nil; kept != tt.kept {
+			t.Errorf("MaxConns %d: kept %v, want %v", tt.maxConns, kept, tt.kept)
+		}
+		w.releaseConn()
+	}
+}
