@@ -431,10 +431,10 @@ func TestOpen(t *testing.T) {
 
 // TestSmallPoolServesReadersUnderSteadyAppends: with two connections — one
 // held by the NOTIFY listener, one the writer's — reads still get through
-// while 64 goroutines append without pause. (The writer keeps its
-// connection between batches only while the pool has others to give; here
-// its queue also runs dry often enough that reads would get through
-// without that check, so this guards the behaviour, not that line.)
+// while 64 goroutines append without pause. (The writer's queue runs dry
+// often enough here that reads would get through even if it never gave its
+// connection back; TestWriterKeepsItsConnectionOnlyWhenThePoolHasOthers
+// tests that rule.)
 func TestSmallPoolServesReadersUnderSteadyAppends(t *testing.T) {
 	pool := pgtest.PoolConfig(t, func(c *pgxpool.Config) { c.MaxConns = 2 })
 	s := newStore(t, pool, pgtest.Schema(t, pool, "small_pool"))
