@@ -46,19 +46,27 @@ func benchPool(b *testing.B) *pgxpool.Pool {
 }
 
 // runCallers runs op from benchCallers goroutines until b.N operations
-// completed, recording each operation's latency.
+// completed, and reports their rate and latency.
 func runCallers(b *testing.B, op func(i int) error) {
-	var next atomic.Int64
+	b.ResetTimer()
+	latencies := callers(b, 0, b.N, op)
+	b.StopTimer()
+	reportLatency(b, "", latencies)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}
+
+// callers runs op for i in [from, to) from benchCallers goroutines and
+// returns each operation's latency.
+func callers(b *testing.B, from, to int, op func(i int) error) []time.Duration {
+	next := atomic.Int64{}
+	next.Store(int64(from))
 	latencies := make([][]time.Duration, benchCallers)
 	var wg sync.WaitGroup
-	b.ResetTimer()
 	for c := range benchCallers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= b.N {
+				if i >= to {
 					return
 				}
 				start := time.Now()
@@ -68,17 +76,20 @@ func runCallers(b *testing.B, op func(i int) error) {
 				}
 				latencies[c] = append(latencies[c], time.Since(start))
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	b.StopTimer()
-	all := slices.Concat(latencies...)
-	slices.Sort(all)
-	if len(all) > 0 {
-		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
-		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+	return slices.Concat(latencies...)
+}
+
+// reportLatency reports the median and 99th percentile of latencies, in
+// metrics named with prefix.
+func reportLatency(b *testing.B, prefix string, latencies []time.Duration) {
+	slices.Sort(latencies)
+	if len(latencies) > 0 {
+		b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds())/1000, prefix+"p50-ms")
+		b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, prefix+"p99-ms")
 	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 }
 
 func BenchmarkCommands(b *testing.B) {
@@ -94,12 +105,23 @@ func BenchmarkCommandsInMemory(b *testing.B) {
 }
 
 func benchCommands(b *testing.B, store persistence.EventStore) {
+	op, stop := startCommands(b, store)
+	defer stop()
+	runCallers(b, op)
+}
+
+// startCommands starts a runtime hosting benchAggregates live accounts on
+// store, and returns an operation sending command i and a stop function.
+func startCommands(b *testing.B, store persistence.EventStore) (op func(i int) error, stop func()) {
 	sys := actor.NewSystem(actor.WithLogger(quiet()))
-	defer sys.Close()
 	rt := aggregate.NewRuntime(sys, store, aggregate.WithLogger(quiet()))
-	defer rt.Close()
+	stop = func() {
+		_ = rt.Close()
+		_ = sys.Close()
+	}
 	accounts, err := aggregate.Register(rt, accountDefinition(), aggregate.Options{})
 	if err != nil {
+		stop()
 		b.Fatal(err)
 	}
 	ctx := context.Background()
@@ -107,14 +129,64 @@ func benchCommands(b *testing.B, store persistence.EventStore) {
 	// activation is measured by BenchmarkRehydrate).
 	for i := range benchAggregates {
 		if _, err := accounts.State(ctx, fmt.Sprint("acct-", i)); err != nil {
+			stop()
 			b.Fatal(err)
 		}
 	}
-	runCallers(b, func(i int) error {
+	return func(i int) error {
 		_, err := accounts.Send(ctx, fmt.Sprint("acct-", i%benchAggregates), deposit{Amount: 1})
 		return err
-	})
+	}, stop
 }
+
+// BenchmarkCommandsInterleaved runs BenchmarkCommands and
+// BenchmarkBaselineRawGroupCommit in one process, in alternating rounds
+// of benchRound operations each, so that both see the same machine (a
+// shared one drifts by more than the difference between separate runs).
+// It reports both rates, their ratio and both latencies; b.N operations
+// run on each side.
+func BenchmarkCommandsInterleaved(b *testing.B) {
+	pool := benchPool(b)
+	cmd, stop := startCommands(b, pgStore(b, pool, pgtest.Schema(b, pool, "bench_agg")))
+	defer stop()
+	raw, stopRaw := startRawGroupCommit(b, pool)
+	defer stopRaw()
+	var cmdTime, rawTime time.Duration
+	var cmdLat, rawLat []time.Duration
+	b.ResetTimer()
+	for from, round := 0, 0; from < b.N; from, round = from+benchRound, round+1 {
+		to := min(from+benchRound, b.N)
+		sides := []func(){
+			func() {
+				start := time.Now()
+				cmdLat = append(cmdLat, callers(b, from, to, cmd)...)
+				cmdTime += time.Since(start)
+			},
+			func() {
+				start := time.Now()
+				rawLat = append(rawLat, callers(b, from, to, raw)...)
+				rawTime += time.Since(start)
+			},
+		}
+		if round%2 == 1 {
+			slices.Reverse(sides)
+		}
+		for _, side := range sides {
+			side()
+		}
+	}
+	b.StopTimer()
+	cmdRate, rawRate := float64(b.N)/cmdTime.Seconds(), float64(b.N)/rawTime.Seconds()
+	b.ReportMetric(cmdRate, "cmd-ops/s")
+	b.ReportMetric(rawRate, "raw-ops/s")
+	b.ReportMetric(cmdRate/rawRate, "ratio")
+	reportLatency(b, "cmd-", cmdLat)
+	reportLatency(b, "raw-", rawLat)
+}
+
+// benchRound is the number of operations in one round of
+// BenchmarkCommandsInterleaved.
+const benchRound = 10_000
 
 func BenchmarkBaselineAppend(b *testing.B) {
 	for _, rows := range []string{"same", "minimal"} {
@@ -149,7 +221,15 @@ func BenchmarkBaselineAppend(b *testing.B) {
 // and answers the callers. No advisory lock, no version checks, no retries:
 // the floor of what an event store with group commit costs.
 func BenchmarkBaselineRawGroupCommit(b *testing.B) {
-	pool := benchPool(b)
+	op, stop := startRawGroupCommit(b, benchPool(b))
+	defer stop()
+	runCallers(b, op)
+}
+
+// startRawGroupCommit starts the raw group commit of
+// BenchmarkBaselineRawGroupCommit and returns an operation appending event
+// i and a stop function.
+func startRawGroupCommit(b *testing.B, pool *pgxpool.Pool) (op func(i int) error, stop func()) {
 	schema := pgtest.Schema(b, pool, "bench_agg_raw")
 	table := pgx.Identifier{schema, "events"}.Sanitize()
 	ctx := context.Background()
@@ -201,18 +281,19 @@ func BenchmarkBaselineRawGroupCommit(b *testing.B) {
 		}
 	}()
 	reg := accountRegistry()
-	runCallers(b, func(i int) error {
-		d, err := reg.Marshal(Deposited{Amount: 1})
-		if err != nil {
-			return err
+	return func(i int) error {
+			d, err := reg.Marshal(Deposited{Amount: 1})
+			if err != nil {
+				return err
+			}
+			d.ID = uuid.Must(uuid.NewV7()).String()
+			r := &row{stream: fmt.Sprint("account/acct-", i%benchAggregates), event: d, done: make(chan error, 1)}
+			queue <- r
+			return <-r.done
+		}, func() {
+			close(queue)
+			<-writerDone
 		}
-		d.ID = uuid.Must(uuid.NewV7()).String()
-		r := &row{stream: fmt.Sprint("account/acct-", i%benchAggregates), event: d, done: make(chan error, 1)}
-		queue <- r
-		return <-r.done
-	})
-	close(queue)
-	<-writerDone
 }
 
 // BenchmarkRehydrate measures activating an aggregate with 10,000 events,

@@ -26,6 +26,8 @@ type commandContext struct {
 
 	mu     sync.Mutex
 	afters []*afterFunc // registered by AfterFunc, run when c ends
+
+	overrun atomic.Pointer[func()] // called when c overruns, if set
 }
 
 type afterFunc struct {
@@ -141,6 +143,9 @@ func (w *watchdog) stop(c *commandContext) {
 func (w *watchdog) fire() {
 	if c := w.current.Load(); c != nil && !time.Now().Before(c.deadline) {
 		c.end(overran)
+		if f := c.overrun.Load(); f != nil {
+			(*f)()
+		}
 	}
 }
 

@@ -40,6 +40,10 @@ type entity[S, C, E, Env any] struct {
 
 	watchdog watchdog // ends commands that overrun CommandTimeout
 
+	pending     *pendingAppend[S, C, E] // a command whose append is in flight
+	wake        chan struct{}           // one token per pending append, when it completes
+	settleLater func()                  // asks the actor to settle the pending append
+
 	snapVersion int64 // version of the latest snapshot saved or loaded
 	snapping    bool  // a snapshot write is in flight
 
@@ -63,17 +67,24 @@ func (e *entity[S, C, E, Env]) Receive(ctx protoactor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *protoactor.Started:
 		e.self = ctx.Self()
+		e.wake = make(chan struct{}, 1)
+		e.settleLater = func() { e.tell(settlePending{}) }
 		e.runner = composable.NewEffectRunner(e.h.rt.clock, e.feedBack)
 	case *envelope[S, C, E]:
+		e.settle()
 		e.handle(msg)
+	case settlePending:
+		e.settle()
 	case snapshotDone:
 		e.snapping = false
 		if msg.err == nil {
 			e.snapVersion = max(e.snapVersion, msg.version)
 		}
 	case passivateCheck:
+		e.settle()
 		e.passivate(ctx)
 	case *protoactor.Stopping:
+		e.settle()
 		e.gate.Lock()
 		e.stopped = true
 		e.gate.Unlock()
@@ -97,10 +108,19 @@ func (e *entity[S, C, E, Env]) tell(msg any) {
 
 // handle answers one command or query. Every path replies exactly once.
 func (e *entity[S, C, E, Env]) handle(m *envelope[S, C, E]) {
+	res, err := e.process(m)
+	if errors.Is(err, errDeferred) {
+		return // the pending append answers
+	}
+	e.answer(m, res, err)
+}
+
+// answer replies to the command's caller, or logs the failure of a
+// command from an effect, and frees the command's in-flight slot.
+func (e *entity[S, C, E, Env]) answer(m *envelope[S, C, E], res Result[S, E], err error) {
 	if m.slots != nil {
 		defer e.h.rt.release(m.slots)
 	}
-	res, err := e.process(m)
 	if m.reply != nil {
 		m.reply <- reply[S, E]{res: res, err: err}
 		return
@@ -128,7 +148,11 @@ func (e *entity[S, C, E, Env]) process(m *envelope[S, C, E]) (res Result[S, E], 
 		return res, fmt.Errorf("%w: %s: %w", ErrUnavailable, e.stream, e.lastErr)
 	}
 	c := e.watchdog.start(m.ctx, e.h.opts.CommandTimeout)
-	defer e.watchdog.stop(c)
+	defer func() {
+		if !errors.Is(err, errDeferred) {
+			e.watchdog.stop(c)
+		}
+	}()
 	var ctx context.Context = c
 	if !e.recovered || e.dirty {
 		activating := !e.recovered
@@ -151,15 +175,25 @@ func (e *entity[S, C, E, Env]) process(m *envelope[S, C, E]) (res Result[S, E], 
 	if run.commandID == "" {
 		run = e.h.rt.ids.next()
 	}
-	for range e.h.opts.MaxAttempts {
-		res, retry, err := e.attempt(ctx, m, run)
+	return e.attempts(c, m, run, 0)
+}
+
+// attempts runs attempts of the command, from attempt number first, until
+// one is not a concurrency conflict or Options.MaxAttempts have run. Only
+// the first may defer its outcome to a pending append (errDeferred).
+func (e *entity[S, C, E, Env]) attempts(c *commandContext, m *envelope[S, C, E], run instance, first int) (Result[S, E], error) {
+	var res Result[S, E]
+	for i := first; i < e.h.opts.MaxAttempts; i++ {
+		if i > 0 && m.commandID != "" {
+			if rec, ok := e.dedup.get(m.commandID); ok {
+				return e.duplicate(c, rec) // the other writer handled this very command
+			}
+		}
+		var retry bool
+		var err error
+		res, retry, err = e.attempt(c, m, run, i == 0)
 		if !retry {
 			return res, err
-		}
-		if m.commandID != "" {
-			if rec, ok := e.dedup.get(m.commandID); ok {
-				return e.duplicate(ctx, rec) // the other writer handled this very command
-			}
 		}
 	}
 	return res, fmt.Errorf("%w: %s: %d attempts conflicted with other writers", ErrTooManyAttempts, e.stream, e.h.opts.MaxAttempts)
@@ -167,7 +201,12 @@ func (e *entity[S, C, E, Env]) process(m *envelope[S, C, E]) (res Result[S, E], 
 
 // attempt runs the command once against the current state. retry reports
 // a concurrency conflict after which the state was brought up to date.
-func (e *entity[S, C, E, Env]) attempt(ctx context.Context, m *envelope[S, C, E], run instance) (res Result[S, E], retry bool, err error) {
+// With mayDefer, a command whose success needs nothing more of the actor
+// (no effect, no snapshot due) is appended through the store's callback,
+// if it has one: attempt then returns errDeferred, the caller is answered
+// from the store's goroutine, and the actor takes the outcome in at its
+// next message (settle).
+func (e *entity[S, C, E, Env]) attempt(c *commandContext, m *envelope[S, C, E], run instance, mayDefer bool) (res Result[S, E], retry bool, err error) {
 	def := e.h.def
 	decision, err := safeHandle(def.Handle, e.state, m.cmd, def.Env)
 	if err != nil {
@@ -185,7 +224,12 @@ func (e *entity[S, C, E, Env]) attempt(ctx context.Context, m *envelope[S, C, E]
 	// The next state is built in a field of the entity, not a local: a
 	// local whose address reaches Apply would be an allocation per command.
 	e.next = def.Clone(e.state)
-	defer e.clearNext()
+	deferred := false
+	defer func() {
+		if !deferred {
+			e.clearNext()
+		}
+	}()
 	if err := safeApply(def.Apply, &e.next, decision.Events); err != nil {
 		e.dirty = true
 		return res, false, fmt.Errorf("aggregate %s: apply: %w", e.stream, err)
@@ -195,17 +239,37 @@ func (e *entity[S, C, E, Env]) attempt(ctx context.Context, m *envelope[S, C, E]
 		e.dirty = true // Apply ran on a copy that may share memory with the state
 		return res, false, err
 	}
-	appended, err := e.h.rt.store.Append(ctx, e.stream, persistence.ExpectedVersion(e.version), data...)
-	switch {
-	case err == nil:
-		e.state, e.version = e.next, appended.Version
-		if m.commandID != "" {
-			e.dedup.add(commandRecord{ID: m.commandID, Version: appended.Version, Position: appended.Position, Count: len(data)})
+	if mayDefer && e.h.rt.async != nil && m.reply != nil && decision.Effect.IsNone() && !e.snapshotDue(e.version+int64(len(data))) {
+		if err := e.deferAppend(c, m, run, decision.Events, data); err != nil {
+			return e.appendFailed(c, m, err)
 		}
-		e.failures = 0
-		e.startEffect(m, decision.Effect)
-		e.maybeSnapshot()
-		return Result[S, E]{State: def.Clone(e.state), Events: decision.Events, Version: appended.Version, Position: appended.Position}, false, nil
+		deferred = true
+		return res, false, errDeferred
+	}
+	appended, err := e.h.rt.store.Append(c, e.stream, persistence.ExpectedVersion(e.version), data...)
+	if err != nil {
+		return e.appendFailed(c, m, err)
+	}
+	e.appended(m, appended, len(data))
+	e.startEffect(m, decision.Effect)
+	e.maybeSnapshot()
+	return Result[S, E]{State: def.Clone(e.state), Events: decision.Events, Version: appended.Version, Position: appended.Position}, false, nil
+}
+
+// appended takes in the events of m, now stored: the next state becomes
+// the state.
+func (e *entity[S, C, E, Env]) appended(m *envelope[S, C, E], appended persistence.AppendResult, count int) {
+	e.state, e.version = e.next, appended.Version
+	if m.commandID != "" {
+		e.dedup.add(commandRecord{ID: m.commandID, Version: appended.Version, Position: appended.Position, Count: count})
+	}
+	e.failures = 0
+}
+
+// appendFailed handles a failed append of m's events. retry reports a
+// concurrency conflict after which the state was brought up to date.
+func (e *entity[S, C, E, Env]) appendFailed(ctx context.Context, m *envelope[S, C, E], err error) (res Result[S, E], retry bool, _ error) {
+	switch {
 	case errors.Is(err, persistence.ErrConcurrency):
 		// Another writer got there first: catch up, then decide again.
 		e.dirty = true
@@ -375,8 +439,7 @@ func (e *entity[S, C, E, Env]) openSnapshot(snap persistence.Snapshot) (S, []com
 // never delays a reply. A failed write is logged and retried with a later
 // command.
 func (e *entity[S, C, E, Env]) maybeSnapshot() {
-	every := e.h.opts.SnapshotEvery
-	if every <= 0 || e.snapping || e.h.rt.snapshots == nil || e.version-e.snapVersion < int64(every) {
+	if !e.snapshotDue(e.version) {
 		return
 	}
 	snap, err := e.encodeSnapshot()
@@ -394,6 +457,12 @@ func (e *entity[S, C, E, Env]) maybeSnapshot() {
 		}
 		e.tell(snapshotDone{version: snap.Version, err: err})
 	})
+}
+
+// snapshotDue reports whether a snapshot is to be written at version.
+func (e *entity[S, C, E, Env]) snapshotDue(version int64) bool {
+	every := e.h.opts.SnapshotEvery
+	return every > 0 && !e.snapping && e.h.rt.snapshots != nil && version-e.snapVersion >= int64(every)
 }
 
 func (e *entity[S, C, E, Env]) encodeSnapshot() (persistence.Snapshot, error) {

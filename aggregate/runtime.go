@@ -20,6 +20,7 @@ import (
 type Runtime struct {
 	sys       *actor.System
 	store     persistence.EventStore
+	async     asyncAppender             // store, if it answers appends through a callback
 	snapshots persistence.SnapshotStore // nil: no snapshots
 	clock     composable.Clock
 	logger    *slog.Logger
@@ -76,6 +77,7 @@ func NewRuntime(sys *actor.System, store persistence.EventStore, opts ...Runtime
 	if s, ok := store.(persistence.SnapshotStore); ok {
 		rt.snapshots = s
 	}
+	rt.async, _ = store.(asyncAppender)
 	for _, o := range opts {
 		o(rt)
 	}

@@ -20,6 +20,9 @@
 // outcome: a request whose expected version or event id conflicts is refused
 // alone, and never fails its batch-mates. A caller returns only after the
 // transaction committed (with synchronous_commit on, after it is durable).
+// [Store.AppendAsync] queues the same way but returns at once; the writer
+// calls back with the outcome, so the caller need not hold a goroutine
+// while the transaction runs.
 //
 // # The global feed is gap-free
 //
@@ -32,7 +35,7 @@
 // order, and ReadAll is a plain ordered read. A rolled-back transaction
 // simply never numbered anything, so readers never wait on it. The cost is
 // that appends to one schema commit one transaction at a time — which group
-// commit turns into batches. All writes must go through Store.Append.
+// commit turns into batches. All writes must go through the store.
 //
 // # Failure
 //

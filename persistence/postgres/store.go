@@ -232,6 +232,26 @@ func (s *Store) Append(ctx context.Context, stream string, expected persistence.
 	}
 }
 
+// AppendAsync queues an append like Append and returns without waiting:
+// done is called exactly once, on the writer's goroutine, with the
+// outcome, unless AppendAsync returns an error (the append was not
+// queued). done must not block. If ctx ends before the writer takes the
+// append, done gets ctx's error; once taken, the append is decided and
+// done called whatever ctx does, within the batch timeout. A wrapper that
+// embeds *Store and overrides Append must override AppendAsync as well,
+// or callers that prefer it (aggregate actors) bypass the override.
+func (s *Store) AppendAsync(ctx context.Context, stream string, expected persistence.ExpectedVersion, events []persistence.EventData, done func(persistence.AppendResult, error)) error {
+	if err := persistence.ValidateAppend(stream, expected, events, s.cfg.maxEventSize); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r := &request{ctx: ctx, stream: stream, expected: expected, events: events,
+		metadata: encodeMetadata(events), callback: done}
+	return s.enqueue(ctx, r)
+}
+
 func (s *Store) enqueue(ctx context.Context, r *request) error {
 	s.gate.RLock()
 	defer s.gate.RUnlock()

@@ -21,7 +21,17 @@ type request struct {
 	expected persistence.ExpectedVersion
 	events   []persistence.EventData
 	metadata []string    // the events' metadata as JSON, "" for none; encoded by the caller
-	done     chan result // buffered: the writer never blocks on it
+	done     chan result // buffered: the writer never blocks on it; nil when callback is set
+	callback func(persistence.AppendResult, error)
+}
+
+// answer delivers the request's outcome: exactly once per request.
+func (r *request) answer(res result) {
+	if r.callback != nil {
+		r.callback(res.res, res.err)
+		return
+	}
+	r.done <- res
 }
 
 type result struct {
@@ -179,7 +189,7 @@ func (w *writer) commit(batch []*request) {
 			}
 		}
 		for _, r := range live {
-			r.done <- result{err: err}
+			r.answer(result{err: err})
 		}
 		return
 	}
@@ -194,11 +204,11 @@ func (w *writer) commit(batch []*request) {
 			wrote = true
 			w.store.batchedEvents.Add(int64(len(d.r.events)))
 		}
-		d.r.done <- result{res: d.res, err: d.err}
+		d.r.answer(result{res: d.res, err: d.err})
 	}
 	for _, r := range live { // a caller never waits forever, whatever happened above
-		if !answered[r] && r.ctx.Err() == nil {
-			r.done <- result{err: errors.New("postgres: append not decided (a bug): retry with the same event ids")}
+		if !answered[r] {
+			r.answer(result{err: errors.New("postgres: append not decided (a bug): retry with the same event ids")})
 		}
 	}
 	if wrote {
@@ -212,7 +222,7 @@ func (w *writer) alive(batch []*request) []*request {
 	live := make([]*request, 0, len(batch))
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
-			r.done <- result{err: err}
+			r.answer(result{err: err})
 			continue
 		}
 		live = append(live, r)

@@ -1,0 +1,229 @@
+package aggregate
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/composable-go/composable/actor"
+	"github.com/composable-go/composable/persistence"
+	"github.com/composable-go/composable/persistence/memory"
+)
+
+// asyncStore answers appends through callbacks, as the PostgreSQL store
+// does; while held, it keeps them until release.
+type asyncStore struct {
+	*memory.Store
+	mu     sync.Mutex
+	hold   bool
+	held   []func()
+	queued chan struct{} // receives a token per held append
+	fail   error         // the next append fails with it, if set
+}
+
+func newAsyncStore() *asyncStore {
+	return &asyncStore{Store: memory.New(), queued: make(chan struct{}, 16)}
+}
+
+func (s *asyncStore) AppendAsync(_ context.Context, stream string, expected persistence.ExpectedVersion, events []persistence.EventData, done func(persistence.AppendResult, error)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fail := s.fail
+	s.fail = nil
+	run := func() {
+		if fail != nil {
+			done(persistence.AppendResult{}, fail)
+			return
+		}
+		done(s.Append(context.Background(), stream, expected, events...))
+	}
+	if s.hold {
+		s.held = append(s.held, run)
+		s.queued <- struct{}{}
+		return nil
+	}
+	go run()
+	return nil
+}
+
+func (s *asyncStore) setHold(h bool) { s.mu.Lock(); s.hold = h; s.mu.Unlock() }
+
+// release runs the held appends.
+func (s *asyncStore) release() {
+	s.mu.Lock()
+	held := s.held
+	s.held = nil
+	s.mu.Unlock()
+	for _, run := range held {
+		run()
+	}
+}
+
+func startAsync(t *testing.T, store persistence.EventStore, opts Options) (*Runtime, *Type[numbers, add, added, struct{}]) {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sys := actor.NewSystem(actor.WithLogger(logger))
+	t.Cleanup(func() { _ = sys.Close() })
+	rt := NewRuntime(sys, store, WithLogger(logger))
+	t.Cleanup(func() { _ = rt.Close() })
+	typ, err := Register(rt, numbersDef(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt, typ
+}
+
+type sent struct {
+	res Result[numbers, added]
+	err error
+}
+
+func sendAsync(ctx context.Context, typ *Type[numbers, add, added, struct{}], n int) chan sent {
+	out := make(chan sent, 1)
+	go func() {
+		res, err := typ.Send(ctx, "x", add{N: n})
+		out <- sent{res, err}
+	}()
+	return out
+}
+
+func received(t *testing.T, c chan sent) sent {
+	t.Helper()
+	select {
+	case s := <-c:
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reply")
+		return sent{}
+	}
+}
+
+// TestDeferredAppendIsSettledBeforeTheNextMessage: while a command's
+// append is in flight, the next message to the aggregate waits for it and
+// sees its events; the first caller is answered from the store's
+// callback.
+func TestDeferredAppendIsSettledBeforeTheNextMessage(t *testing.T) {
+	store := newAsyncStore()
+	_, typ := startAsync(t, store, Options{})
+	ctx := context.Background()
+	if _, err := typ.Send(ctx, "x", add{N: 1}); err != nil { // activates
+		t.Fatal(err)
+	}
+	store.setHold(true)
+	first := sendAsync(ctx, typ, 2)
+	<-store.queued
+	second := sendAsync(ctx, typ, 3) // held by settle, then appended (and held)
+	select {
+	case s := <-first:
+		t.Fatalf("answered before its append completed: %+v", s)
+	default:
+	}
+	store.setHold(false)
+	store.release()
+	got := received(t, first)
+	if got.err != nil || got.res.Version != 2 || len(got.res.State.Seen) != 2 {
+		t.Fatalf("first: %+v", got)
+	}
+	got = received(t, second)
+	if got.err != nil || got.res.Version != 3 || len(got.res.State.Seen) != 3 || got.res.State.Seen[1] != 2 {
+		t.Fatalf("second: %+v", got)
+	}
+	res, err := typ.State(ctx, "x")
+	if err != nil || res.Version != 3 {
+		t.Fatalf("state: %+v, %v", res, err)
+	}
+}
+
+// TestDeferredAppendConflictIsRetried: a deferred append refused for a
+// concurrency conflict is handled on the actor — catch up, decide again —
+// and the caller gets the retried outcome, with nothing applied twice.
+func TestDeferredAppendConflictIsRetried(t *testing.T) {
+	store := newAsyncStore()
+	_, typ := startAsync(t, store, Options{})
+	ctx := context.Background()
+	if _, err := typ.Send(ctx, "x", add{N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// Another writer appends behind the actor's back; the store then
+	// refuses the actor's next append as stale.
+	other, _ := numbersDef().Events.Marshal(added{N: 100})
+	other.ID = "other"
+	if _, err := store.Append(ctx, "numbers/x", 1, other); err != nil {
+		t.Fatal(err)
+	}
+	store.mu.Lock()
+	store.fail = &persistence.ConcurrencyError{Stream: "numbers/x", Expected: 1, Actual: 2}
+	store.mu.Unlock()
+	res, err := typ.Send(ctx, "x", add{N: 2})
+	if err != nil || res.Version != 3 || len(res.State.Seen) != 3 || res.State.Seen[1] != 100 {
+		t.Fatalf("after the conflict: %+v, %v", res, err)
+	}
+	stored, err := store.Load(ctx, "numbers/x", 1)
+	if err != nil || len(stored) != 3 {
+		t.Fatalf("%d events stored (%v), want 3", len(stored), err)
+	}
+}
+
+// TestDeferredAppendOverrunFailsTheCommand: an append the store does not
+// answer within CommandTimeout fails the command with the deadline; when
+// the store's late answer says it landed after all, the aggregate, which
+// rehydrates, still counts it exactly once.
+func TestDeferredAppendOverrunFailsTheCommand(t *testing.T) {
+	store := newAsyncStore()
+	_, typ := startAsync(t, store, Options{CommandTimeout: 20 * time.Millisecond, MinBackoff: time.Nanosecond})
+	ctx := context.Background()
+	if _, err := typ.Send(ctx, "x", add{N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	store.setHold(true)
+	got := received(t, sendAsync(ctx, typ, 2))
+	if !errors.Is(got.err, context.DeadlineExceeded) || !errors.Is(got.err, ErrUnavailable) {
+		t.Fatalf("err = %v, want the command's deadline", got.err)
+	}
+	store.setHold(false)
+	store.release() // the late append lands; its answer is ignored
+	res, err := typ.State(ctx, "x")
+	if err != nil || res.Version != 2 || len(res.State.Seen) != 2 || res.State.Seen[1] != 2 {
+		t.Fatalf("after the late append: %+v, %v", res, err)
+	}
+	res2, err := typ.Send(ctx, "x", add{N: 3})
+	if err != nil || res2.Version != 3 {
+		t.Fatalf("next command: %+v, %v", res2, err)
+	}
+}
+
+// TestCloseWaitsForDeferredAppends: Close answers the commands whose
+// appends are in flight before it stops the aggregates.
+func TestCloseWaitsForDeferredAppends(t *testing.T) {
+	store := newAsyncStore()
+	rt, typ := startAsync(t, store, Options{})
+	ctx := context.Background()
+	if _, err := typ.Send(ctx, "x", add{N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	store.setHold(true)
+	pending := sendAsync(ctx, typ, 2)
+	<-store.queued
+	closed := make(chan struct{})
+	go func() {
+		_ = rt.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned with a command in flight")
+	case <-time.After(20 * time.Millisecond):
+	}
+	store.release()
+	if got := received(t, pending); got.err != nil || got.res.Version != 2 {
+		t.Fatalf("in-flight command: %+v", got)
+	}
+	<-closed
+	if _, err := typ.Send(ctx, "x", add{N: 3}); !errors.Is(err, ErrShuttingDown) {
+		t.Fatalf("after Close: %v", err)
+	}
+}
