@@ -24,9 +24,9 @@ type host[S, C, E, Env any] struct {
 	// channel whose caller gave up is never put back: the reply may still
 	// come.
 	replies sync.Pool
-	// routes holds a *route per live, not stopping child, for commands to
-	// skip the manager.
-	routes sync.Map
+	// routes holds the route of each live, not stopping child, for
+	// commands to skip the manager.
+	routes routeTable
 	// metadata holds, per command type name, the metadata of events whose
 	// command carries no metadata and no id. Shared and never modified.
 	metadata sync.Map
@@ -120,14 +120,46 @@ type route struct {
 	lastUsed atomic.Int64 // runtime clock, Unix nanoseconds, of the last direct post
 }
 
+// routeTable maps ids to routes. Every command reads it and only
+// activations and stops write it, so a map under a read-write lock beats
+// a sync.Map, whose lookups chase pointers through a trie.
+type routeTable struct {
+	mu sync.RWMutex
+	m  map[string]*route
+}
+
+func (t *routeTable) load(id string) *route {
+	t.mu.RLock()
+	r := t.m[id]
+	t.mu.RUnlock()
+	return r
+}
+
+func (t *routeTable) store(id string, r *route) {
+	t.mu.Lock()
+	if t.m == nil {
+		t.m = map[string]*route{}
+	}
+	t.m[id] = r
+	t.mu.Unlock()
+}
+
+// remove deletes id's route if it is r.
+func (t *routeTable) remove(id string, r *route) {
+	t.mu.Lock()
+	if t.m[id] == r {
+		delete(t.m, id)
+	}
+	t.mu.Unlock()
+}
+
 // sendDirect posts m straight to its aggregate if that one is live and not
 // stopping, and reports whether it did.
 func (h *host[S, C, E, Env]) sendDirect(m *envelope[S, C, E]) bool {
-	v, ok := h.routes.Load(m.id)
-	if !ok {
+	r := h.routes.load(m.id)
+	if r == nil {
 		return false
 	}
-	r := v.(*route)
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed {

@@ -194,7 +194,7 @@ func (m *manager[S, C, E, Env]) leastRecentlyUsed() *child[S, C, E] {
 // direct commands cannot overtake them.
 func (m *manager[S, C, E, Env]) openRoute(c *child[S, C, E]) {
 	if !c.stopping {
-		m.h.routes.Store(c.id, c.route)
+		m.h.routes.store(c.id, c.route)
 	}
 }
 
@@ -204,5 +204,5 @@ func (m *manager[S, C, E, Env]) closeRoute(c *child[S, C, E]) {
 	c.route.mu.Lock()
 	c.route.closed = true
 	c.route.mu.Unlock()
-	m.h.routes.CompareAndDelete(c.id, c.route)
+	m.h.routes.remove(c.id, c.route)
 }
