@@ -14,21 +14,25 @@ import (
 // (Done closes) when the deadline passes or the command is over.
 //
 // It does what context.WithTimeout(context.WithoutCancel(ctx), d) does,
-// with three small allocations instead of a context chain and a timer per
-// command: the timer is the entity's, re-armed for each command. It
+// with two small allocations instead of a context chain and a timer per
+// command (three if someone asks for Done): the timer is the entity's, re-armed for each command. It
 // implements AfterFunc, so context.AfterFunc and contexts derived from it
 // (a driver watching a query, say) need no goroutine to watch it.
 type commandContext struct {
 	values   context.Context // context.WithoutCancel of the caller's: its cause stays out too
 	deadline time.Time
-	done     chan struct{}
-	state    atomic.Int32 // running, or why it ended
+	done     atomic.Pointer[chan struct{}] // made by the first Done, closed when c ends
+	state    atomic.Int32                  // running, or why it ended
 
-	mu     sync.Mutex
+	mu     sync.Mutex   // held to make or close done, and for afters
 	afters []*afterFunc // registered by AfterFunc, run when c ends
 
-	overrun atomic.Pointer[func()] // called when c overruns, if set
+	overrun atomic.Pointer[overrunHook] // told when c overruns, if set
 }
+
+// overrunHook is told when a command's context overruns. A pointer to one
+// that lives inside the listener costs no allocation.
+type overrunHook struct{ listener interface{ overrun() } }
 
 type afterFunc struct {
 	f       func()
@@ -42,17 +46,34 @@ const (
 )
 
 func (c *commandContext) Deadline() (time.Time, bool) { return c.deadline, true }
-func (c *commandContext) Done() <-chan struct{}       { return c.done }
 func (c *commandContext) Value(key any) any           { return c.values.Value(key) }
 
-// Err is nil until Done is closed, as the Context contract requires (end
-// records the reason just before it closes Done).
+// Done returns a channel that is closed when c ends. It is made on first
+// use: most commands end without anyone asking.
+func (c *commandContext) Done() <-chan struct{} {
+	if d := c.done.Load(); d != nil {
+		return *d
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d := c.done.Load(); d != nil {
+		return *d
+	}
+	d := make(chan struct{})
+	if c.state.Load() != running {
+		close(d) // end has run, or will find it closed
+	}
+	c.done.Store(&d)
+	return d
+}
+
+// Err is nil until Done is closed, as the Context contract requires: end
+// records the reason just before it closes Done, so Err waits for that.
 func (c *commandContext) Err() error {
-	select {
-	case <-c.done:
-	default:
+	if c.state.Load() == running {
 		return nil
 	}
+	<-c.Done()
 	if c.state.Load() == overran {
 		return context.DeadlineExceeded
 	}
@@ -95,8 +116,14 @@ func (c *commandContext) end(reason int32) {
 	if !c.state.CompareAndSwap(running, reason) {
 		return
 	}
-	close(c.done)
 	c.mu.Lock()
+	if d := c.done.Load(); d != nil {
+		select {
+		case <-*d: // Done made it after the state changed, closed
+		default:
+			close(*d)
+		}
+	}
 	afters := c.afters
 	c.afters = nil
 	for _, a := range afters {
@@ -118,7 +145,7 @@ type watchdog struct {
 
 // start returns the context of a command that must end within timeout.
 func (w *watchdog) start(values context.Context, timeout time.Duration) *commandContext {
-	c := &commandContext{values: context.WithoutCancel(values), deadline: time.Now().Add(timeout), done: make(chan struct{})}
+	c := &commandContext{values: context.WithoutCancel(values), deadline: time.Now().Add(timeout)}
 	w.current.Store(c)
 	if w.timer == nil {
 		w.timer = time.AfterFunc(timeout, w.fire)
@@ -143,8 +170,8 @@ func (w *watchdog) stop(c *commandContext) {
 func (w *watchdog) fire() {
 	if c := w.current.Load(); c != nil && !time.Now().Before(c.deadline) {
 		c.end(overran)
-		if f := c.overrun.Load(); f != nil {
-			(*f)()
+		if h := c.overrun.Load(); h != nil {
+			h.listener.overrun()
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -146,4 +148,39 @@ func TestCommandContextDropsStoppedAfterFuncs(t *testing.T) {
 		t.Fatalf("%d stopped AfterFuncs kept", kept)
 	}
 	w.stop(c)
+}
+
+// TestCommandContextDoneMadeLazily: Done is made on first use, before or
+// after the end, and Err is never non-nil while Done is open, however the
+// calls interleave with the end.
+func TestCommandContextDoneMadeLazily(t *testing.T) {
+	var w watchdog
+	defer w.close()
+	for range 200 {
+		c := w.start(context.Background(), time.Hour)
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() {
+				for c.Err() == nil {
+					runtime.Gosched()
+				}
+				select {
+				case <-c.Done():
+				default:
+					t.Error("Err non-nil while Done is open")
+				}
+			})
+		}
+		wg.Go(func() { <-c.Done() })
+		w.stop(c)
+		wg.Wait()
+	}
+	// Never asked for during the command: made closed afterwards.
+	c := w.start(context.Background(), time.Hour)
+	w.stop(c)
+	select {
+	case <-c.Done():
+	default:
+		t.Fatal("Done open after the end")
+	}
 }

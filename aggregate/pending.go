@@ -45,8 +45,8 @@ type pendingAppend[S, C, E any] struct {
 	count  int          // events appended
 	result Result[S, E] // the reply on success, but for version and position
 	wake   chan struct{}
-	notify func() // asks the actor to settle, when the append failed
-	expire func() // completes with the deadline's error
+	notify func()      // asks the actor to settle, when the append failed
+	hook   overrunHook // the command context's, set to p
 
 	done     atomic.Bool
 	appended persistence.AppendResult
@@ -60,14 +60,19 @@ type pendingAppend[S, C, E any] struct {
 func (e *entity[S, C, E, Env]) deferAppend(c *commandContext, m *envelope[S, C, E], run instance, events []E, data []persistence.EventData) error {
 	p := &pendingAppend[S, C, E]{rt: e.h.rt, m: m, run: run, c: c, count: len(data),
 		wake: e.wake, notify: e.settleLater, result: Result[S, E]{State: e.h.def.Clone(e.next), Events: events}}
-	p.expire = func() { p.complete(persistence.AppendResult{}, context.DeadlineExceeded) }
-	c.overrun.Store(&p.expire)
+	p.hook.listener = p
+	c.overrun.Store(&p.hook)
 	if err := e.h.rt.async.AppendAsync(c, e.stream, persistence.ExpectedVersion(e.version), data, p.complete); err != nil {
 		c.overrun.Store(nil)
 		return err
 	}
 	e.pending = p
 	return nil
+}
+
+// overrun completes p with the command's deadline.
+func (p *pendingAppend[S, C, E]) overrun() {
+	p.complete(persistence.AppendResult{}, context.DeadlineExceeded)
 }
 
 // complete takes the append's outcome, once: the first of the store and

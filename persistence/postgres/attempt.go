@@ -170,8 +170,9 @@ func (w *writer) write(ctx context.Context, conn *pgx.Conn, rows *rowSet, begin 
 	}
 	var head int64
 	if rows.len() > 0 {
-		b.Queue(q.insert, rows.streams, rows.versions, rows.ids, rows.types, rows.schemaVersions,
-			rows.data, rows.offsets, rows.lengths, rows.metadata)
+		b.Queue(q.insert, textArray(rows.streams), int8Array(rows.versions), textArray(rows.ids),
+			textArray(rows.types), int4Array(rows.schemaVersions), rows.data,
+			int4Array(rows.offsets), int4Array(rows.lengths), textArray(rows.metadata))
 		b.Queue(q.head).QueryRow(func(row pgx.Row) error { return row.Scan(&head) })
 	}
 	if hook := w.store.beforeCommit; hook != nil {

@@ -3,6 +3,7 @@ package postgres
 import (
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/composable-go/composable/persistence"
 )
@@ -102,11 +103,10 @@ func firstStored(events []persistence.EventData, existing map[string]bool) strin
 	return ""
 }
 
-// encodeMetadata returns the JSON text of each event's metadata, "" when
-// it is empty (stored as NULL). Events of one command usually carry equal
-// metadata: such a run is encoded once.
-func encodeMetadata(events []persistence.EventData) []string {
-	out := make([]string, len(events))
+// encodeMetadata sets out[i] to the JSON text of events[i]'s metadata, ""
+// when it is empty (stored as NULL). Events of one command usually carry
+// equal metadata: such a run is encoded once.
+func encodeMetadata(out []string, events []persistence.EventData) {
 	for i, e := range events {
 		switch {
 		case len(e.Metadata) == 0:
@@ -116,7 +116,6 @@ func encodeMetadata(events []persistence.EventData) []string {
 			out[i] = metadataJSON(e.Metadata)
 		}
 	}
-	return out
 }
 
 // metadataJSON encodes metadata as a JSON object with sorted keys. The
@@ -133,43 +132,48 @@ func metadataJSON(md map[string]string) string {
 	for _, k := range keys {
 		size += len(k) + len(md[k]) + 6
 	}
-	b := make([]byte, 0, size)
-	b = append(b, '{')
+	var b strings.Builder // its String shares its memory: one allocation
+	b.Grow(size)
+	b.WriteByte('{')
 	for i, k := range keys {
 		if i > 0 {
-			b = append(b, ',')
+			b.WriteByte(',')
 		}
-		b = appendJSONString(b, k)
-		b = append(b, ':')
-		b = appendJSONString(b, md[k])
+		writeJSONString(&b, k)
+		b.WriteByte(':')
+		writeJSONString(&b, md[k])
 	}
-	return string(append(b, '}'))
+	b.WriteByte('}')
+	return b.String()
 }
 
-func appendJSONString(b []byte, s string) []byte {
+func writeJSONString(b *strings.Builder, s string) {
 	const hex = "0123456789abcdef"
-	b = append(b, '"')
+	b.WriteByte('"')
 	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' {
 			continue
 		}
-		b = append(b, s[start:i]...)
+		b.WriteString(s[start:i])
 		switch c {
 		case '"', '\\':
-			b = append(b, '\\', c)
+			b.WriteByte('\\')
+			b.WriteByte(c)
 		case '\n':
-			b = append(b, '\\', 'n')
+			b.WriteString(`\n`)
 		case '\r':
-			b = append(b, '\\', 'r')
+			b.WriteString(`\r`)
 		case '\t':
-			b = append(b, '\\', 't')
+			b.WriteString(`\t`)
 		default:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			b.WriteString(`\u00`)
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&0xf])
 		}
 		start = i + 1
 	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	b.WriteString(s[start:])
+	b.WriteByte('"')
 }

@@ -32,7 +32,8 @@ func TestMetadataJSON(t *testing.T) {
 func TestEncodeMetadataSharesEqualRuns(t *testing.T) {
 	md := map[string]string{"command-id": "c1"}
 	events := []persistence.EventData{{Metadata: md}, {Metadata: maps.Clone(md)}, {}, {Metadata: map[string]string{"x": "y"}}}
-	got := encodeMetadata(events)
+	got := make([]string, len(events))
+	encodeMetadata(got, events)
 	want := []string{`{"command-id":"c1"}`, `{"command-id":"c1"}`, "", `{"x":"y"}`}
 	if !slices.Equal(got, want) {
 		t.Fatalf("encodeMetadata = %q, want %q", got, want)

@@ -114,7 +114,9 @@ func TestResolveAnswersFromWhatLanded(t *testing.T) {
 		for _, id := range ids {
 			events = append(events, ev(id))
 		}
-		return &request{ctx: ctx, stream: stream, expected: expected, events: events, metadata: encodeMetadata(events), done: make(chan result, 1)}
+		r := newRequest(ctx, stream, expected, events)
+		r.done = make(chan result, 1)
+		return r
 	}
 	// The batch did commit: its decisions stand, with stored positions.
 	r := req("s", persistence.NoStream, "a", "b")

@@ -219,8 +219,8 @@ func (s *Store) Append(ctx context.Context, stream string, expected persistence.
 	if err := ctx.Err(); err != nil {
 		return persistence.AppendResult{}, err
 	}
-	r := &request{ctx: ctx, stream: stream, expected: expected, events: events,
-		metadata: encodeMetadata(events), done: make(chan result, 1)}
+	r := newRequest(ctx, stream, expected, events)
+	r.done = make(chan result, 1)
 	if err := s.enqueue(ctx, r); err != nil {
 		return persistence.AppendResult{}, err
 	}
@@ -247,8 +247,8 @@ func (s *Store) AppendAsync(ctx context.Context, stream string, expected persist
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := &request{ctx: ctx, stream: stream, expected: expected, events: events,
-		metadata: encodeMetadata(events), callback: done}
+	r := newRequest(ctx, stream, expected, events)
+	r.callback = done
 	return s.enqueue(ctx, r)
 }
 
@@ -257,6 +257,11 @@ func (s *Store) enqueue(ctx context.Context, r *request) error {
 	defer s.gate.RUnlock()
 	if s.closed {
 		return ErrClosed
+	}
+	select {
+	case s.requests <- r: // without asking ctx for Done, which may cost
+		return nil
+	default:
 	}
 	select {
 	case s.requests <- r:

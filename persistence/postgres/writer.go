@@ -23,6 +23,20 @@ type request struct {
 	metadata []string    // the events' metadata as JSON, "" for none; encoded by the caller
 	done     chan result // buffered: the writer never blocks on it; nil when callback is set
 	callback func(persistence.AppendResult, error)
+	meta1    [1]string // metadata's storage for a single event
+}
+
+// newRequest returns the request to append events to stream, its
+// metadata encoded.
+func newRequest(ctx context.Context, stream string, expected persistence.ExpectedVersion, events []persistence.EventData) *request {
+	r := &request{ctx: ctx, stream: stream, expected: expected, events: events}
+	if len(events) == 1 {
+		r.metadata = r.meta1[:]
+	} else {
+		r.metadata = make([]string, len(events))
+	}
+	encodeMetadata(r.metadata, events)
+	return r
 }
 
 // answer delivers the request's outcome: exactly once per request.
