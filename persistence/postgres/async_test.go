@@ -85,3 +85,23 @@ func TestAppendAsync(t *testing.T) {
 		t.Fatalf("closed store: %v, want ErrClosed", err)
 	}
 }
+
+// TestSnapshotBatchKeepsEachStreamsNewest: one batch may hold several
+// snapshots of a stream, which one upsert cannot write; the newest wins,
+// in whatever order they came.
+func TestSnapshotBatchKeepsEachStreamsNewest(t *testing.T) {
+	pool := pgtest.Pool(t)
+	s := newStore(t, pool, pgtest.Schema(t, pool, "snapshot_batch"))
+	snap := func(stream string, v int64) *snapshotRequest {
+		return &snapshotRequest{snap: persistence.Snapshot{StreamID: stream, Version: v, Data: []byte{byte(v)}}}
+	}
+	if err := s.saveSnapshots([]*snapshotRequest{snap("a", 3), snap("b", 9), snap("a", 5), snap("b", 2), snap("a", 4)}); err != nil {
+		t.Fatal(err)
+	}
+	for stream, want := range map[string]int64{"a": 5, "b": 9} {
+		got, ok, err := s.LoadSnapshot(ctxFor(t), stream)
+		if err != nil || !ok || got.Version != want || got.Data[0] != byte(want) {
+			t.Fatalf("%s: %+v, %v, %v; want version %d", stream, got, ok, err, want)
+		}
+	}
+}

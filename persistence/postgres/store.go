@@ -40,6 +40,9 @@ type Store struct {
 	requests chan *request
 	stopped  chan struct{}
 
+	snapshotRequests chan *snapshotRequest // to the snapshot writer; closed by Close
+	snapshotsStopped chan struct{}
+
 	wake     sync.Mutex
 	appended chan struct{} // closed and replaced after each commit
 
@@ -127,9 +130,13 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 		requests: make(chan *request, 4096),
 		stopped:  make(chan struct{}),
 		appended: make(chan struct{}),
+
+		snapshotRequests: make(chan *snapshotRequest, 1024),
+		snapshotsStopped: make(chan struct{}),
 	}
 	w := &writer{store: s, versions: map[string]int64{}}
 	go w.run()
+	go s.writeSnapshots()
 	return s, nil
 }
 
@@ -192,9 +199,11 @@ func (s *Store) Close() error {
 	if !s.closed {
 		s.closed = true
 		close(s.requests)
+		close(s.snapshotRequests)
 	}
 	s.gate.Unlock()
 	<-s.stopped
+	<-s.snapshotsStopped
 	// Waits for a concurrent first Appended to finish starting the listener,
 	// and keeps later calls from starting one.
 	s.listenOnce.Do(func() {})
@@ -329,25 +338,28 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap persistence.Snapshot) err
 	if err := persistence.ValidateSnapshot(snap, s.cfg.maxEventSize); err != nil {
 		return err
 	}
-	data := snap.Data
-	if data == nil {
-		data = []byte{}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	// A snapshot is a cache of what the events say, so its commit need not
-	// wait for the disk: a crash can lose the latest snapshots (replay then
-	// takes longer) but never an event, and no snapshot can outlive the
-	// events it covers, which committed durably before it was taken. Not
-	// waiting keeps snapshot writes from competing with appends for WAL
-	// flushes. One round trip.
-	b := &pgx.Batch{}
-	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
-	b.Queue("SET LOCAL synchronous_commit TO off")
-	b.Queue(s.q.saveSnapshot, snap.StreamID, snap.Version, snap.SchemaVersion, data)
-	b.Queue("COMMIT")
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("postgres: save snapshot of %q: %w", snap.StreamID, err)
+	r := &snapshotRequest{snap: snap, done: make(chan error, 1)}
+	s.gate.RLock()
+	if s.closed {
+		s.gate.RUnlock()
+		return ErrClosed
 	}
-	return nil
+	select {
+	case s.snapshotRequests <- r:
+	case <-ctx.Done():
+		s.gate.RUnlock()
+		return ctx.Err()
+	}
+	s.gate.RUnlock()
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // LoadSnapshot implements [persistence.SnapshotStore].
@@ -390,7 +402,7 @@ func (s *Store) signalAppended() {
 type queries struct {
 	lock, streamVersions, existingIDs, head, insert, notify, locate string
 	load, streamVersion, readAll                                    string
-	saveSnapshot, loadSnapshot                                      string
+	saveSnapshots, loadSnapshot                                     string
 	loadCheckpoint, saveCheckpoint                                  string
 	channel                                                         string
 }
@@ -416,7 +428,8 @@ func newQueries(schema string) queries {
 		load:          "SELECT " + columns + " FROM " + events + " WHERE stream_id = $1 AND version >= $2 ORDER BY version",
 		streamVersion: "SELECT coalesce(max(version), 0) FROM " + events + " WHERE stream_id = $1",
 		readAll:       "SELECT " + columns + " FROM " + events + " WHERE global_position > $1 ORDER BY global_position LIMIT $2",
-		saveSnapshot: "INSERT INTO " + snapshots + " (stream_id, version, schema_version, data) VALUES ($1, $2, $3, $4) " +
+		saveSnapshots: "INSERT INTO " + snapshots + " (stream_id, version, schema_version, data) " +
+			"SELECT * FROM unnest($1::text[], $2::int8[], $3::int4[], $4::bytea[]) " +
 			"ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version, data = EXCLUDED.data, saved_at = now() " +
 			"WHERE " + snapshots + ".version <= EXCLUDED.version",
 		loadSnapshot:   "SELECT version, schema_version, data FROM " + snapshots + " WHERE stream_id = $1",

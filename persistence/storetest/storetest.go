@@ -55,6 +55,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"ReadAllPaging", testReadAllPaging},
 		{"StreamsAreIsolated", testIsolation},
 		{"Snapshots", testSnapshots},
+		{"ConcurrentSnapshotsKeepTheNewest", testConcurrentSnapshots},
 		{"BadInputWritesNothing", testBadInput},
 		{"CancelledContextWritesNothing", testCancelledContext},
 		{"GlobalFeedUnderConcurrentWriters", testGlobalFeedOrder},
@@ -490,6 +491,35 @@ func testSnapshots(t *testing.T, s Store) {
 	} {
 		if err := s.SaveSnapshot(ctx, bad); !errors.Is(err, persistence.ErrInvalidInput) {
 			t.Errorf("SaveSnapshot(%q, v%d, %d bytes) err = %v, want ErrInvalidInput", bad.StreamID, bad.Version, len(bad.Data), err)
+		}
+	}
+}
+
+// testConcurrentSnapshots saves many versions of a few streams' snapshots
+// at once, in no order (stores may write them in batches): each stream
+// ends with its newest.
+func testConcurrentSnapshots(t *testing.T, s Store) {
+	ctx := ctxFor(t)
+	const streams, versions = 4, 40
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range streams * versions {
+				k := (i*7 + w*13) % (streams * versions) // each writer its own order
+				stream, v := fmt.Sprint("snap-", k%streams), int64(k/streams+1)
+				snap := persistence.Snapshot{StreamID: stream, Version: v, SchemaVersion: 1, Data: []byte(fmt.Sprint("v", v))}
+				if err := s.SaveSnapshot(ctx, snap); err != nil {
+					t.Errorf("SaveSnapshot(%s v%d): %v", stream, v, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i := range streams {
+		got, ok, err := s.LoadSnapshot(ctx, fmt.Sprint("snap-", i))
+		if err != nil || !ok || got.Version != versions || string(got.Data) != fmt.Sprint("v", versions) {
+			t.Fatalf("snap-%d = %+v, %v, %v; want version %d", i, got, ok, err, versions)
 		}
 	}
 }
