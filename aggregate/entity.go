@@ -21,6 +21,7 @@ import (
 // during recovery too — wait in the mailbox and run in arrival order.
 type entity[S, C, E, Env any] struct {
 	h      *host[S, C, E, Env]
+	route  *route[S, C, E] // its exec is held while a message is handled
 	id     string
 	stream string
 	self   *protoactor.PID
@@ -59,11 +60,17 @@ type snapshotDone struct {
 
 func (snapshotDone) IgnoreDeadLetterLogging() {}
 
-func newEntity[S, C, E, Env any](h *host[S, C, E, Env], id string) *entity[S, C, E, Env] {
-	return &entity[S, C, E, Env]{h: h, id: id, stream: streamName(h.def.Type, id)}
+func newEntity[S, C, E, Env any](h *host[S, C, E, Env], id string, r *route[S, C, E]) *entity[S, C, E, Env] {
+	return &entity[S, C, E, Env]{h: h, route: r, id: id, stream: streamName(h.def.Type, id)}
 }
 
 func (e *entity[S, C, E, Env]) Receive(ctx protoactor.Context) {
+	e.route.exec.Lock()
+	defer e.route.exec.Unlock()
+	switch ctx.Message().(type) {
+	case *envelope[S, C, E], settlePending, snapshotDone, passivateCheck:
+		e.route.queued.Add(-1) // posted through route.post
+	}
 	switch msg := ctx.Message().(type) {
 	case *protoactor.Started:
 		e.self = ctx.Self()
@@ -102,8 +109,21 @@ func (e *entity[S, C, E, Env]) tell(msg any) {
 	e.gate.RLock()
 	defer e.gate.RUnlock()
 	if !e.stopped {
-		e.h.rt.sys.ActorSystem().Root.Send(e.self, msg)
+		e.route.post(e.h.rt.sys.ActorSystem().Root.Send, msg)
 	}
+}
+
+// runInline handles a direct command on the sender's goroutine, the caller
+// holding the route's exec with nothing queued, if the aggregate is in its
+// steady state: recovered, and no append in flight (one that completed is
+// taken in first). Otherwise it reports false, and the command goes
+// through the mailbox.
+func (e *entity[S, C, E, Env]) runInline(m *envelope[S, C, E]) bool {
+	if e.self == nil || !e.trySettle() || !e.recovered || e.dirty {
+		return false
+	}
+	e.handle(m)
+	return true
 }
 
 // handle answers one command or query. Every path replies exactly once.

@@ -26,7 +26,7 @@ type host[S, C, E, Env any] struct {
 	replies sync.Pool
 	// routes holds the route of each live, not stopping child, for
 	// commands to skip the manager.
-	routes routeTable
+	routes routeTable[S, C, E]
 	// metadata holds, per command type name, the metadata of events whose
 	// command carries no metadata and no id. Shared and never modified.
 	metadata sync.Map
@@ -113,39 +113,56 @@ func (h *host[S, C, E, Env]) typeMetadata(cmd C) map[string]string {
 // every direct post is in the child's mailbox before the stop, and is
 // handled by this activation. Later commands go through the manager, which
 // holds them for the next activation.
-type route struct {
+//
+// A command for a child with nothing to do runs on the sender's goroutine
+// instead: the hand-off to a worker costs as much as the command itself.
+// The child holds exec while it handles any message, and queued counts the
+// messages posted to it and not yet taken: a sender that gets exec while
+// none is queued may run its command in place (inline), after everything
+// posted before it and before anything posted after.
+type route[S, C, E any] struct {
 	pid      *protoactor.PID
 	mu       sync.RWMutex
 	closed   bool
-	lastUsed atomic.Int64 // runtime clock, Unix nanoseconds, of the last direct post
+	lastUsed atomic.Int64 // runtime clock, Unix nanoseconds, of the last direct use
+
+	exec   sync.Mutex
+	queued atomic.Int64
+	inline func(*envelope[S, C, E]) bool // runs a command in place if the child can; holds exec
+}
+
+// post sends msg to the child, counted in queued.
+func (r *route[S, C, E]) post(send func(*protoactor.PID, any), msg any) {
+	r.queued.Add(1)
+	send(r.pid, msg)
 }
 
 // routeTable maps ids to routes. Every command reads it and only
 // activations and stops write it, so a map under a read-write lock beats
 // a sync.Map, whose lookups chase pointers through a trie.
-type routeTable struct {
+type routeTable[S, C, E any] struct {
 	mu sync.RWMutex
-	m  map[string]*route
+	m  map[string]*route[S, C, E]
 }
 
-func (t *routeTable) load(id string) *route {
+func (t *routeTable[S, C, E]) load(id string) *route[S, C, E] {
 	t.mu.RLock()
 	r := t.m[id]
 	t.mu.RUnlock()
 	return r
 }
 
-func (t *routeTable) store(id string, r *route) {
+func (t *routeTable[S, C, E]) store(id string, r *route[S, C, E]) {
 	t.mu.Lock()
 	if t.m == nil {
-		t.m = map[string]*route{}
+		t.m = map[string]*route[S, C, E]{}
 	}
 	t.m[id] = r
 	t.mu.Unlock()
 }
 
 // remove deletes id's route if it is r.
-func (t *routeTable) remove(id string, r *route) {
+func (t *routeTable[S, C, E]) remove(id string, r *route[S, C, E]) {
 	t.mu.Lock()
 	if t.m[id] == r {
 		delete(t.m, id)
@@ -154,19 +171,48 @@ func (t *routeTable) remove(id string, r *route) {
 }
 
 // sendDirect posts m straight to its aggregate if that one is live and not
-// stopping, and reports whether it did.
+// stopping, and reports whether it did. If the aggregate is idle, m runs
+// here, on the caller's goroutine.
 func (h *host[S, C, E, Env]) sendDirect(m *envelope[S, C, E]) bool {
 	r := h.routes.load(m.id)
 	if r == nil {
 		return false
 	}
 	r.mu.RLock()
+	if r.closed {
+		r.mu.RUnlock()
+		return false
+	}
+	r.lastUsed.Store(h.rt.clock.Now().UnixNano())
+	if r.exec.TryLock() {
+		if r.queued.Load() == 0 {
+			// Nothing is queued or running: m is next. The child stays
+			// live until exec is released — the manager closes the route
+			// before it stops the child, and the stop waits for exec — so
+			// the route's lock need not be held meanwhile.
+			r.mu.RUnlock()
+			ran := r.inline(m)
+			r.exec.Unlock()
+			if ran {
+				return true
+			}
+			return h.post(r, m)
+		}
+		r.exec.Unlock()
+	}
+	defer r.mu.RUnlock()
+	r.post(h.rt.sys.ActorSystem().Root.Send, m) // never blocks: the mailbox is unbounded
+	return true
+}
+
+// post posts m to r's child if r is still open.
+func (h *host[S, C, E, Env]) post(r *route[S, C, E], m *envelope[S, C, E]) bool {
+	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.closed {
 		return false
 	}
-	r.lastUsed.Store(h.rt.clock.Now().UnixNano())
-	h.rt.sys.ActorSystem().Root.Send(r.pid, m) // never blocks: the mailbox is unbounded
+	r.post(h.rt.sys.ActorSystem().Root.Send, m)
 	return true
 }
 

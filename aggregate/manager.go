@@ -24,8 +24,8 @@ func (passivateOK) IgnoreDeadLetterLogging()    {}
 type child[S, C, E any] struct {
 	id       string
 	pid      *protoactor.PID
-	route    *route    // for commands that skip the manager
-	lastUsed time.Time // of the last command routed here; see used
+	route    *route[S, C, E] // for commands that skip the manager
+	lastUsed time.Time       // of the last command routed here; see used
 	lru      *list.Element
 	stopping bool                 // poisoned: new commands wait in buffer
 	buffer   []*envelope[S, C, E] // commands for the next activation
@@ -71,7 +71,7 @@ func (m *manager[S, C, E, Env]) route(ctx protoactor.Context, msg *envelope[S, C
 	}
 	c.lastUsed = m.h.rt.clock.Now()
 	m.lru.MoveToFront(c.lru)
-	ctx.Send(c.pid, msg)
+	c.route.post(ctx.Send, msg)
 }
 
 func (m *manager[S, C, E, Env]) spawn(ctx protoactor.Context, id string) *child[S, C, E] {
@@ -82,9 +82,12 @@ func (m *manager[S, C, E, Env]) spawn(ctx protoactor.Context, id string) *child[
 		}
 		m.stopChild(ctx, oldest)
 	}
-	e := newEntity(m.h, id)
-	pid := ctx.Spawn(protoactor.PropsFromProducer(func() protoactor.Actor { return e }, protoactor.WithDispatcher(m.h.rt.workers)))
-	c := &child[S, C, E]{id: id, pid: pid, route: &route{pid: pid}}
+	r := &route[S, C, E]{}
+	e := newEntity(m.h, id, r)
+	r.inline = e.runInline
+	r.pid = ctx.Spawn(protoactor.PropsFromProducer(func() protoactor.Actor { return e }, protoactor.WithDispatcher(m.h.rt.workers)))
+	pid := r.pid
+	c := &child[S, C, E]{id: id, pid: pid, route: r}
 	c.lru = m.lru.PushFront(c)
 	m.children[id] = c
 	m.byPID[pid.Id] = id
@@ -129,7 +132,7 @@ func (m *manager[S, C, E, Env]) terminated(ctx protoactor.Context, pid *protoact
 	next := m.spawn(ctx, id)
 	next.lastUsed = m.h.rt.clock.Now()
 	for _, msg := range c.buffer {
-		ctx.Send(next.pid, msg)
+		next.route.post(ctx.Send, msg)
 	}
 	m.openRoute(next) // the held commands first
 }
@@ -146,7 +149,7 @@ func (m *manager[S, C, E, Env]) sweep(ctx protoactor.Context) {
 		case c.lastUsed.After(idleSince):
 			return // the rest were used more recently
 		case !c.stopping:
-			ctx.Send(c.pid, passivateCheck{})
+			c.route.post(ctx.Send, passivateCheck{})
 		}
 		e = prev
 	}

@@ -103,12 +103,32 @@ func (p *pendingAppend[S, C, E]) complete(appended persistence.AppendResult, err
 // its own writes. A failed append is handled as in attempt, and the
 // command retried here if it conflicted; its caller is answered here.
 func (e *entity[S, C, E, Env]) settle() {
-	p := e.pending
-	if p == nil {
-		return
+	if e.pending != nil {
+		<-e.wake
+		e.settled()
 	}
+}
+
+// trySettle settles the pending append if it has completed, and reports
+// whether none is pending any more.
+func (e *entity[S, C, E, Env]) trySettle() bool {
+	if e.pending == nil {
+		return true
+	}
+	select {
+	case <-e.wake:
+		e.settled()
+		return true
+	default:
+		return false
+	}
+}
+
+// settled takes in the outcome of the pending append, which completed: its
+// wake token was taken.
+func (e *entity[S, C, E, Env]) settled() {
+	p := e.pending
 	e.pending = nil
-	<-e.wake
 	p.c.overrun.Store(nil)
 	if p.err == nil {
 		e.appended(p.m, p.appended, p.count)

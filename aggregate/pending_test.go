@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -225,5 +227,60 @@ func TestCloseWaitsForDeferredAppends(t *testing.T) {
 	<-closed
 	if _, err := typ.Send(ctx, "x", add{N: 3}); !errors.Is(err, ErrShuttingDown) {
 		t.Fatalf("after Close: %v", err)
+	}
+}
+
+// TestIdleAggregateRunsCommandsInline: a command for a live aggregate with
+// nothing queued and no append in flight — one that completed is taken in
+// first — runs on the caller's goroutine; one that finds the aggregate
+// busy goes through its mailbox, after what is queued.
+func TestIdleAggregateRunsCommandsInline(t *testing.T) {
+	store := newAsyncStore()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sys := actor.NewSystem(actor.WithLogger(logger))
+	t.Cleanup(func() { _ = sys.Close() })
+	rt := NewRuntime(sys, store, WithLogger(logger))
+	t.Cleanup(func() { _ = rt.Close() })
+	var mu sync.Mutex
+	inline := map[int]bool{}
+	def := numbersDef()
+	handle := def.Handle
+	def.Handle = func(s numbers, c add, env struct{}) (Decision[add, added], error) {
+		buf := make([]byte, 16<<10)
+		mu.Lock()
+		inline[c.N] = strings.Contains(string(buf[:runtime.Stack(buf, false)]), "sendDirect")
+		mu.Unlock()
+		return handle(s, c, env)
+	}
+	typ, err := Register(rt, def, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for n := 1; n <= 3; n++ { // the first activates the aggregate, through the manager
+		if _, err := typ.Send(ctx, "x", add{N: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Busy: an append in flight. The next command queues behind it.
+	store.setHold(true)
+	first := sendAsync(ctx, typ, 4)
+	<-store.queued
+	second := sendAsync(ctx, typ, 5)
+	store.setHold(false)
+	store.release()
+	for _, c := range []chan sent{first, second} {
+		if got := received(t, c); got.err != nil {
+			t.Fatal(got.err)
+		}
+	}
+	res, err := typ.State(ctx, "x")
+	if err != nil || len(res.State.Seen) != 5 {
+		t.Fatalf("state: %+v, %v", res, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if inline[1] || !inline[2] || !inline[3] || !inline[4] {
+		t.Fatalf("ran inline: %v; want 2, 3 and 4 (1 activated the aggregate)", inline)
 	}
 }
