@@ -138,41 +138,69 @@ func (c *commandContext) end(reason int32) {
 // watchdog ends the running command's context when it overruns. Only the
 // entity's goroutine calls start and stop; the timer's goroutine calls
 // fire.
+//
+// The timer is not re-armed for every command. While it is armed it fires
+// at the deadline of some earlier command, never later than the current
+// one's; a firing that finds the current command's deadline still ahead
+// re-arms it for that deadline. So a busy aggregate touches the timer once
+// per CommandTimeout instead of once per command.
 type watchdog struct {
 	timer   *time.Timer
 	current atomic.Pointer[commandContext]
+	armed   atomic.Bool   // the timer will fire
+	timeout time.Duration // of the last start; only start uses it
 }
 
 // start returns the context of a command that must end within timeout.
 func (w *watchdog) start(values context.Context, timeout time.Duration) *commandContext {
 	c := &commandContext{values: context.WithoutCancel(values), deadline: time.Now().Add(timeout)}
 	w.current.Store(c)
-	if w.timer == nil {
-		w.timer = time.AfterFunc(timeout, w.fire)
-	} else {
-		w.timer.Reset(timeout)
+	// An armed timer fires by the deadline of every command since it was
+	// armed; it does by this one's too unless this timeout is shorter.
+	if w.armed.CompareAndSwap(false, true) || timeout < w.timeout {
+		if w.timer == nil {
+			w.timer = time.AfterFunc(timeout, w.fire)
+		} else {
+			w.timer.Reset(timeout)
+		}
 	}
+	w.timeout = timeout
 	return c
 }
 
-// stop ends c, the command being over. The timer is left armed: the next
-// start re-arms it (one timer operation per command instead of two), and a
-// firing that finds no command, or a command whose deadline has not come,
-// does nothing.
+// stop ends c, the command being over. The timer stays armed for the
+// next command.
 func (w *watchdog) stop(c *commandContext) {
 	w.current.Store(nil)
 	c.end(over)
 }
 
-// fire ends the current command if its deadline passed. A firing meant
-// for an earlier command that finds a later one ignores it: the later
-// one's start re-armed the timer.
+// fire ends the current command if its deadline passed, and otherwise
+// re-arms the timer for that deadline. With no command running, it leaves
+// the timer unarmed: the next start arms it (the check after the Store
+// settles a start racing this firing: one of the two arms it).
 func (w *watchdog) fire() {
-	if c := w.current.Load(); c != nil && !time.Now().Before(c.deadline) {
-		c.end(overran)
-		if h := c.overrun.Load(); h != nil {
-			h.listener.overrun()
+	c := w.current.Load()
+	if c == nil {
+		w.armed.Store(false)
+		if w.current.Load() != nil && w.armed.CompareAndSwap(false, true) {
+			w.timer.Reset(0) // a command started meanwhile: look again
 		}
+		return
+	}
+	if left := time.Until(c.deadline); left > 0 {
+		w.timer.Reset(left)
+		return
+	}
+	c.end(overran)
+	if h := c.overrun.Load(); h != nil {
+		h.listener.overrun()
+	}
+	// This command is over; the next start arms the timer anew, or the
+	// check below does if one started meanwhile.
+	w.armed.Store(false)
+	if n := w.current.Load(); n != nil && n != c && w.armed.CompareAndSwap(false, true) {
+		w.timer.Reset(0)
 	}
 }
 

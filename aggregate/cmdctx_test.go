@@ -184,3 +184,38 @@ func TestCommandContextDoneMadeLazily(t *testing.T) {
 		t.Fatal("Done open after the end")
 	}
 }
+
+// TestWatchdogCatchesEveryOverrun: the timer is not re-armed per command,
+// yet every command that overruns is ended at its deadline: a later one
+// after a long-running earlier one, and a shorter timeout after a longer.
+func TestWatchdogCatchesEveryOverrun(t *testing.T) {
+	var w watchdog
+	defer w.close()
+	for _, timeouts := range [][]time.Duration{
+		{5 * time.Millisecond, 50 * time.Millisecond}, // the timer, armed for the first, fires early for the second
+		{time.Hour, 5 * time.Millisecond},             // a shorter timeout re-arms it
+	} {
+		first := w.start(context.Background(), timeouts[0])
+		w.stop(first)
+		second := w.start(context.Background(), timeouts[1])
+		select {
+		case <-second.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("timeouts %v: the second command's overrun was not caught", timeouts)
+		}
+		if !errors.Is(second.Err(), context.DeadlineExceeded) {
+			t.Fatalf("timeouts %v: %v", timeouts, second.Err())
+		}
+		w.stop(second)
+	}
+	// Many commands in a row, each within its time, then one that hangs.
+	for range 100 {
+		w.stop(w.start(context.Background(), 20*time.Millisecond))
+	}
+	hung := w.start(context.Background(), 20*time.Millisecond)
+	<-hung.Done()
+	if !errors.Is(hung.Err(), context.DeadlineExceeded) {
+		t.Fatal(hung.Err())
+	}
+	w.stop(hung)
+}

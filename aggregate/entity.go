@@ -164,7 +164,7 @@ func (e *entity[S, C, E, Env]) process(m *envelope[S, C, E]) (res Result[S, E], 
 	if m.ctx.Err() != nil {
 		return res, m.ctx.Err() // the caller gave up before we started
 	}
-	if now := e.h.rt.clock.Now(); now.Before(e.retryAt) {
+	if e.failures > 0 && e.h.rt.clock.Now().Before(e.retryAt) {
 		return res, fmt.Errorf("%w: %s: %w", ErrUnavailable, e.stream, e.lastErr)
 	}
 	c := e.watchdog.start(m.ctx, e.h.opts.CommandTimeout)
