@@ -20,6 +20,20 @@ type state struct {
 	checked  bool             // existing is complete
 }
 
+// state returns the writer's state for a new attempt, its maps reused
+// from the last one.
+func (w *writer) state() *state {
+	st := &w.st
+	if st.versions == nil || len(st.versions) > maxKept/64 {
+		*st = state{versions: map[string]int64{}, verified: map[string]bool{}, existing: map[string]bool{}}
+	}
+	clear(st.versions)
+	clear(st.verified)
+	clear(st.existing)
+	st.checked = false
+	return st
+}
+
 // attempt runs one transaction for batch. In the common case — every stream
 // of the batch is in the writer's cache — it takes one round trip: BEGIN,
 // the write lock, the insert (which numbers the rows after the current head
@@ -44,7 +58,7 @@ func (w *writer) attempt(batch []*request, careful bool) ([]decision, error) {
 	}
 	defer w.settle()
 
-	st := &state{versions: map[string]int64{}, verified: map[string]bool{}, existing: map[string]bool{}}
+	st := w.state()
 	var lookup []string
 	for _, r := range batch {
 		if _, seen := st.versions[r.stream]; seen || st.verified[r.stream] {

@@ -80,6 +80,7 @@ type writer struct {
 	versions map[string]int64 // only the writer goroutine touches it
 	conn     *pgxpool.Conn    // held while appends keep coming; see acquire
 	scratch  scratch          // decide's working memory
+	st       state            // an attempt's working memory; see state
 }
 
 // errStale reports a unique violation in a fast-mode attempt: the cache was
