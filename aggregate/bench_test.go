@@ -23,8 +23,11 @@ import (
 
 // Benchmarks on PostgreSQL, each next to its baseline in the same run:
 //
-//	go test -run '^$' -bench 'Commands$|BaselineAppend' -benchtime 100000x ./aggregate/
+//	go test -run '^$' -bench Interleaved -benchtime 200000x ./aggregate/
+//	go test -run '^$' -bench 'Commands$|Baseline' -benchtime 100000x ./aggregate/
 //
+// BenchmarkCommandsInterleaved alternates the commands with the raw-pgx
+// group commit in one process (see its comment); the others run alone.
 // BenchmarkCommands: 256 concurrent callers send deposits to 1,000 account
 // aggregates; each operation is one persisted command (handle, append,
 // apply, reply), with the default options (a snapshot every 100 events).
