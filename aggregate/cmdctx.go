@@ -148,6 +148,7 @@ type watchdog struct {
 	timer   *time.Timer
 	current atomic.Pointer[commandContext]
 	armed   atomic.Bool   // the timer will fire
+	closed  atomic.Bool   // for good: fire re-arms nothing
 	timeout time.Duration // of the last start; only start uses it
 }
 
@@ -183,13 +184,15 @@ func (w *watchdog) fire() {
 	c := w.current.Load()
 	if c == nil {
 		w.armed.Store(false)
-		if w.current.Load() != nil && w.armed.CompareAndSwap(false, true) {
+		if w.current.Load() != nil && !w.closed.Load() && w.armed.CompareAndSwap(false, true) {
 			w.timer.Reset(0) // a command started meanwhile: look again
 		}
 		return
 	}
 	if left := time.Until(c.deadline); left > 0 {
-		w.timer.Reset(left)
+		if !w.closed.Load() {
+			w.timer.Reset(left)
+		}
 		return
 	}
 	c.end(overran)
@@ -199,13 +202,14 @@ func (w *watchdog) fire() {
 	// This command is over; the next start arms the timer anew, or the
 	// check below does if one started meanwhile.
 	w.armed.Store(false)
-	if n := w.current.Load(); n != nil && n != c && w.armed.CompareAndSwap(false, true) {
+	if n := w.current.Load(); n != nil && n != c && !w.closed.Load() && w.armed.CompareAndSwap(false, true) {
 		w.timer.Reset(0)
 	}
 }
 
-// close stops the timer for good.
+// close stops the timer for good: a firing under way re-arms nothing.
 func (w *watchdog) close() {
+	w.closed.Store(true)
 	if w.timer != nil {
 		w.timer.Stop()
 	}

@@ -131,6 +131,12 @@ type route[S, C, E any] struct {
 	inline func(*envelope[S, C, E]) bool // runs a command in place if the child can; holds exec
 }
 
+// runInline runs m in place, if the child can, and releases exec.
+func (r *route[S, C, E]) runInline(m *envelope[S, C, E]) bool {
+	defer r.exec.Unlock()
+	return r.inline(m)
+}
+
 // post sends msg to the child, counted in queued.
 func (r *route[S, C, E]) post(send func(*protoactor.PID, any), msg any) {
 	r.queued.Add(1)
@@ -191,9 +197,7 @@ func (h *host[S, C, E, Env]) sendDirect(m *envelope[S, C, E]) bool {
 			// before it stops the child, and the stop waits for exec — so
 			// the route's lock need not be held meanwhile.
 			r.mu.RUnlock()
-			ran := r.inline(m)
-			r.exec.Unlock()
-			if ran {
+			if r.runInline(m) {
 				return true
 			}
 			return h.post(r, m)

@@ -64,6 +64,12 @@ func (e *entity[S, C, E, Env]) deferAppend(c *commandContext, m *envelope[S, C, 
 	c.overrun.Store(&p.hook)
 	if err := e.h.rt.async.AppendAsync(c, e.stream, persistence.ExpectedVersion(e.version), data, p.complete); err != nil {
 		c.overrun.Store(nil)
+		if !p.done.CompareAndSwap(false, true) {
+			// The command overran while the store refused it, and the
+			// watchdog completed p: take back the wake token it left,
+			// which no pending append would otherwise consume.
+			<-e.wake
+		}
 		return err
 	}
 	e.pending = p

@@ -257,7 +257,17 @@ func TestIdleAggregateRunsCommandsInline(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	for n := 1; n <= 3; n++ { // the first activates the aggregate, through the manager
+	if _, err := typ.Send(ctx, "x", add{N: 1}); err != nil { // activates it, through the manager
+		t.Fatal(err)
+	}
+	// Its actor may still hold the execution lock after replying: wait
+	// until it is idle.
+	r := typ.h.routes.load("x")
+	for r.queued.Load() != 0 || !r.exec.TryLock() {
+		runtime.Gosched()
+	}
+	r.exec.Unlock()
+	for n := 2; n <= 3; n++ { // 3 takes in 2's completed append first
 		if _, err := typ.Send(ctx, "x", add{N: n}); err != nil {
 			t.Fatal(err)
 		}
@@ -267,6 +277,10 @@ func TestIdleAggregateRunsCommandsInline(t *testing.T) {
 	first := sendAsync(ctx, typ, 4)
 	<-store.queued
 	second := sendAsync(ctx, typ, 5)
+	for len(second) == 0 && r.exec.TryLock() { // until 5 waits for 4, holding the lock
+		r.exec.Unlock()
+		runtime.Gosched()
+	}
 	store.setHold(false)
 	store.release()
 	for _, c := range []chan sent{first, second} {
@@ -280,7 +294,80 @@ func TestIdleAggregateRunsCommandsInline(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if inline[1] || !inline[2] || !inline[3] || !inline[4] {
-		t.Fatalf("ran inline: %v; want 2, 3 and 4 (1 activated the aggregate)", inline)
+	if inline[1] || !inline[2] || !inline[3] || !inline[4] || inline[5] {
+		t.Fatalf("ran inline: %v; want 2, 3 and 4 (1 activated the aggregate, 5 found 4 in flight)", inline)
 	}
+}
+
+// overrunningStore refuses appends, while refuse is set, as the
+// PostgreSQL store does when a command overruns while the store's queue
+// is full: the watchdog fires during AppendAsync (here: inside it), which
+// then returns the deadline's error.
+type overrunningStore struct {
+	*asyncStore
+	refuse bool // set before the runtime starts a command
+}
+
+func (s *overrunningStore) AppendAsync(ctx context.Context, stream string, expected persistence.ExpectedVersion, events []persistence.EventData, done func(persistence.AppendResult, error)) error {
+	s.mu.Lock()
+	refuse := s.refuse
+	s.mu.Unlock()
+	if !refuse {
+		return s.asyncStore.AppendAsync(ctx, stream, expected, events, done)
+	}
+	c := ctx.(*commandContext)
+	c.end(overran)
+	if h := c.overrun.Load(); h != nil {
+		h.listener.overrun()
+	}
+	return ctx.Err()
+}
+
+// TestOverrunDuringAppendAsyncLeavesNoWakeToken: when the watchdog
+// completes a pending append whose AppendAsync then fails, the wake token
+// it left is taken back; otherwise the next deferred append would be
+// settled before it completed (state ahead of the store, a failure never
+// answered, Close waiting for its slot forever).
+func TestOverrunDuringAppendAsyncLeavesNoWakeToken(t *testing.T) {
+	store := &overrunningStore{asyncStore: newAsyncStore()}
+	rt, typ := startAsync(t, store, Options{MinBackoff: time.Nanosecond, MaxBackoff: time.Nanosecond})
+	ctx := context.Background()
+	if _, err := typ.Send(ctx, "x", add{N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	store.mu.Lock()
+	store.refuse = true
+	store.mu.Unlock()
+	if _, err := typ.Send(ctx, "x", add{N: 2}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("refused command: %v, want the deadline", err)
+	}
+	store.mu.Lock()
+	store.refuse, store.hold, store.fail = false, true, errors.New("connection reset")
+	store.mu.Unlock()
+	third := sendAsync(ctx, typ, 3)
+	<-store.queued
+	query := make(chan sent, 1)
+	go func() {
+		res, err := typ.State(ctx, "x") // waits for the third command's append
+		query <- sent{res, err}
+	}()
+	// Release the append only once the query is being handled: it holds
+	// the aggregate's execution lock, waiting (unless it was answered
+	// without waiting, which the check below reports).
+	for r := typ.h.routes.load("x"); len(query) == 0 && r.exec.TryLock(); runtime.Gosched() {
+		r.exec.Unlock()
+	}
+	store.setHold(false)
+	go store.release() // the third command's append fails
+	if got := received(t, query); got.err != nil || got.res.Version != 1 || len(got.res.State.Seen) != 1 {
+		t.Fatalf("query: %+v; want version 1, seen [1]", got)
+	}
+	if got := received(t, third); !errors.Is(got.err, ErrUnavailable) {
+		t.Fatalf("third command: %+v, want ErrUnavailable", got)
+	}
+	closed := make(chan sent, 1)
+	go func() {
+		closed <- sent{err: rt.Close()}
+	}()
+	received(t, closed)
 }

@@ -3,8 +3,12 @@ package postgres
 import (
 	"context"
 	"errors"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/testkit/pgtest"
@@ -93,7 +97,7 @@ func TestSnapshotBatchKeepsEachStreamsNewest(t *testing.T) {
 	pool := pgtest.Pool(t)
 	s := newStore(t, pool, pgtest.Schema(t, pool, "snapshot_batch"))
 	snap := func(stream string, v int64) *snapshotRequest {
-		return &snapshotRequest{snap: persistence.Snapshot{StreamID: stream, Version: v, Data: []byte{byte(v)}}}
+		return &snapshotRequest{ctx: context.Background(), snap: persistence.Snapshot{StreamID: stream, Version: v, Data: []byte{byte(v)}}}
 	}
 	if err := s.saveSnapshots([]*snapshotRequest{snap("a", 3), snap("b", 9), snap("a", 5), snap("b", 2), snap("a", 4)}); err != nil {
 		t.Fatal(err)
@@ -103,5 +107,61 @@ func TestSnapshotBatchKeepsEachStreamsNewest(t *testing.T) {
 		if err != nil || !ok || got.Version != want || got.Data[0] != byte(want) {
 			t.Fatalf("%s: %+v, %v, %v; want version %d", stream, got, ok, err, want)
 		}
+	}
+}
+
+// TestGivenUpRequestIsAnsweredOnce: a batch fails with a statement error
+// and is committed request by request; a request whose caller gave up
+// meanwhile is answered when it is dropped, and not again by the batch's
+// last check. (A second answer to a caller that returned would block the
+// writer, and every append after it, for good.)
+func TestGivenUpRequestIsAnsweredOnce(t *testing.T) {
+	pool := pgtest.Pool(t)
+	s := newStore(t, pool, pgtest.Schema(t, pool, "answer_once"))
+	ctx := ctxFor(t)
+	aCtx, cancelA := context.WithCancel(ctx)
+	aDone := make(chan error, 1)
+	release := make(chan struct{})
+	var calls atomic.Int32
+	s.beforeCommit = func() error {
+		switch calls.Add(1) {
+		case 1: // the first batch holds the writer while a and b queue
+			<-release
+		case 2: // a and b's batch: a's caller gives up, then a statement fails
+			cancelA()
+			if err := <-aDone; !errors.Is(err, context.Canceled) {
+				t.Errorf("a: %v, want its own cancellation", err)
+			}
+			return &pgconn.PgError{Code: "XX000", Message: "injected"}
+		}
+		return nil
+	}
+	blocker := make(chan error, 1)
+	go func() { _, err := s.Append(ctx, "blocker", persistence.NoStream, ev("b0")); blocker <- err }()
+	for calls.Load() < 1 {
+		runtime.Gosched()
+	}
+	go func() { _, err := s.Append(aCtx, "a", persistence.NoStream, ev("a1")); aDone <- err }()
+	bDone := make(chan error, 1)
+	go func() { _, err := s.Append(ctx, "b", persistence.NoStream, ev("b1")); bDone <- err }()
+	for len(s.requests) < 2 { // both queued behind the first batch
+		runtime.Gosched()
+	}
+	close(release)
+	if err := <-blocker; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-bDone; err != nil {
+		t.Fatalf("b: %v", err)
+	}
+	next := make(chan error, 1)
+	go func() { _, err := s.Append(ctx, "c", persistence.NoStream, ev("c1")); next <- err }()
+	select {
+	case err := <-next:
+		if err != nil {
+			t.Fatalf("next append: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the writer is stuck: the next append is never answered")
 	}
 }

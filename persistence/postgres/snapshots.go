@@ -11,6 +11,7 @@ import (
 
 // snapshotRequest is one SaveSnapshot waiting for the snapshot writer.
 type snapshotRequest struct {
+	ctx  context.Context
 	snap persistence.Snapshot
 	done chan error // buffered: the writer never blocks on it
 }
@@ -56,11 +57,16 @@ func (s *Store) writeSnapshots() {
 				break collect
 			}
 		}
+		batch = liveSnapshots(batch)
+		if len(batch) == 0 {
+			continue
+		}
 		err := s.saveSnapshots(batch)
-		if err != nil && len(batch) > 1 {
-			// Whatever failed may be one snapshot's fault: the others
-			// should not pay for it.
-			for _, r := range batch {
+		if err != nil && len(batch) > 1 && !isConnectionError(err) {
+			// A statement error may be one snapshot's fault: the others
+			// should not pay for it. (A broken connection is nobody's:
+			// retrying each alone would only make Close wait longer.)
+			for _, r := range liveSnapshots(batch) {
 				r.done <- s.saveSnapshots([]*snapshotRequest{r})
 			}
 			continue
@@ -69,6 +75,20 @@ func (s *Store) writeSnapshots() {
 			r.done <- err
 		}
 	}
+}
+
+// liveSnapshots answers the requests whose callers gave up, unwritten —
+// a snapshot is only a cache — and returns the others.
+func liveSnapshots(batch []*snapshotRequest) []*snapshotRequest {
+	live := batch[:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- err
+			continue
+		}
+		live = append(live, r)
+	}
+	return live
 }
 
 // saveSnapshots upserts the latest of batch's snapshots of each stream in

@@ -341,7 +341,7 @@ func (s *Store) SaveSnapshot(ctx context.Context, snap persistence.Snapshot) err
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := &snapshotRequest{snap: snap, done: make(chan error, 1)}
+	r := &snapshotRequest{ctx: ctx, snap: snap, done: make(chan error, 1)}
 	s.gate.RLock()
 	if s.closed {
 		s.gate.RUnlock()

@@ -24,6 +24,7 @@ type request struct {
 	done     chan result // buffered: the writer never blocks on it; nil when callback is set
 	callback func(persistence.AppendResult, error)
 	meta1    [1]string // metadata's storage for a single event
+	answered bool      // only the writer goroutine touches it
 }
 
 // newRequest returns the request to append events to stream, its
@@ -39,8 +40,13 @@ func newRequest(ctx context.Context, stream string, expected persistence.Expecte
 	return r
 }
 
-// answer delivers the request's outcome: exactly once per request.
+// answer delivers the request's outcome, once: later calls do nothing (a
+// request dropped as given up may be met again by a retry path).
 func (r *request) answer(res result) {
+	if r.answered {
+		return
+	}
+	r.answered = true
 	if r.callback != nil {
 		r.callback(res.res, res.err)
 		return
