@@ -17,7 +17,7 @@ type host[S, C, E, Env any] struct {
 	rt      *Runtime
 	def     Definition[S, C, E, Env]
 	opts    Options
-	slots   chan struct{} // in-flight commands; capacity Options.MaxInFlight
+	slots   *slots // in-flight commands, up to Options.MaxInFlight
 	manager *protoactor.PID
 	live    atomic.Int64 // children of the manager
 	// replies recycles reply channels that delivered their reply. A
@@ -45,7 +45,7 @@ type envelope[S, C, E any] struct {
 	commandID string
 	metadata  map[string]string
 	reply     chan reply[S, E] // nil for commands fed back by effects
-	slots     chan struct{}    // holds the command's in-flight slot; nil for effect commands
+	slots     *slots           // holds one of them for the command; nil for effect commands
 }
 
 type reply[S, E any] struct {
@@ -60,7 +60,7 @@ func newHost[S, C, E, Env any](rt *Runtime, def Definition[S, C, E, Env], opts O
 	if def.Initial == nil {
 		def.Initial = func(string) S { var s S; return s }
 	}
-	h := &host[S, C, E, Env]{rt: rt, def: def, opts: opts, slots: make(chan struct{}, opts.MaxInFlight)}
+	h := &host[S, C, E, Env]{rt: rt, def: def, opts: opts, slots: &slots{max: int64(opts.MaxInFlight)}}
 	m := &manager[S, C, E, Env]{h: h, children: map[string]*child[S, C, E]{}, byPID: map[string]string{}}
 	h.manager = rt.sys.ActorSystem().Root.SpawnPrefix(protoactor.PropsFromProducer(func() protoactor.Actor { return m }, protoactor.WithDispatcher(protoactor.NewSynchronizedDispatcher(300))), "aggregate-"+def.Type+"-")
 	rt.sweeps.Add(1)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/composable-go/composable"
@@ -130,25 +131,32 @@ func (rt *Runtime) Send(ctx context.Context, aggregateType, id string, cmd any, 
 	return t.sendAny(ctx, id, cmd, opts)
 }
 
-// admit takes an in-flight slot of t for one command; release frees it.
-func (rt *Runtime) admit(slots chan struct{}) error {
+// slots counts one aggregate type's commands in flight, up to a limit.
+// (A counter rather than a buffered channel: every command takes and
+// frees a slot, and a channel's lock is contended by all callers.)
+type slots struct {
+	n   atomic.Int64
+	max int64
+}
+
+// admit takes one of s for one command; release frees it.
+func (rt *Runtime) admit(s *slots) error {
 	rt.gate.RLock()
 	defer rt.gate.RUnlock()
 	if rt.closing {
 		return ErrShuttingDown
 	}
-	select {
-	case slots <- struct{}{}:
-	default:
-		return fmt.Errorf("%w: %d commands in flight", ErrOverloaded, cap(slots))
+	if s.n.Add(1) > s.max {
+		s.n.Add(-1)
+		return fmt.Errorf("%w: %d commands in flight", ErrOverloaded, s.max)
 	}
 	rt.inflight.Add(1)
 	return nil
 }
 
 // release frees a slot admit took.
-func (rt *Runtime) release(slots chan struct{}) {
-	<-slots
+func (rt *Runtime) release(s *slots) {
+	s.n.Add(-1)
 	rt.inflight.Done()
 }
 
