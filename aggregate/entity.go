@@ -139,7 +139,8 @@ func (e *entity[S, C, E, Env]) handle(m *envelope[S, C, E]) {
 // command from an effect, and frees the command's in-flight slot.
 func (e *entity[S, C, E, Env]) answer(m *envelope[S, C, E], res Result[S, E], err error) {
 	if m.slots != nil {
-		defer e.h.rt.release(m.slots)
+		m.slots.free()
+		defer e.h.rt.inflight.Done()
 	}
 	if m.reply != nil {
 		m.reply <- reply[S, E]{res: res, err: err}

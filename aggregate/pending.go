@@ -98,10 +98,11 @@ func (p *pendingAppend[S, C, E]) complete(appended persistence.AppendResult, err
 	res.Version, res.Position = appended.Version, appended.Position
 	replies, slots := p.m.reply, p.m.slots
 	p.wake <- struct{}{} // after this, p belongs to the actor again
-	replies <- reply[S, E]{res: res}
 	if slots != nil {
-		p.rt.release(slots)
+		slots.free()
+		defer p.rt.inflight.Done()
 	}
+	replies <- reply[S, E]{res: res}
 }
 
 // settle takes in the outcome of the pending append, waiting for it if

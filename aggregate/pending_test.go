@@ -371,3 +371,19 @@ func TestOverrunDuringAppendAsyncLeavesNoWakeToken(t *testing.T) {
 	}()
 	received(t, closed)
 }
+
+// TestSequentialCallerIsNeverOverloaded: with one in-flight slot, a caller
+// that waits for each reply never finds the slot taken — it is freed
+// before the reply is sent, on the deferred path and the blocking one.
+func TestSequentialCallerIsNeverOverloaded(t *testing.T) {
+	for name, store := range map[string]persistence.EventStore{"deferred": newAsyncStore(), "blocking": memory.New()} {
+		t.Run(name, func(t *testing.T) {
+			_, typ := startAsync(t, store, Options{MaxInFlight: 1})
+			for i := range 2000 {
+				if _, err := typ.Send(context.Background(), "x", add{N: i}); err != nil {
+					t.Fatalf("command %d: %v", i, err)
+				}
+			}
+		})
+	}
+}

@@ -146,19 +146,24 @@ func (rt *Runtime) admit(s *slots) error {
 	if rt.closing {
 		return ErrShuttingDown
 	}
-	if s.n.Add(1) > s.max {
-		s.n.Add(-1)
-		return fmt.Errorf("%w: %d commands in flight", ErrOverloaded, s.max)
+	for {
+		n := s.n.Load()
+		if n >= s.max {
+			return fmt.Errorf("%w: %d commands in flight", ErrOverloaded, s.max)
+		}
+		if s.n.CompareAndSwap(n, n+1) {
+			break
+		}
 	}
 	rt.inflight.Add(1)
 	return nil
 }
 
-// release frees a slot admit took.
-func (rt *Runtime) release(s *slots) {
-	s.n.Add(-1)
-	rt.inflight.Done()
-}
+// free frees a slot admit took. The caller then answers the command and
+// calls the runtime's inflight.Done: the slot is free before the caller
+// can send again, and Close, which waits for in-flight commands, waits for
+// the answer too.
+func (s *slots) free() { s.n.Add(-1) }
 
 // go runs a background task the runtime waits for in Close.
 func (rt *Runtime) spawnTask(fn func()) {

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/composable-go/composable/persistence"
+	"github.com/composable-go/composable/testkit"
 	"github.com/composable-go/composable/testkit/pgtest"
 )
 
@@ -163,5 +164,47 @@ func TestGivenUpRequestIsAnsweredOnce(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the writer is stuck: the next append is never answered")
+	}
+}
+
+// TestTwoUnknownCommitsInARow: the connection breaks before COMMIT
+// completes, twice in a row; each time the writer looks for the batch's
+// events, finds none and tries again, and the append then lands once.
+func TestTwoUnknownCommitsInARow(t *testing.T) {
+	pool := pgtest.Pool(t)
+	schema := pgtest.Schema(t, pool, "two_unknown")
+	s := newStore(t, pool, schema)
+	ctx := ctxFor(t)
+	key := uint64(lockKey("append", schema))
+	var calls atomic.Int32
+	s.beforeCommit = func() error {
+		if calls.Add(1) > 2 {
+			return nil
+		}
+		// Kill the writer's session, which holds the append lock, and wait
+		// until it is gone: COMMIT then meets a dead connection.
+		var pid int
+		if err := pool.QueryRow(context.Background(), `SELECT pid FROM pg_locks
+			WHERE locktype = 'advisory' AND granted AND classid = $1::oid AND objid = $2::oid AND objsubid = 1`,
+			uint32(key>>32), uint32(key)).Scan(&pid); err != nil {
+			t.Errorf("find the writer's session: %v", err)
+			return nil
+		}
+		if _, err := pool.Exec(context.Background(), "SELECT pg_terminate_backend($1)", pid); err != nil {
+			t.Errorf("terminate: %v", err)
+		}
+		testkit.Eventually(t, 10*time.Second, func() bool {
+			var n int
+			err := pool.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n)
+			return err == nil && n == 0
+		})
+		return nil
+	}
+	res, err := s.Append(ctx, "s", persistence.NoStream, ev("e1"))
+	if err != nil || res.Version != 1 {
+		t.Fatalf("append after two broken commits: %+v, %v (after %d tries)", res, err, calls.Load())
+	}
+	if stored, err := s.Load(ctx, "s", 1); err != nil || len(stored) != 1 {
+		t.Fatalf("stored %d events (%v), want 1", len(stored), err)
 	}
 }

@@ -302,11 +302,9 @@ func (w *writer) resolve(batch []*request, decided []decision) ([]decision, erro
 	if len(found) == 0 {
 		// Nothing landed: the transaction rolled back. Try again.
 		w.store.cfg.logger.Warn("postgres: append batch did not commit; retrying", "requests", len(batch))
-		ds, err := w.attempt(w.alive(batch), true)
-		if errors.Is(err, ErrCommitUnknown) {
-			return nil, err
-		}
-		return ds, err
+		// If this outcome is unknown too, the decisions go back with it
+		// for the next resolve to look up.
+		return w.attempt(w.alive(batch), true)
 	}
 	// The transaction committed: every decision stands.
 	out := make([]decision, 0, len(decided))
