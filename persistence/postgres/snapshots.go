@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -62,10 +63,10 @@ func (s *Store) writeSnapshots() {
 			continue
 		}
 		err := s.saveSnapshots(batch)
-		if err != nil && len(batch) > 1 && !isConnectionError(err) {
+		if err != nil && len(batch) > 1 && !isConnectionError(err) && !errors.Is(err, context.DeadlineExceeded) {
 			// A statement error may be one snapshot's fault: the others
-			// should not pay for it. (A broken connection is nobody's:
-			// retrying each alone would only make Close wait longer.)
+			// should not pay for it. (A broken connection or a timeout is
+			// nobody's: retrying each alone would only make Close wait.)
 			for _, r := range liveSnapshots(batch) {
 				r.done <- s.saveSnapshots([]*snapshotRequest{r})
 			}
