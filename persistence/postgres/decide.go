@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/composable-go/composable/persistence"
 )
@@ -106,16 +107,45 @@ func firstStored(events []persistence.EventData, existing map[string]bool) strin
 // encodeMetadata sets out[i] to the JSON text of events[i]'s metadata, ""
 // when it is empty (stored as NULL). Events of one command usually carry
 // equal metadata: such a run is encoded once.
-func encodeMetadata(out []string, events []persistence.EventData) {
+func encodeMetadata(out []string, events []persistence.EventData, cache *metadataCache) {
 	for i, e := range events {
 		switch {
 		case len(e.Metadata) == 0:
 		case i > 0 && maps.Equal(e.Metadata, events[i-1].Metadata):
 			out[i] = out[i-1]
 		default:
-			out[i] = metadataJSON(e.Metadata)
+			out[i] = cache.json(e.Metadata)
 		}
 	}
+}
+
+// metadataCache remembers the JSON of the last few metadata maps encoded:
+// appends from one kind of command mostly carry equal metadata (the
+// aggregate runtime's command type, say), and comparing a small map costs
+// a fraction of encoding it. Entries are immutable copies, so a caller
+// changing its map later changes nothing here. A nil cache encodes.
+type metadataCache struct {
+	entries [4]atomic.Pointer[metadataEntry]
+	next    atomic.Uint32 // the entry to replace next
+}
+
+type metadataEntry struct {
+	md   map[string]string
+	json string
+}
+
+func (c *metadataCache) json(md map[string]string) string {
+	if c == nil {
+		return metadataJSON(md)
+	}
+	for i := range c.entries {
+		if e := c.entries[i].Load(); e != nil && len(e.md) == len(md) && maps.Equal(e.md, md) {
+			return e.json
+		}
+	}
+	j := metadataJSON(md)
+	c.entries[c.next.Add(1)%uint32(len(c.entries))].Store(&metadataEntry{md: maps.Clone(md), json: j})
+	return j
 }
 
 // metadataJSON encodes metadata as a JSON object with sorted keys. The

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -33,10 +34,36 @@ func TestEncodeMetadataSharesEqualRuns(t *testing.T) {
 	md := map[string]string{"command-id": "c1"}
 	events := []persistence.EventData{{Metadata: md}, {Metadata: maps.Clone(md)}, {}, {Metadata: map[string]string{"x": "y"}}}
 	got := make([]string, len(events))
-	encodeMetadata(got, events)
+	encodeMetadata(got, events, nil)
 	want := []string{`{"command-id":"c1"}`, `{"command-id":"c1"}`, "", `{"x":"y"}`}
 	if !slices.Equal(got, want) {
 		t.Fatalf("encodeMetadata = %q, want %q", got, want)
+	}
+}
+
+// TestMetadataCacheFollowsTheMapsContent: the cache answers by content, so
+// a map changed after it was encoded, or equal maps that are different
+// values, get the right JSON; more kinds than it holds still encode right.
+func TestMetadataCacheFollowsTheMapsContent(t *testing.T) {
+	var c metadataCache
+	md := map[string]string{"command-type": "a"}
+	if got := c.json(md); got != `{"command-type":"a"}` {
+		t.Fatal(got)
+	}
+	md["command-type"] = "b" // the caller reuses its map
+	if got := c.json(md); got != `{"command-type":"b"}` {
+		t.Fatalf("after the map changed: %s", got)
+	}
+	md["extra"] = "x"
+	if got := c.json(md); got != `{"command-type":"b","extra":"x"}` {
+		t.Fatalf("after a key was added: %s", got)
+	}
+	for i := range 20 { // more kinds than entries, each asked for twice
+		m := map[string]string{"k": strconv.Itoa(i)}
+		want := `{"k":"` + strconv.Itoa(i) + `"}`
+		if a, b := c.json(m), c.json(maps.Clone(m)); a != want || b != want {
+			t.Fatalf("kind %d: %s, %s", i, a, b)
+		}
 	}
 }
 

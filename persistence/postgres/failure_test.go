@@ -114,7 +114,7 @@ func TestResolveAnswersFromWhatLanded(t *testing.T) {
 		for _, id := range ids {
 			events = append(events, ev(id))
 		}
-		r := newRequest(ctx, stream, expected, events)
+		r := newRequest(ctx, stream, expected, events, nil)
 		r.done = make(chan result, 1)
 		return r
 	}

@@ -43,6 +43,8 @@ type Store struct {
 	snapshotRequests chan *snapshotRequest // to the snapshot writer; closed by Close
 	snapshotsStopped chan struct{}
 
+	metadata metadataCache // of appends' metadata JSON
+
 	wake     sync.Mutex
 	appended chan struct{} // closed and replaced after each commit
 
@@ -228,7 +230,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected persistence.
 	if err := ctx.Err(); err != nil {
 		return persistence.AppendResult{}, err
 	}
-	r := newRequest(ctx, stream, expected, events)
+	r := newRequest(ctx, stream, expected, events, &s.metadata)
 	r.done = make(chan result, 1)
 	if err := s.enqueue(ctx, r); err != nil {
 		return persistence.AppendResult{}, err
@@ -256,7 +258,7 @@ func (s *Store) AppendAsync(ctx context.Context, stream string, expected persist
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := newRequest(ctx, stream, expected, events)
+	r := newRequest(ctx, stream, expected, events, &s.metadata)
 	r.callback = done
 	return s.enqueue(ctx, r)
 }

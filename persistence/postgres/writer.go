@@ -29,14 +29,14 @@ type request struct {
 
 // newRequest returns the request to append events to stream, its
 // metadata encoded.
-func newRequest(ctx context.Context, stream string, expected persistence.ExpectedVersion, events []persistence.EventData) *request {
+func newRequest(ctx context.Context, stream string, expected persistence.ExpectedVersion, events []persistence.EventData, cache *metadataCache) *request {
 	r := &request{ctx: ctx, stream: stream, expected: expected, events: events}
 	if len(events) == 1 {
 		r.metadata = r.meta1[:]
 	} else {
 		r.metadata = make([]string, len(events))
 	}
-	encodeMetadata(r.metadata, events)
+	encodeMetadata(r.metadata, events, cache)
 	return r
 }
 
