@@ -208,3 +208,19 @@ func TestTwoUnknownCommitsInARow(t *testing.T) {
 		t.Fatalf("stored %d events (%v), want 1", len(stored), err)
 	}
 }
+
+// TestBatchOfEmptyEventsIsStored: a batch whose events all have empty
+// data sends an empty bytea, not NULL (which the data column refuses).
+func TestBatchOfEmptyEventsIsStored(t *testing.T) {
+	pool := pgtest.Pool(t)
+	s := newStore(t, pool, pgtest.Schema(t, pool, "empty_batch"))
+	ctx := ctxFor(t)
+	events := []persistence.EventData{{ID: "e1", Type: "t"}, {ID: "e2", Type: "t", Data: []byte{}}}
+	if _, err := s.Append(ctx, "s", persistence.NoStream, events...); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := s.Load(ctx, "s", 1)
+	if err != nil || len(stored) != 2 || len(stored[0].Data) != 0 || len(stored[1].Data) != 0 {
+		t.Fatalf("stored %+v, %v", stored, err)
+	}
+}

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -57,6 +58,12 @@ func (w *writer) attempt(batch []*request, careful bool) ([]decision, error) {
 		return nil, fmt.Errorf("acquire connection: %w", err)
 	}
 	defer w.settle()
+	// Prepared before any transaction begins: on a new connection this
+	// takes round trips, which must not happen under the write lock.
+	stmts, err := w.statements(ctx, conn.Conn())
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
 
 	st := w.state()
 	var lookup []string
@@ -97,7 +104,7 @@ func (w *writer) attempt(batch []*request, careful bool) ([]decision, error) {
 	if rows.len() == 0 && !began {
 		return decisions, nil
 	}
-	head, err := w.write(ctx, conn.Conn(), rows, !began)
+	head, err := w.write(ctx, conn.Conn(), stmts, rows, !began)
 	if errors.Is(err, ErrCommitUnknown) {
 		return decisions, err
 	}
@@ -176,46 +183,55 @@ func (w *writer) releaseConn() {
 // the batch's error: an error after it (the NOTIFY, a broken connection)
 // does not undo it. No completion and no server error means the outcome is
 // unknown.
-func (w *writer) write(ctx context.Context, conn *pgx.Conn, rows *rowSet, begin bool) (int64, error) {
-	q := &w.store.q
-	b := &pgx.Batch{}
+func (w *writer) write(ctx context.Context, conn *pgx.Conn, st *txStatements, rows *rowSet, begin bool) (int64, error) {
+	steps := w.steps[:0]
 	if begin {
-		queueBegin(b, w.store)
+		steps = append(steps, step{sd: st.begin}, step{sd: st.setLocal}, step{sd: st.lock, params: [][]byte{w.lockParam}})
 	}
 	var head int64
 	if rows.len() > 0 {
-		b.Queue(q.insert, textArray(rows.streams), int8Array(rows.versions), textArray(rows.ids),
-			textArray(rows.types), int4Array(rows.schemaVersions), rows.data,
-			int4Array(rows.offsets), int4Array(rows.lengths), textArray(rows.metadata))
-		b.Queue(q.head).QueryRow(func(row pgx.Row) error { return row.Scan(&head) })
+		steps = append(steps, step{sd: st.insert, params: w.encodeRows(rows)},
+			step{sd: st.head, resultBinary: true, onResult: func(r *pgconn.Result) {
+				if len(r.Rows) == 1 && len(r.Rows[0]) == 1 && len(r.Rows[0][0]) == 8 {
+					head = int64(binary.BigEndian.Uint64(r.Rows[0][0]))
+				}
+			}})
 	}
 	if hook := w.store.beforeCommit; hook != nil {
-		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		if err := roundTrip(ctx, conn, steps); err != nil {
 			return 0, fmt.Errorf("insert: %w", err)
 		}
 		if err := hook(); err != nil {
 			return 0, err
 		}
-		b = &pgx.Batch{}
+		steps = steps[:0]
 	}
 	committed := false
-	b.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
-		committed = tag.String() == "COMMIT" // an aborted transaction answers ROLLBACK
-		return nil
-	})
+	steps = append(steps, step{sd: st.commit, onResult: func(r *pgconn.Result) {
+		committed = r.CommandTag.String() == "COMMIT" // an aborted transaction answers ROLLBACK
+	}})
 	if rows.len() > 0 && w.store.cfg.notify {
-		b.Queue(q.notify, q.channel)
+		steps = append(steps, step{sd: st.notify, params: [][]byte{w.channelParam}})
 	}
-	err := conn.SendBatch(ctx, b).Close()
+	err := roundTrip(ctx, conn, steps)
+	clear(steps) // drop the closures and parameters
+	w.steps = steps[:0]
+	clear(w.params) // they point into the encoding buffer, which may be too big to keep
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "26000" {
+		// A prepared statement is gone (DISCARD ALL, a pooler): pgx's map
+		// of them is stale. Closing the connection makes the pool replace
+		// it; this batch is refused, nothing having run.
+		_ = conn.Close(ctx)
+	}
 	switch {
 	case committed && (head > 0 || rows.len() == 0):
 		return head, nil
 	case committed:
-		return 0, fmt.Errorf("%w: committed, but the new head was not read: %w", ErrCommitUnknown, err)
+		return 0, fmt.Errorf("%w: committed, but the new head was not read: %w", ErrCommitUnknown, errors.Join(err, errNoHead))
 	case err == nil:
 		return 0, errors.New("postgres: COMMIT did not complete")
 	}
-	var pgErr *pgconn.PgError
 	if pgconn.SafeToRetry(err) || (errors.As(err, &pgErr) && !isConnectionError(pgErr)) {
 		return 0, fmt.Errorf("insert or commit refused: %w", err) // not committed
 	}

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -136,7 +137,8 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 		snapshotRequests: make(chan *snapshotRequest, 1024),
 		snapshotsStopped: make(chan struct{}),
 	}
-	w := &writer{store: s, versions: map[string]int64{}}
+	w := &writer{store: s, versions: map[string]int64{}, channelParam: []byte(s.q.channel),
+		lockParam: binary.BigEndian.AppendUint64(nil, uint64(lockKey("append", cfg.schema)))}
 	go w.run()
 	go s.writeSnapshots()
 	return s, nil
@@ -407,6 +409,7 @@ type queries struct {
 	saveSnapshots, loadSnapshot                                     string
 	loadCheckpoint, saveCheckpoint                                  string
 	channel                                                         string
+	names                                                           struct{ insert, head string } // of the writer's prepared statements
 }
 
 func newQueries(schema string) queries {
@@ -439,5 +442,9 @@ func newQueries(schema string) queries {
 		saveCheckpoint: "INSERT INTO " + pgx.Identifier{schema, "checkpoints"}.Sanitize() + " AS c (name, position) VALUES ($1, $2) " +
 			"ON CONFLICT (name) DO UPDATE SET position = greatest(c.position, EXCLUDED.position), updated_at = now()",
 		channel: fmt.Sprintf("composable_events_%016x", uint64(lockKey("notify", schema))),
+		names: struct{ insert, head string }{
+			insert: fmt.Sprintf("composable_insert_%016x", uint64(lockKey("insert", schema))),
+			head:   fmt.Sprintf("composable_head_%016x", uint64(lockKey("head", schema))),
+		},
 	}
 }

@@ -87,6 +87,12 @@ type writer struct {
 	conn     *pgxpool.Conn    // held while appends keep coming; see acquire
 	scratch  scratch          // decide's working memory
 	st       state            // an attempt's working memory; see state
+
+	// write's working memory and fixed parameters; see pipeline.go.
+	enc                     []byte
+	params                  [][]byte
+	steps                   []step
+	lockParam, channelParam []byte
 }
 
 // errStale reports a unique violation in a fast-mode attempt: the cache was
@@ -364,8 +370,10 @@ func queueBegin(b *pgx.Batch, s *Store) {
 func isConnectionError(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		// Class 08: connection exception; 57P01: admin shutdown.
-		return pgErr.Code[:2] == "08" || pgErr.Code == "57P01"
+		// Class 08: connection exception; 57P01: admin shutdown; and any
+		// FATAL or PANIC, after which the session is gone (a crash
+		// shutdown may come after COMMIT reached the disk).
+		return pgErr.Code[:2] == "08" || pgErr.Code == "57P01" || pgErr.Severity == "FATAL" || pgErr.Severity == "PANIC"
 	}
 	return !errors.Is(err, context.DeadlineExceeded)
 }
