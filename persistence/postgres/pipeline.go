@@ -110,11 +110,7 @@ func (w *writer) encodeRows(rows *rowSet) [][]byte {
 	var ends [9]int
 	b = appendTextArray(b, textOID, rows.streams)
 	ends[0] = len(b)
-	b = appendArrayHeader(b, int8OID, len(rows.versions))
-	for _, v := range rows.versions {
-		b = binary.BigEndian.AppendUint32(b, 8)
-		b = binary.BigEndian.AppendUint64(b, uint64(v))
-	}
+	b = appendInt8Array(b, int8OID, rows.versions)
 	ends[1] = len(b)
 	b = appendTextArray(b, textOID, rows.ids)
 	ends[2] = len(b)
@@ -158,6 +154,15 @@ func appendTextArray(b []byte, oid uint32, ss []string) []byte {
 	for _, s := range ss {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
 		b = append(b, s...)
+	}
+	return b
+}
+
+func appendInt8Array(b []byte, oid uint32, ns []int64) []byte {
+	b = appendArrayHeader(b, oid, len(ns))
+	for _, n := range ns {
+		b = binary.BigEndian.AppendUint32(b, 8)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
 	}
 	return b
 }

@@ -127,7 +127,7 @@ func (s *Store) saveSnapshots(batch []*snapshotRequest) error {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
 	b.Queue("SET LOCAL synchronous_commit TO off")
-	b.Queue(s.q.saveSnapshots, textArray(streams), int8Array(versions), int4Array(schemaVersions), data)
+	b.Queue(s.q.saveSnapshots, streams, versions, schemaVersions, data)
 	b.Queue("COMMIT")
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		if len(batch) == 1 {
