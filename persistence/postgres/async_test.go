@@ -3,12 +3,15 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/testkit"
@@ -222,5 +225,49 @@ func TestBatchOfEmptyEventsIsStored(t *testing.T) {
 	stored, err := s.Load(ctx, "s", 1)
 	if err != nil || len(stored) != 2 || len(stored[0].Data) != 0 || len(stored[1].Data) != 0 {
 		t.Fatalf("stored %+v, %v", stored, err)
+	}
+}
+
+// TestVanishedPreparedStatementsReplaceTheConnection: when the server
+// forgets the writer's prepared statements behind pgx's back (DISCARD ALL
+// by a pool hook or a pooler), the batch is refused with nothing written
+// and the connection is closed, so the next append gets a fresh one.
+func TestVanishedPreparedStatementsReplaceTheConnection(t *testing.T) {
+	pool := pgtest.PoolConfig(t, func(c *pgxpool.Config) {
+		c.MaxConns = 1 // the writer gets the same connection back, statements discarded
+		c.PrepareConn = func(ctx context.Context, conn *pgx.Conn) (bool, error) {
+			_, err := conn.PgConn().Exec(ctx, "DEALLOCATE ALL").ReadAll()
+			return err == nil, err
+		}
+	})
+	s := newStore(t, pool, pgtest.Schema(t, pool, "vanished"))
+	ctx := ctxFor(t)
+	var refused, landed int
+	lastRefused := false
+	for i := range 6 {
+		_, err := s.Append(ctx, "s", persistence.Any, ev(fmt.Sprint("e", i)))
+		switch {
+		case err == nil:
+			landed++
+			lastRefused = false
+		case errors.Is(err, ErrCommitUnknown):
+			t.Fatalf("append %d: %v: the outcome is known, nothing ran", i, err)
+		default:
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != "26000" {
+				t.Fatalf("append %d: %v, want the vanished statement's error", i, err)
+			}
+			if lastRefused {
+				t.Fatalf("append %d refused again: the stale connection was kept", i)
+			}
+			refused++
+			lastRefused = true
+		}
+	}
+	if refused == 0 || landed == 0 {
+		t.Fatalf("%d refused, %d landed: want both (a stale connection, then a fresh one)", refused, landed)
+	}
+	if stored, err := s.Load(ctx, "s", 1); err != nil || len(stored) != landed {
+		t.Fatalf("stored %d events (%v), want the %d that landed", len(stored), err, landed)
 	}
 }
