@@ -3,14 +3,11 @@ package aggregate
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/composable-go/composable/actor"
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/persistence/memory"
 )
@@ -108,19 +105,11 @@ func (hangingStore) Append(ctx context.Context, _ string, _ persistence.Expected
 // command whose store call overruns CommandTimeout; the caller gets an
 // error, not a hang, and nothing is written.
 func TestCommandTimeoutEndsHangingStoreCalls(t *testing.T) {
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sys := actor.NewSystem(actor.WithLogger(logger))
-	t.Cleanup(func() { _ = sys.Close() })
 	store := hangingStore{memory.New()}
-	rt := NewRuntime(sys, store, WithLogger(logger))
-	t.Cleanup(func() { _ = rt.Close() })
-	typ, err := Register(rt, numbersDef(), Options{CommandTimeout: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, typ := startType(t, store, numbersDef(), Options{CommandTimeout: 20 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = typ.Send(ctx, "x", add{N: 1})
+	_, err := typ.Send(ctx, "x", add{N: 1})
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
 		t.Fatalf("err = %v (caller's ctx: %v), want the command's deadline", err, ctx.Err())
 	}

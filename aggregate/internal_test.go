@@ -4,15 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	protoactor "github.com/asynkron/protoactor-go/actor"
 
-	"github.com/composable-go/composable/actor"
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/persistence/memory"
 )
@@ -74,15 +71,7 @@ func (s *blockingStore) release() {
 
 func startNumbers(t *testing.T, store persistence.EventStore) (*Runtime, *host[numbers, add, added, struct{}]) {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sys := actor.NewSystem(actor.WithLogger(logger))
-	t.Cleanup(func() { _ = sys.Close() })
-	rt := NewRuntime(sys, store, WithLogger(logger))
-	t.Cleanup(func() { _ = rt.Close() })
-	typ, err := Register(rt, numbersDef(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt, typ := startType(t, store, numbersDef(), Options{})
 	return rt, typ.h
 }
 

@@ -65,14 +65,15 @@ func (s *asyncStore) release() {
 	}
 }
 
-func startAsync(t *testing.T, store persistence.EventStore, opts Options) (*Runtime, *Type[numbers, add, added, struct{}]) {
+// startType starts a runtime on store hosting def; both close at cleanup.
+func startType(t *testing.T, store persistence.EventStore, def Definition[numbers, add, added, struct{}], opts Options) (*Runtime, *Type[numbers, add, added, struct{}]) {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sys := actor.NewSystem(actor.WithLogger(logger))
 	t.Cleanup(func() { _ = sys.Close() })
 	rt := NewRuntime(sys, store, WithLogger(logger))
 	t.Cleanup(func() { _ = rt.Close() })
-	typ, err := Register(rt, numbersDef(), opts)
+	typ, err := Register(rt, def, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func received(t *testing.T, c chan sent) sent {
 // callback.
 func TestDeferredAppendIsSettledBeforeTheNextMessage(t *testing.T) {
 	store := newAsyncStore()
-	_, typ := startAsync(t, store, Options{})
+	_, typ := startType(t, store, numbersDef(), Options{})
 	ctx := context.Background()
 	if _, err := typ.Send(ctx, "x", add{N: 1}); err != nil { // activates
 		t.Fatal(err)
@@ -145,7 +146,7 @@ func TestDeferredAppendIsSettledBeforeTheNextMessage(t *testing.T) {
 // and the caller gets the retried outcome, with nothing applied twice.
 func TestDeferredAppendConflictIsRetried(t *testing.T) {
 	store := newAsyncStore()
-	_, typ := startAsync(t, store, Options{})
+	_, typ := startType(t, store, numbersDef(), Options{})
 	ctx := context.Background()
 	if _, err := typ.Send(ctx, "x", add{N: 1}); err != nil {
 		t.Fatal(err)
@@ -176,7 +177,7 @@ func TestDeferredAppendConflictIsRetried(t *testing.T) {
 // rehydrates, still counts it exactly once.
 func TestDeferredAppendOverrunFailsTheCommand(t *testing.T) {
 	store := newAsyncStore()
-	_, typ := startAsync(t, store, Options{CommandTimeout: 20 * time.Millisecond, MinBackoff: time.Nanosecond})
+	_, typ := startType(t, store, numbersDef(), Options{CommandTimeout: 20 * time.Millisecond, MinBackoff: time.Nanosecond})
 	ctx := context.Background()
 	if _, err := typ.Send(ctx, "x", add{N: 1}); err != nil {
 		t.Fatal(err)
@@ -202,7 +203,7 @@ func TestDeferredAppendOverrunFailsTheCommand(t *testing.T) {
 // appends are in flight before it stops the aggregates.
 func TestCloseWaitsForDeferredAppends(t *testing.T) {
 	store := newAsyncStore()
-	rt, typ := startAsync(t, store, Options{})
+	rt, typ := startType(t, store, numbersDef(), Options{})
 	ctx := context.Background()
 	if _, err := typ.Send(ctx, "x", add{N: 1}); err != nil {
 		t.Fatal(err)
@@ -236,11 +237,6 @@ func TestCloseWaitsForDeferredAppends(t *testing.T) {
 // busy goes through its mailbox, after what is queued.
 func TestIdleAggregateRunsCommandsInline(t *testing.T) {
 	store := newAsyncStore()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sys := actor.NewSystem(actor.WithLogger(logger))
-	t.Cleanup(func() { _ = sys.Close() })
-	rt := NewRuntime(sys, store, WithLogger(logger))
-	t.Cleanup(func() { _ = rt.Close() })
 	var mu sync.Mutex
 	inline := map[int]bool{}
 	def := numbersDef()
@@ -252,10 +248,7 @@ func TestIdleAggregateRunsCommandsInline(t *testing.T) {
 		mu.Unlock()
 		return handle(s, c, env)
 	}
-	typ, err := Register(rt, def, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, typ := startType(t, store, def, Options{})
 	ctx := context.Background()
 	if _, err := typ.Send(ctx, "x", add{N: 1}); err != nil { // activates it, through the manager
 		t.Fatal(err)
@@ -330,7 +323,7 @@ func (s *overrunningStore) AppendAsync(ctx context.Context, stream string, expec
 // answered, Close waiting for its slot forever).
 func TestOverrunDuringAppendAsyncLeavesNoWakeToken(t *testing.T) {
 	store := &overrunningStore{asyncStore: newAsyncStore()}
-	rt, typ := startAsync(t, store, Options{MinBackoff: time.Nanosecond, MaxBackoff: time.Nanosecond})
+	rt, typ := startType(t, store, numbersDef(), Options{MinBackoff: time.Nanosecond, MaxBackoff: time.Nanosecond})
 	ctx := context.Background()
 	if _, err := typ.Send(ctx, "x", add{N: 1}); err != nil {
 		t.Fatal(err)
@@ -378,7 +371,7 @@ func TestOverrunDuringAppendAsyncLeavesNoWakeToken(t *testing.T) {
 func TestSequentialCallerIsNeverOverloaded(t *testing.T) {
 	for name, store := range map[string]persistence.EventStore{"deferred": newAsyncStore(), "blocking": memory.New()} {
 		t.Run(name, func(t *testing.T) {
-			_, typ := startAsync(t, store, Options{MaxInFlight: 1})
+			_, typ := startType(t, store, numbersDef(), Options{MaxInFlight: 1})
 			for i := range 2000 {
 				if _, err := typ.Send(context.Background(), "x", add{N: i}); err != nil {
 					t.Fatalf("command %d: %v", i, err)
