@@ -124,8 +124,10 @@ type Options struct {
 	// IdleTimeout passivates an aggregate that received nothing for this
 	// long and runs no effect. Default 5 minutes.
 	IdleTimeout time.Duration
-	// MaxLive caps the aggregates of this type in memory; beyond it the
-	// least recently used one is passivated. Default 10,000.
+	// MaxLive is how many aggregates of this type stay in memory; beyond
+	// it the least recently used one is stopped. An aggregate with an
+	// effect in flight (a pending Delay, say) is never stopped for it, so
+	// the count can exceed MaxLive while such effects run. Default 10,000.
 	MaxLive int
 	// MaxInFlight caps commands accepted but not yet answered for this
 	// type; beyond it Send fails at once with ErrOverloaded. Default 10,000.

@@ -1,6 +1,7 @@
 package aggregate_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,18 +30,28 @@ type (
 	// holdLater places a hold after a delay, through an effect.
 	holdLater struct{ After time.Duration }
 	hold      struct{}
+	// depositThenHold deposits, and its effect — on a goroutine of its
+	// own — sends hold: the follow-up the passivation tests count.
+	depositThenHold struct{ Amount int }
+	// later sends Then to the same aggregate After a delay (a Delay effect).
+	later struct {
+		After time.Duration
+		Then  command
+	}
 	// boom panics in Handle; applyBoom emits an event whose Apply panics.
 	boom      struct{}
 	applyBoom struct{}
 )
 
-func (open) isCommand()      {}
-func (deposit) isCommand()   {}
-func (withdraw) isCommand()  {}
-func (holdLater) isCommand() {}
-func (hold) isCommand()      {}
-func (boom) isCommand()      {}
-func (applyBoom) isCommand() {}
+func (open) isCommand()            {}
+func (deposit) isCommand()         {}
+func (withdraw) isCommand()        {}
+func (holdLater) isCommand()       {}
+func (hold) isCommand()            {}
+func (depositThenHold) isCommand() {}
+func (later) isCommand()           {}
+func (boom) isCommand()            {}
+func (applyBoom) isCommand()       {}
 
 type event interface{ isEvent() }
 
@@ -110,6 +121,12 @@ func accountDefinition() aggregate.Definition[account, command, event, env] {
 				return aggregate.Decision[command, event]{}.Then(composable.Delay(c.After, composable.Send[command](hold{}))), nil
 			case hold:
 				return aggregate.Emit[command, event](Held{}), nil
+			case later:
+				return aggregate.Decision[command, event]{}.Then(composable.Delay(c.After, composable.Send(c.Then))), nil
+			case depositThenHold:
+				return aggregate.Emit[command, event](Deposited(c)).Then(composable.Run(func(_ context.Context, send func(command)) {
+					send(hold{})
+				})), nil
 			case boom:
 				panic("handler bug")
 			case applyBoom:

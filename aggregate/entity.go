@@ -38,6 +38,7 @@ type entity[S, C, E, Env any] struct {
 	recovered bool // state reflects the store
 	dirty     bool // state may be wrong: rehydrate before the next message
 	dedup     *dedupWindow
+	epoch     uint64 // commands and queries handled: see the stop handshake in manager.go
 
 	watchdog watchdog // ends commands that overrun CommandTimeout
 
@@ -68,7 +69,7 @@ func (e *entity[S, C, E, Env]) Receive(ctx protoactor.Context) {
 	e.route.exec.Lock()
 	defer e.route.exec.Unlock()
 	switch ctx.Message().(type) {
-	case *envelope[S, C, E], settlePending, snapshotDone, passivateCheck:
+	case *envelope[S, C, E], settlePending, snapshotDone, passivateCheck, stopIfIdle:
 		e.route.queued.Add(-1) // posted through route.post
 	}
 	switch msg := ctx.Message().(type) {
@@ -90,6 +91,13 @@ func (e *entity[S, C, E, Env]) Receive(ctx protoactor.Context) {
 	case passivateCheck:
 		e.settle()
 		e.passivate(ctx)
+	case stopIfIdle:
+		e.settle()
+		if e.stopIfIdle(msg) {
+			ctx.Stop(ctx.Self())
+		} else {
+			ctx.Send(ctx.Parent(), stopCancelled{pid: ctx.Self()})
+		}
 	case *protoactor.Stopping:
 		e.settle()
 		e.gate.Lock()
@@ -128,6 +136,7 @@ func (e *entity[S, C, E, Env]) runInline(m *envelope[S, C, E]) bool {
 
 // handle answers one command or query. Every path replies exactly once.
 func (e *entity[S, C, E, Env]) handle(m *envelope[S, C, E]) {
+	e.epoch++
 	res, err := e.process(m)
 	if errors.Is(err, errDeferred) {
 		return // the pending append answers
@@ -495,11 +504,17 @@ func (e *entity[S, C, E, Env]) encodeSnapshot() (persistence.Snapshot, error) {
 	return snap, err
 }
 
-// passivate tells the manager this aggregate may stop, unless effects are
-// still running or a snapshot is being written; the manager asks again on
-// its next sweep.
+// busy reports work in flight that a stop would cut short: effects, a
+// snapshot write, or an append.
+func (e *entity[S, C, E, Env]) busy() bool {
+	return e.runner.InFlight() > 0 || e.snapping || e.pending != nil
+}
+
+// passivate tells the manager this aggregate may stop, unless it is busy;
+// the manager asks again on its next sweep (step 1 of the handshake in
+// manager.go).
 func (e *entity[S, C, E, Env]) passivate(ctx protoactor.Context) {
-	if e.runner.InFlight() > 0 || e.snapping {
+	if e.busy() {
 		return
 	}
 	if e.h.opts.SnapshotOnPassivation && e.recovered && !e.dirty && e.version > e.snapVersion && e.h.rt.snapshots != nil {
@@ -511,9 +526,26 @@ func (e *entity[S, C, E, Env]) passivate(ctx protoactor.Context) {
 		}
 		if err != nil {
 			e.h.rt.logger.Warn("aggregate: snapshot on passivation failed", slog.String("stream", e.stream), slog.Any("error", err))
+		} else {
+			e.snapVersion = e.version
 		}
 	}
-	ctx.Send(ctx.Parent(), passivateOK{pid: ctx.Self()})
+	ctx.Send(ctx.Parent(), passivateOK{pid: ctx.Self(), epoch: e.epoch})
+}
+
+// stopIfIdle decides step 3 of the handshake: it reports whether the
+// aggregate may stop now, and if so marks it stopped, so that effects can
+// no longer post to it. The manager has closed the route, so only this
+// activation's own effects and background writes could still post; the
+// decision is taken holding the gate those posts take.
+func (e *entity[S, C, E, Env]) stopIfIdle(req stopIfIdle) bool {
+	e.gate.Lock()
+	defer e.gate.Unlock()
+	if e.busy() || e.route.queued.Load() != 0 || (!req.evict && e.epoch != req.epoch) {
+		return false
+	}
+	e.stopped = true
+	return true
 }
 
 // activate starts the definition's OnActivate effect for the freshly

@@ -121,41 +121,68 @@ func TestCommandsDuringRecoveryRunInArrivalOrder(t *testing.T) {
 	}
 }
 
-// heldCommand sets up a busy aggregate that the manager decided to
-// passivate: command 1 ran, command 2 is blocked in the store's append, and
-// command 3, sent while the activation stops, waits in the manager. The
-// store is released by the caller.
-type heldCommand struct {
-	rt            *Runtime
-	h             *host[numbers, add, added, struct{}]
-	store         *blockingStore
-	old           *protoactor.PID
-	pids          chan *protoactor.PID
-	second, third chan reply[numbers, added]
+// stopping sets up an aggregate that the manager was asked to stop, and a
+// command sent meanwhile, which waits in the manager. Command 1 ran; with
+// busy, command 2 is blocked in the store's append (released by the
+// caller) and the stop request is stale, as one is after the aggregate
+// agreed to passivate and then took another command.
+type stopping struct {
+	rt     *Runtime
+	h      *host[numbers, add, added, struct{}]
+	store  *blockingStore
+	old    *protoactor.PID
+	pids   chan *protoactor.PID
+	second chan reply[numbers, added] // with busy
+	third  chan reply[numbers, added]
 }
 
-func holdCommand(t *testing.T) heldCommand {
+// respawned, if not nil, is called on the manager's goroutine when the
+// next activation starts.
+func stopWith(t *testing.T, busy bool, respawned func(*host[numbers, add, added, struct{}])) stopping {
 	t.Helper()
-	f := heldCommand{store: &blockingStore{Store: memory.New(), entered: make(chan string, 1)}, pids: make(chan *protoactor.PID, 2)}
+	f := stopping{store: &blockingStore{Store: memory.New(), entered: make(chan string, 1)}, pids: make(chan *protoactor.PID, 2)}
 	f.rt, f.h = startNumbers(t, f.store)
-	f.h.spawned = func(_ string, pid *protoactor.PID) { f.pids <- pid }
+	f.h.spawned = func(_ string, pid *protoactor.PID) {
+		if f.old != nil && respawned != nil {
+			respawned(f.h)
+		}
+		f.pids <- pid
+	}
 	wait(t, post(f.h, 1))
 	f.old = <-f.pids
-	f.store.block()
-	f.second = post(f.h, 2)
-	if got := <-f.store.entered; got != "append" {
-		t.Fatalf("blocked in %s", got)
+	if busy {
+		f.store.block()
+		f.second = post(f.h, 2)
+		if got := <-f.store.entered; got != "append" {
+			t.Fatalf("blocked in %s", got)
+		}
 	}
-	f.rt.sys.ActorSystem().Root.Send(f.h.manager, passivateOK{pid: f.old})
+	// Command 1 made the epoch 1: a passivateOK for it is current when
+	// nothing else ran.
+	f.rt.sys.ActorSystem().Root.Send(f.h.manager, passivateOK{pid: f.old, epoch: 1})
 	f.third = post(f.h, 3)
 	return f
 }
 
-// TestCommandDuringPassivationGoesToTheNextActivation passivates a busy
-// aggregate and sends a command while it is stopping: the command waits for
-// the old activation to stop and runs in a fresh one.
+// TestCommandDuringPassivationGoesToTheNextActivation passivates an idle
+// aggregate and sends a command while it stops: the command waits for the
+// old activation to stop and runs in a fresh one.
 func TestCommandDuringPassivationGoesToTheNextActivation(t *testing.T) {
-	f := holdCommand(t)
+	f := stopWith(t, false, nil)
+	res := wait(t, f.third)
+	if res.Version != 2 || fmt.Sprint(res.State.Seen) != "[1 3]" {
+		t.Fatalf("third: %+v", res)
+	}
+	if next := <-f.pids; next.Id == f.old.Id {
+		t.Fatal("the third command ran in the stopping activation")
+	}
+}
+
+// TestABusyAggregateRefusesToStop: a stop asked of an aggregate with work
+// in flight — a command's append — is refused; the command held meanwhile
+// runs in the same activation, after the one in flight.
+func TestABusyAggregateRefusesToStop(t *testing.T) {
+	f := stopWith(t, true, nil)
 	f.store.release()
 	if res := wait(t, f.second); res.Version != 2 {
 		t.Fatalf("second: version %d", res.Version)
@@ -164,8 +191,32 @@ func TestCommandDuringPassivationGoesToTheNextActivation(t *testing.T) {
 	if res.Version != 3 || fmt.Sprint(res.State.Seen) != "[1 2 3]" {
 		t.Fatalf("third: %+v", res)
 	}
-	if next := <-f.pids; next.Id == f.old.Id {
-		t.Fatal("the third command ran in the stopping activation")
+	select {
+	case pid := <-f.pids:
+		t.Fatalf("a new activation %s started; the busy one should have stayed", pid.Id)
+	default:
+	}
+	if live := f.h.live.Load(); live != 1 {
+		t.Fatalf("%d live, want 1", live)
+	}
+}
+
+// TestHeldCommandsRunBeforeDirectOnes: a command that waited in the manager
+// while its aggregate stopped runs before one sent as the next activation
+// starts — the direct route opens only once the held commands are in the
+// new mailbox.
+func TestHeldCommandsRunBeforeDirectOnes(t *testing.T) {
+	fourth := make(chan reply[numbers, added], 1)
+	f := stopWith(t, false, func(h *host[numbers, add, added, struct{}]) {
+		// A caller sending right as the next activation starts.
+		m := &envelope[numbers, add, added]{ctx: context.Background(), id: "x", cmd: add{N: 4}, reply: fourth}
+		if !h.sendDirect(m) {
+			h.rt.sys.ActorSystem().Root.Send(h.manager, m)
+		}
+	})
+	wait(t, f.third)
+	if res := wait(t, fourth); fmt.Sprint(res.State.Seen) != "[1 3 4]" {
+		t.Fatalf("applied in order %v, want [1 3 4]", res.State.Seen)
 	}
 }
 
@@ -191,27 +242,5 @@ func TestDedupWindowEvictsOldest(t *testing.T) {
 	bad, _ := json.Marshal(raw)
 	if _, err := decodeEnvelope(bad); err == nil {
 		t.Fatal("unknown envelope format accepted")
-	}
-}
-
-// TestHeldCommandsRunBeforeDirectOnes: a command that waited in the manager
-// while its aggregate stopped runs before one sent as the next activation
-// starts — the direct route opens only once the held commands are in the
-// new mailbox.
-func TestHeldCommandsRunBeforeDirectOnes(t *testing.T) {
-	f := holdCommand(t)
-	fourth := make(chan reply[numbers, added], 1)
-	f.h.spawned = func(string, *protoactor.PID) {
-		// A caller sending right as the next activation starts.
-		m := &envelope[numbers, add, added]{ctx: context.Background(), id: "x", cmd: add{N: 4}, reply: fourth}
-		if !f.h.sendDirect(m) {
-			f.rt.sys.ActorSystem().Root.Send(f.h.manager, m)
-		}
-	}
-	f.store.release()
-	wait(t, f.second)
-	wait(t, f.third)
-	if res := wait(t, fourth); fmt.Sprint(res.State.Seen) != "[1 2 3 4]" {
-		t.Fatalf("applied in order %v, want [1 2 3 4]", res.State.Seen)
 	}
 }

@@ -7,18 +7,63 @@ import (
 	protoactor "github.com/asynkron/protoactor-go/actor"
 )
 
+// # Stopping an aggregate: the handshake
+//
+// An aggregate stops only when it has no work: passivation (idle for
+// IdleTimeout) and eviction (over MaxLive) are both a handshake between the
+// manager and the child, and neither ever cancels an effect that a handled
+// command started, nor drops a message the child was sent. The steps:
+//
+//  1. Passivation: the sweep posts passivateCheck to each idle child. A child
+//     that is busy — effects in flight, a snapshot or an append being
+//     written — ignores it (the next sweep asks again); an idle one answers
+//     passivateOK with its epoch, the number of commands it has handled.
+//     Eviction skips this step: the manager picks the least recently used
+//     child itself.
+//  2. The manager marks the child stopping and closes its route: from then
+//     on commands for the id wait in the child's buffer in the manager, and
+//     no direct post is in progress (closeRoute). It posts stopIfIdle to
+//     the child — behind everything already in its mailbox.
+//  3. The child, on stopIfIdle, stops if it is still idle: no effect in
+//     flight, no snapshot or append pending, no message queued behind
+//     stopIfIdle (effects post to the child directly, not through the
+//     route), and — for a passivation — no command handled since its
+//     passivateOK. It decides holding its gate, which effects' posts also
+//     take, so nothing can reach it after it decided to stop.
+//     Otherwise it answers stopCancelled and stays.
+//  4. On Terminated the manager starts a fresh activation for the buffered
+//     commands, if any; on stopCancelled it posts them to the child, in
+//     order, and reopens the route, so direct commands come after them.
+//
+// So the invariants: at most one activation per id is live in this
+// process; a child stops only between messages, with nothing queued and no
+// effect running; every command the manager holds for a stopping child
+// runs, in arrival order, in the next activation or the same one.
+// MaxLive is a target, not a hard cap: a child with work in flight refuses
+// to be evicted, and the manager evicts others on the next activation.
+
 // Messages between the manager and its children. One can race an actor
 // stopping (a child's passivateOK against the manager's shutdown, say);
 // losing it then is harmless, so they are exempt from dead-letter logging.
 type (
 	sweepIdle      struct{}
 	passivateCheck struct{}
-	passivateOK    struct{ pid *protoactor.PID }
+	passivateOK    struct {
+		pid   *protoactor.PID
+		epoch uint64 // commands the child had handled when it agreed
+	}
+	stopIfIdle struct {
+		epoch uint64 // of passivateOK; ignored for an eviction
+		evict bool
+	}
+	stopCancelled struct{ pid *protoactor.PID }
 )
 
 func (sweepIdle) IgnoreDeadLetterLogging()      {}
 func (passivateCheck) IgnoreDeadLetterLogging() {}
 func (passivateOK) IgnoreDeadLetterLogging()    {}
+func (stopIfIdle) IgnoreDeadLetterLogging()     {}
+func (stopCancelled) IgnoreDeadLetterLogging()  {}
 
 // child is the manager's view of one aggregate actor.
 type child[S, C, E any] struct {
@@ -27,7 +72,7 @@ type child[S, C, E any] struct {
 	route    *route[S, C, E] // for commands that skip the manager
 	lastUsed time.Time       // of the last command routed here; see used
 	lru      *list.Element
-	stopping bool                 // poisoned: new commands wait in buffer
+	stopping bool                 // asked to stop: new commands wait in buffer
 	buffer   []*envelope[S, C, E] // commands for the next activation
 }
 
@@ -52,7 +97,11 @@ func (m *manager[S, C, E, Env]) Receive(ctx protoactor.Context) {
 		m.sweep(ctx)
 	case passivateOK:
 		if id, ok := m.byPID[msg.pid.Id]; ok {
-			m.stopChild(ctx, m.children[id])
+			m.stopChild(ctx, m.children[id], stopIfIdle{epoch: msg.epoch})
+		}
+	case stopCancelled:
+		if id, ok := m.byPID[msg.pid.Id]; ok {
+			m.resume(ctx, m.children[id])
 		}
 	case *protoactor.Terminated:
 		m.terminated(ctx, msg.Who)
@@ -80,7 +129,7 @@ func (m *manager[S, C, E, Env]) spawn(ctx protoactor.Context, id string) *child[
 		if oldest == nil {
 			break
 		}
-		m.stopChild(ctx, oldest)
+		m.stopChild(ctx, oldest, stopIfIdle{evict: true})
 	}
 	r := &route[S, C, E]{}
 	e := newEntity(m.h, id, r)
@@ -98,9 +147,9 @@ func (m *manager[S, C, E, Env]) spawn(ctx protoactor.Context, id string) *child[
 	return c
 }
 
-// stopChild poisons c: it handles what is already in its mailbox, then
-// stops.
-func (m *manager[S, C, E, Env]) stopChild(ctx protoactor.Context, c *child[S, C, E]) {
+// stopChild asks c to stop once it is idle (steps 2 and 3 of the
+// handshake).
+func (m *manager[S, C, E, Env]) stopChild(ctx protoactor.Context, c *child[S, C, E], req stopIfIdle) {
 	if c == nil || c.stopping {
 		return
 	}
@@ -108,7 +157,29 @@ func (m *manager[S, C, E, Env]) stopChild(ctx protoactor.Context, c *child[S, C,
 	m.closeRoute(c)
 	m.nStopping++
 	m.h.live.Add(-1)
-	ctx.Poison(c.pid)
+	c.route.post(ctx.Send, req)
+}
+
+// resume takes back a child that refused to stop: the commands held for
+// it go to it first, then the route reopens (step 4). It becomes the most
+// recently used, so that eviction asks others first.
+func (m *manager[S, C, E, Env]) resume(ctx protoactor.Context, c *child[S, C, E]) {
+	if c == nil || !c.stopping {
+		return
+	}
+	c.stopping = false
+	m.nStopping--
+	m.h.live.Add(1)
+	c.lastUsed = m.h.rt.clock.Now()
+	m.lru.MoveToFront(c.lru)
+	for _, msg := range c.buffer {
+		c.route.post(ctx.Send, msg)
+	}
+	c.buffer = nil
+	c.route.mu.Lock()
+	c.route.closed = false
+	c.route.mu.Unlock()
+	m.openRoute(c)
 }
 
 func (m *manager[S, C, E, Env]) terminated(ctx protoactor.Context, pid *protoactor.PID) {
