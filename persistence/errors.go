@@ -32,6 +32,7 @@ var (
 	ErrBadExpectedVersion = fmt.Errorf("%w: bad expected version", ErrInvalidInput)
 	ErrBadVersion         = fmt.Errorf("%w: bad version", ErrInvalidInput)
 	ErrBadLimit           = fmt.Errorf("%w: bad limit", ErrInvalidInput)
+	ErrInvalidTimer       = fmt.Errorf("%w: invalid timer", ErrInvalidInput)
 )
 
 // ConcurrencyError reports an append whose expected version did not match.

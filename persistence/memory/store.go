@@ -29,13 +29,17 @@ type Store struct {
 	streams   map[string][]int            // stream -> indexes into all
 	ids       map[string]struct{}
 	snapshots map[string]persistence.Snapshot
-	appended  chan struct{} // closed and replaced on every append
+	timers    map[string]map[timerKey]persistence.Timer // by owner
+	appended  chan struct{}                             // closed and replaced on every append
 }
+
+type timerKey struct{ id, name string }
 
 var (
 	_ persistence.EventStore    = (*Store)(nil)
 	_ persistence.SnapshotStore = (*Store)(nil)
 	_ persistence.Notifier      = (*Store)(nil)
+	_ persistence.TimerStore    = (*Store)(nil)
 )
 
 // Option configures a [Store].
@@ -56,6 +60,7 @@ func New(opts ...Option) *Store {
 		streams:      make(map[string][]int),
 		ids:          make(map[string]struct{}),
 		snapshots:    make(map[string]persistence.Snapshot),
+		timers:       make(map[string]map[timerKey]persistence.Timer),
 		appended:     make(chan struct{}),
 	}
 	for _, o := range opts {
@@ -66,7 +71,15 @@ func New(opts ...Option) *Store {
 
 // Append implements [persistence.EventStore].
 func (s *Store) Append(ctx context.Context, stream string, expected persistence.ExpectedVersion, events ...persistence.EventData) (persistence.AppendResult, error) {
+	return s.AppendWithTimers(ctx, stream, expected, events, nil)
+}
+
+// AppendWithTimers implements [persistence.TimerStore].
+func (s *Store) AppendWithTimers(ctx context.Context, stream string, expected persistence.ExpectedVersion, events []persistence.EventData, timers []persistence.TimerChange) (persistence.AppendResult, error) {
 	if err := persistence.ValidateAppend(stream, expected, events, s.maxEventSize); err != nil {
+		return persistence.AppendResult{}, err
+	}
+	if err := persistence.ValidateTimers(timers); err != nil {
 		return persistence.AppendResult{}, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -94,6 +107,9 @@ func (s *Store) Append(ctx context.Context, stream string, expected persistence.
 		})
 		s.streams[stream] = append(s.streams[stream], len(s.all)-1)
 		s.ids[e.ID] = struct{}{}
+	}
+	for _, c := range timers {
+		s.changeTimer(c)
 	}
 	close(s.appended)
 	s.appended = make(chan struct{})
@@ -189,6 +205,52 @@ func (s *Store) LoadSnapshot(ctx context.Context, stream string) (persistence.Sn
 	snap, ok := s.snapshots[stream]
 	snap.Data = slices.Clone(snap.Data)
 	return snap, ok, nil
+}
+
+// changeTimer applies one timer change; the caller holds mu.
+func (s *Store) changeTimer(c persistence.TimerChange) {
+	t := c.Timer
+	k := timerKey{t.ID, t.Name}
+	if c.Cancel {
+		delete(s.timers[t.Owner], k)
+		if len(s.timers[t.Owner]) == 0 {
+			delete(s.timers, t.Owner)
+		}
+		return
+	}
+	if s.timers[t.Owner] == nil {
+		s.timers[t.Owner] = map[timerKey]persistence.Timer{}
+	}
+	t.Due = t.Due.UTC().Truncate(time.Microsecond)
+	s.timers[t.Owner][k] = t
+}
+
+// Timers implements [persistence.TimerStore].
+func (s *Store) Timers(ctx context.Context, owner string, limit int) ([]persistence.Timer, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: %d", persistence.ErrBadLimit, limit)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	out := slices.Collect(maps.Values(s.timers[owner]))
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b persistence.Timer) int { return a.Due.Compare(b.Due) })
+	return out[:min(limit, len(out))], nil
+}
+
+// DeleteTimer implements [persistence.TimerStore].
+func (s *Store) DeleteTimer(ctx context.Context, t persistence.Timer) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.timers[t.Owner][timerKey{t.ID, t.Name}]; ok && cur.FireID == t.FireID {
+		s.changeTimer(persistence.TimerChange{Timer: t, Cancel: true})
+	}
+	return nil
 }
 
 // Events returns a copy of the whole global feed, for inspection in tests.

@@ -172,7 +172,8 @@ func TestGivenUpRequestIsAnsweredOnce(t *testing.T) {
 
 // TestTwoUnknownCommitsInARow: the connection breaks before COMMIT
 // completes, twice in a row; each time the writer looks for the batch's
-// events, finds none and tries again, and the append then lands once.
+// events, finds none and tries again, and the append then lands once —
+// with the timer it arms, which shares its transaction.
 func TestTwoUnknownCommitsInARow(t *testing.T) {
 	pool := pgtest.Pool(t)
 	schema := pgtest.Schema(t, pool, "two_unknown")
@@ -203,12 +204,17 @@ func TestTwoUnknownCommitsInARow(t *testing.T) {
 		})
 		return nil
 	}
-	res, err := s.Append(ctx, "s", persistence.NoStream, ev("e1"))
+	due := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	res, err := s.AppendWithTimers(ctx, "s", persistence.NoStream, []persistence.EventData{ev("e1")},
+		[]persistence.TimerChange{{Timer: persistence.Timer{Owner: "o", ID: "s", Name: "t", Due: due, FireID: "f"}}})
 	if err != nil || res.Version != 1 {
 		t.Fatalf("append after two broken commits: %+v, %v (after %d tries)", res, err, calls.Load())
 	}
 	if stored, err := s.Load(ctx, "s", 1); err != nil || len(stored) != 1 {
 		t.Fatalf("stored %d events (%v), want 1", len(stored), err)
+	}
+	if timers, err := s.Timers(ctx, "o", 10); err != nil || len(timers) != 1 || !timers[0].Due.Equal(due) {
+		t.Fatalf("timers %+v (%v), want the one armed", timers, err)
 	}
 }
 

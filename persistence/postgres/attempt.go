@@ -104,7 +104,7 @@ func (w *writer) attempt(batch []*request, careful bool) ([]decision, error) {
 	if rows.len() == 0 && !began {
 		return decisions, nil
 	}
-	head, err := w.write(ctx, conn.Conn(), stmts, rows, !began)
+	head, err := w.write(ctx, conn.Conn(), stmts, rows, timerChanges(decisions), !began)
 	if errors.Is(err, ErrCommitUnknown) {
 		return decisions, err
 	}
@@ -183,7 +183,7 @@ func (w *writer) releaseConn() {
 // the batch's error: an error after it (the NOTIFY, a broken connection)
 // does not undo it. No completion and no server error means the outcome is
 // unknown.
-func (w *writer) write(ctx context.Context, conn *pgx.Conn, st *txStatements, rows *rowSet, begin bool) (int64, error) {
+func (w *writer) write(ctx context.Context, conn *pgx.Conn, st *txStatements, rows *rowSet, timers []persistence.TimerChange, begin bool) (int64, error) {
 	steps := w.steps[:0]
 	if begin {
 		steps = append(steps, step{sd: st.begin}, step{sd: st.setLocal}, step{sd: st.lock, params: [][]byte{w.lockParam}})
@@ -196,6 +196,9 @@ func (w *writer) write(ctx context.Context, conn *pgx.Conn, st *txStatements, ro
 					head = int64(binary.BigEndian.Uint64(r.Rows[0][0]))
 				}
 			}})
+	}
+	if len(timers) > 0 {
+		steps = append(steps, step{sd: st.timers, params: encodeTimers(timers)})
 	}
 	if hook := w.store.beforeCommit; hook != nil {
 		if err := roundTrip(ctx, conn, steps); err != nil {
@@ -236,6 +239,22 @@ func (w *writer) write(ctx context.Context, conn *pgx.Conn, st *txStatements, ro
 		return 0, fmt.Errorf("insert or commit refused: %w", err) // not committed
 	}
 	return 0, fmt.Errorf("%w: %w", ErrCommitUnknown, err)
+}
+
+// timerChanges returns the timer changes of the accepted requests, in
+// batch order, collapsed to one per timer: the net effect of applying them
+// one request after another.
+func timerChanges(decisions []decision) []persistence.TimerChange {
+	var changes []persistence.TimerChange
+	for _, d := range decisions {
+		if d.err == nil {
+			changes = append(changes, d.r.timers...)
+		}
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	return persistence.CollapseTimers(changes)
 }
 
 // refusesOnHearsay reports whether a decision refuses a request on the

@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/composable-go/composable/persistence"
 )
 
 // The writer sends each append transaction through pgconn's pipeline with
@@ -19,7 +21,7 @@ import (
 // txStatements are the append transaction's statements, prepared on one
 // connection.
 type txStatements struct {
-	begin, setLocal, lock, insert, head, commit, notify *pgconn.StatementDescription
+	begin, setLocal, lock, insert, head, timers, commit, notify *pgconn.StatementDescription
 }
 
 // statements prepares the append transaction's statements on conn. pgx's
@@ -38,6 +40,7 @@ func (w *writer) statements(ctx context.Context, conn *pgx.Conn) (*txStatements,
 		{&st.lock, "composable_lock", q.lock},
 		{&st.insert, q.names.insert, q.insert},
 		{&st.head, q.names.head, q.head},
+		{&st.timers, q.names.timers, q.changeTimers},
 		{&st.notify, "composable_notify", q.notify},
 	} {
 		sd, err := conn.Prepare(ctx, s.name, s.sql)
@@ -139,6 +142,30 @@ func (w *writer) encodeRows(rows *rowSet) [][]byte {
 	}
 	w.params = params
 	return params
+}
+
+// encodeTimers encodes the parameters of the timer changes' statement:
+// the armed timers' columns (due in microseconds since the Unix epoch),
+// then the disarmed ones'. Timers are rare next to events, so the buffer
+// is not kept.
+func encodeTimers(changes []persistence.TimerChange) [][]byte {
+	const textOID, int8OID = 25, 20
+	var owners, ids, names, fires, gOwners, gIDs, gNames []string
+	var dues []int64
+	for _, c := range changes {
+		t := c.Timer
+		if c.Cancel {
+			gOwners, gIDs, gNames = append(gOwners, t.Owner), append(gIDs, t.ID), append(gNames, t.Name)
+			continue
+		}
+		owners, ids, names, fires = append(owners, t.Owner), append(ids, t.ID), append(names, t.Name), append(fires, t.FireID)
+		dues = append(dues, t.Due.UnixMicro())
+	}
+	return [][]byte{
+		appendTextArray(nil, textOID, owners), appendTextArray(nil, textOID, ids), appendTextArray(nil, textOID, names),
+		appendInt8Array(nil, int8OID, dues), appendTextArray(nil, textOID, fires),
+		appendTextArray(nil, textOID, gOwners), appendTextArray(nil, textOID, gIDs), appendTextArray(nil, textOID, gNames),
+	}
 }
 
 func appendArrayHeader(b []byte, elemOID uint32, n int) []byte {

@@ -226,13 +226,25 @@ func (s *Store) Close() error {
 // returns ctx's error and the append may still commit: retry with the same
 // event ids, and treat [persistence.ErrDuplicateEvent] as success.
 func (s *Store) Append(ctx context.Context, stream string, expected persistence.ExpectedVersion, events ...persistence.EventData) (persistence.AppendResult, error) {
+	return s.AppendWithTimers(ctx, stream, expected, events, nil)
+}
+
+// AppendWithTimers implements [persistence.TimerStore]: the timer changes
+// are written in the transaction of the events, after them.
+func (s *Store) AppendWithTimers(ctx context.Context, stream string, expected persistence.ExpectedVersion, events []persistence.EventData, timers []persistence.TimerChange) (persistence.AppendResult, error) {
 	if err := persistence.ValidateAppend(stream, expected, events, s.cfg.maxEventSize); err != nil {
+		return persistence.AppendResult{}, err
+	}
+	if err := persistence.ValidateTimers(timers); err != nil {
 		return persistence.AppendResult{}, err
 	}
 	if err := ctx.Err(); err != nil {
 		return persistence.AppendResult{}, err
 	}
 	r := newRequest(ctx, stream, expected, events, &s.metadata)
+	if len(timers) > 0 {
+		r.timers = persistence.CollapseTimers(timers)
+	}
 	r.done = make(chan result, 1)
 	if err := s.enqueue(ctx, r); err != nil {
 		return persistence.AppendResult{}, err
@@ -408,13 +420,15 @@ type queries struct {
 	load, streamVersion, readAll                                    string
 	saveSnapshots, loadSnapshot                                     string
 	loadCheckpoint, saveCheckpoint                                  string
+	changeTimers, timers, deleteTimer                               string
 	channel                                                         string
-	names                                                           struct{ insert, head string } // of the writer's prepared statements
+	names                                                           struct{ insert, head, timers string } // of the writer's prepared statements
 }
 
 func newQueries(schema string) queries {
 	events := pgx.Identifier{schema, "events"}.Sanitize()
 	snapshots := pgx.Identifier{schema, "snapshots"}.Sanitize()
+	timers := pgx.Identifier{schema, "timers"}.Sanitize()
 	return queries{
 		lock: "SELECT pg_advisory_xact_lock($1)",
 		// One backward probe of the (stream_id, version) index per stream:
@@ -441,10 +455,20 @@ func newQueries(schema string) queries {
 		loadCheckpoint: "SELECT position FROM " + pgx.Identifier{schema, "checkpoints"}.Sanitize() + " WHERE name = $1",
 		saveCheckpoint: "INSERT INTO " + pgx.Identifier{schema, "checkpoints"}.Sanitize() + " AS c (name, position) VALUES ($1, $2) " +
 			"ON CONFLICT (name) DO UPDATE SET position = greatest(c.position, EXCLUDED.position), updated_at = now()",
-		channel: fmt.Sprintf("composable_events_%016x", uint64(lockKey("notify", schema))),
-		names: struct{ insert, head string }{
+		// Timer changes come collapsed to one per timer, so the keys
+		// deleted and those upserted are disjoint.
+		changeTimers: "WITH gone AS (DELETE FROM " + timers + " t USING unnest($6::text[], $7::text[], $8::text[]) AS c(o, i, n) " +
+			"WHERE t.owner = c.o AND t.id = c.i AND t.name = c.n) " +
+			"INSERT INTO " + timers + " (owner, id, name, due, fire_id) " +
+			"SELECT o, i, n, timestamptz 'epoch' + d * interval '1 microsecond', f FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[]) AS a(o, i, n, d, f) " +
+			"ON CONFLICT (owner, id, name) DO UPDATE SET due = EXCLUDED.due, fire_id = EXCLUDED.fire_id",
+		timers:      "SELECT id, name, due, fire_id FROM " + timers + " WHERE owner = $1 ORDER BY due LIMIT $2",
+		deleteTimer: "DELETE FROM " + timers + " WHERE owner = $1 AND id = $2 AND name = $3 AND fire_id = $4",
+		channel:     fmt.Sprintf("composable_events_%016x", uint64(lockKey("notify", schema))),
+		names: struct{ insert, head, timers string }{
 			insert: fmt.Sprintf("composable_insert_%016x", uint64(lockKey("insert", schema))),
 			head:   fmt.Sprintf("composable_head_%016x", uint64(lockKey("head", schema))),
+			timers: fmt.Sprintf("composable_timers_%016x", uint64(lockKey("timers", schema))),
 		},
 	}
 }

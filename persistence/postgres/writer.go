@@ -23,8 +23,9 @@ type request struct {
 	metadata []string    // the events' metadata as JSON, "" for none; encoded by the caller
 	done     chan result // buffered: the writer never blocks on it; nil when callback is set
 	callback func(persistence.AppendResult, error)
-	meta1    [1]string // metadata's storage for a single event
-	answered bool      // only the writer goroutine touches it
+	timers   []persistence.TimerChange // collapsed: one change per timer
+	meta1    [1]string                 // metadata's storage for a single event
+	answered bool                      // only the writer goroutine touches it
 }
 
 // newRequest returns the request to append events to stream, its

@@ -11,7 +11,8 @@
 // multi-event appends, racing writers, duplicate event ids, the round trip of
 // every field, paging, stream isolation, snapshots, the order of the global
 // feed under 100 concurrent writers with a reader following along, catch-up
-// subscriptions, and the rejection of bad input with nothing written.
+// subscriptions, durable timers written atomically with events, and the
+// rejection of bad input with nothing written.
 package storetest
 
 import (
@@ -29,10 +30,12 @@ import (
 	"github.com/composable-go/composable/persistence"
 )
 
-// Store is what the suite exercises: an event store that keeps snapshots.
+// Store is what the suite exercises: an event store that keeps snapshots
+// and durable timers.
 type Store interface {
 	persistence.EventStore
 	persistence.SnapshotStore
+	persistence.TimerStore
 }
 
 // Factory returns a new, empty store for one subtest. It registers any
@@ -62,6 +65,11 @@ func Run(t *testing.T, newStore Factory) {
 		{"SubscribeCatchesUpThenFollows", testSubscribe},
 		{"NotifierWakesSubscribers", testNotifier},
 		{"HeadIsTheLastPosition", testHead},
+		{"TimersRoundTrip", testTimersRoundTrip},
+		{"TimerChangesApplyInOrder", testTimerChangesApplyInOrder},
+		{"TimersAreAtomicWithEvents", testTimersAreAtomicWithEvents},
+		{"DeleteTimerMatchesTheFiring", testDeleteTimerMatchesTheFiring},
+		{"TimersOfRacingWriters", testTimersOfRacingWriters},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

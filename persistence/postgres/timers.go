@@ -1,0 +1,50 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/composable-go/composable/persistence"
+)
+
+var _ persistence.TimerStore = (*Store)(nil)
+
+// Timers implements [persistence.TimerStore]: an index scan of the
+// owner's timers in due order.
+func (s *Store) Timers(ctx context.Context, owner string, limit int) ([]persistence.Timer, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: %d", persistence.ErrBadLimit, limit)
+	}
+	if !persistence.ValidStreamID(owner) { // PostgreSQL would refuse the text
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, s.q.timers, owner, limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: timers of %q: %w", owner, err)
+	}
+	defer rows.Close()
+	var out []persistence.Timer
+	for rows.Next() {
+		t := persistence.Timer{Owner: owner}
+		if err := rows.Scan(&t.ID, &t.Name, &t.Due, &t.FireID); err != nil {
+			return nil, fmt.Errorf("postgres: timers of %q: %w", owner, err)
+		}
+		t.Due = t.Due.UTC()
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: timers of %q: %w", owner, err)
+	}
+	return out, nil
+}
+
+// DeleteTimer implements [persistence.TimerStore].
+func (s *Store) DeleteTimer(ctx context.Context, t persistence.Timer) error {
+	if err := persistence.ValidateTimers([]persistence.TimerChange{{Timer: t, Cancel: true}}); err != nil {
+		return err
+	}
+	if _, err := s.pool.Exec(ctx, s.q.deleteTimer, t.Owner, t.ID, t.Name, t.FireID); err != nil {
+		return fmt.Errorf("postgres: delete timer %q of %s/%s: %w", t.Name, t.Owner, t.ID, err)
+	}
+	return nil
+}

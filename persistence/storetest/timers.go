@@ -1,0 +1,205 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/composable-go/composable/persistence"
+)
+
+// The durable timer cases: timers are written atomically with the events
+// of an append, replaced by name, listed earliest first per owner, and
+// deleted only by the firing they belong to.
+
+var timerBase = time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC)
+
+func arm(owner, id, name string, due time.Time, fireID string) persistence.TimerChange {
+	return persistence.TimerChange{Timer: persistence.Timer{Owner: owner, ID: id, Name: name, Due: due, FireID: fireID}}
+}
+
+func disarm(owner, id, name string) persistence.TimerChange {
+	return persistence.TimerChange{Timer: persistence.Timer{Owner: owner, ID: id, Name: name}, Cancel: true}
+}
+
+func timers(t *testing.T, s Store, owner string) []persistence.Timer {
+	t.Helper()
+	got, err := s.Timers(ctxFor(t), owner, 1000)
+	if err != nil {
+		t.Fatalf("Timers(%q): %v", owner, err)
+	}
+	return got
+}
+
+// timerList renders timers for comparison: name@offset-from-base/fire id.
+func timerList(ts []persistence.Timer) string {
+	out := ""
+	for _, t := range ts {
+		out += fmt.Sprintf("[%s/%s %s@%v %s]", t.Owner, t.ID, t.Name, t.Due.Sub(timerBase.Truncate(time.Microsecond)), t.FireID)
+	}
+	return out
+}
+
+func testTimersRoundTrip(t *testing.T, s Store) {
+	ctx := ctxFor(t)
+	_, err := s.AppendWithTimers(ctx, "saga-x/1", persistence.NoStream, evs("t1", 1), []persistence.TimerChange{
+		arm("saga-x", "1", "late", timerBase.Add(time.Hour), "f-late"),
+		arm("saga-x", "1", "soon", timerBase, "f-soon"),
+		arm("saga-y", "1", "other", timerBase, "f-other"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := timers(t, s, "saga-x")
+	if want := "[saga-x/1 soon@0s f-soon][saga-x/1 late@1h0m0s f-late]"; timerList(got) != want {
+		t.Fatalf("timers %s, want %s", timerList(got), want)
+	}
+	if !got[0].Due.Equal(timerBase.Truncate(time.Microsecond)) {
+		t.Fatalf("due %v, want %v kept to the microsecond", got[0].Due, timerBase)
+	}
+	if first, err := s.Timers(ctx, "saga-x", 1); err != nil || timerList(first) != "[saga-x/1 soon@0s f-soon]" {
+		t.Fatalf("limit 1: %s, %v", timerList(first), err)
+	}
+	if _, err := s.Timers(ctx, "saga-x", 0); !errors.Is(err, persistence.ErrInvalidInput) {
+		t.Fatalf("limit 0: %v, want ErrInvalidInput", err)
+	}
+	// Re-arming a pending name replaces it; cancelling removes it.
+	_, err = s.AppendWithTimers(ctx, "saga-x/1", 1, evs("t2", 1), []persistence.TimerChange{
+		arm("saga-x", "1", "soon", timerBase.Add(2*time.Hour), "f-soon-2"),
+		disarm("saga-x", "1", "late"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := timerList(timers(t, s, "saga-x")), "[saga-x/1 soon@2h0m0s f-soon-2]"; got != want {
+		t.Fatalf("after re-arm and cancel: %s, want %s", got, want)
+	}
+	if got := timers(t, s, "saga-z"); len(got) != 0 {
+		t.Fatalf("an owner without timers has %s", timerList(got))
+	}
+}
+
+func testTimerChangesApplyInOrder(t *testing.T, s Store) {
+	ctx := ctxFor(t)
+	_, err := s.AppendWithTimers(ctx, "saga-x/1", persistence.NoStream, evs("o", 1), []persistence.TimerChange{
+		arm("saga-x", "1", "armed-then-cancelled", timerBase, "f1"),
+		disarm("saga-x", "1", "armed-then-cancelled"),
+		disarm("saga-x", "1", "cancelled-then-armed"),
+		arm("saga-x", "1", "cancelled-then-armed", timerBase, "f2"),
+		arm("saga-x", "1", "armed-twice", timerBase, "f3"),
+		arm("saga-x", "1", "armed-twice", timerBase.Add(time.Minute), "f4"),
+		disarm("saga-x", "1", "never-armed"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := timerList(timers(t, s, "saga-x")), "[saga-x/1 cancelled-then-armed@0s f2][saga-x/1 armed-twice@1m0s f4]"; got != want {
+		t.Fatalf("timers %s, want %s", got, want)
+	}
+}
+
+func testTimersAreAtomicWithEvents(t *testing.T, s Store) {
+	ctx := ctxFor(t)
+	mustAppend(t, s, "saga-x/1", persistence.NoStream, ev("first"))
+	change := []persistence.TimerChange{arm("saga-x", "1", "t", timerBase, "f")}
+	if _, err := s.AppendWithTimers(ctx, "saga-x/1", persistence.NoStream, evs("conflict", 1), change); !errors.Is(err, persistence.ErrConcurrency) {
+		t.Fatalf("conflicting append: %v", err)
+	}
+	if _, err := s.AppendWithTimers(ctx, "saga-x/1", 1, []persistence.EventData{ev("first")}, change); !errors.Is(err, persistence.ErrDuplicateEvent) {
+		t.Fatalf("duplicate event: %v", err)
+	}
+	bad := []persistence.TimerChange{arm("saga-x", "1", "", timerBase, "f")}
+	if _, err := s.AppendWithTimers(ctx, "saga-x/1", 1, evs("bad", 1), bad); !errors.Is(err, persistence.ErrInvalidInput) {
+		t.Fatalf("timer without a name: %v", err)
+	}
+	for name, c := range map[string]persistence.TimerChange{
+		"no fire id": arm("saga-x", "1", "t", timerBase, ""),
+		"no owner":   arm("", "1", "t", timerBase, "f"),
+		"nul byte":   arm("saga-x", "1", "t\x00", timerBase, "f"),
+		"zero due":   arm("saga-x", "1", "t", time.Time{}, "f"),
+	} {
+		if _, err := s.AppendWithTimers(ctx, "saga-x/1", 1, evs("bad", 1), []persistence.TimerChange{c}); !errors.Is(err, persistence.ErrInvalidInput) {
+			t.Errorf("%s: %v, want ErrInvalidInput", name, err)
+		}
+	}
+	if got := timers(t, s, "saga-x"); len(got) != 0 {
+		t.Fatalf("refused appends left timers %s", timerList(got))
+	}
+	if got := load(t, s, "saga-x/1"); len(got) != 1 {
+		t.Fatalf("refused appends left %d events, want 1", len(got))
+	}
+}
+
+func testDeleteTimerMatchesTheFiring(t *testing.T, s Store) {
+	ctx := ctxFor(t)
+	_, err := s.AppendWithTimers(ctx, "saga-x/1", persistence.NoStream, evs("d", 1), []persistence.TimerChange{
+		arm("saga-x", "1", "a", timerBase, "fire-2"),
+		arm("saga-x", "1", "b", timerBase, "fire-b"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := persistence.Timer{Owner: "saga-x", ID: "1", Name: "a", FireID: "fire-1"}
+	if err := s.DeleteTimer(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	if got := timers(t, s, "saga-x"); len(got) != 2 {
+		t.Fatalf("a stale firing deleted a re-armed timer: %s", timerList(got))
+	}
+	current := stale
+	current.FireID = "fire-2"
+	for range 2 { // the second time it is gone: not an error
+		if err := s.DeleteTimer(ctx, current); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := timerList(timers(t, s, "saga-x")), "[saga-x/1 b@0s fire-b]"; got != want {
+		t.Fatalf("timers %s, want %s", got, want)
+	}
+}
+
+// testTimersOfRacingWriters: concurrent appends, each arming a timer —
+// batched together by stores that group commits — keep the timers of the
+// appends that won, and only those.
+func testTimersOfRacingWriters(t *testing.T, s Store) {
+	ctx := ctxFor(t)
+	const streams, racers = 20, 5
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	won := map[string]bool{}
+	for i := range streams {
+		for r := range racers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id := fmt.Sprint(i)
+				name := fmt.Sprint("racer-", r)
+				_, err := s.AppendWithTimers(ctx, "saga-x/"+id, persistence.NoStream, evs(fmt.Sprintf("race-%d-%d", i, r), 1),
+					[]persistence.TimerChange{arm("saga-x", id, name, timerBase.Add(time.Duration(i)*time.Second), "f-"+id+"-"+name)})
+				switch {
+				case err == nil:
+					mu.Lock()
+					won[id+"/"+name] = true
+					mu.Unlock()
+				case !errors.Is(err, persistence.ErrConcurrency):
+					t.Error(err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	got := timers(t, s, "saga-x")
+	if len(got) != streams || len(won) != streams {
+		t.Fatalf("%d timers and %d winners for %d streams: %s", len(got), len(won), streams, timerList(got))
+	}
+	for i, tm := range got {
+		if !won[tm.ID+"/"+tm.Name] {
+			t.Fatalf("timer %s/%s of an append that lost", tm.ID, tm.Name)
+		}
+		if i > 0 && tm.Due.Before(got[i-1].Due) {
+			t.Fatalf("not earliest first: %s", timerList(got))
+		}
+	}
+}
