@@ -24,11 +24,20 @@ type Timer struct {
 	FireID string
 }
 
-// TimerChange arms a timer, or with Cancel disarms it (only its Owner, ID
-// and Name count then).
+// TimerChange arms a timer, or with Cancel disarms it. A cancel names the
+// timer by Owner, ID and Name; with a FireID it is conditional: the timer
+// goes only if it is still that arming — how a firing removes its own
+// timer without removing one re-armed since.
 type TimerChange struct {
 	Timer  Timer
 	Cancel bool
+}
+
+// Applies reports whether the change applies to a pending timer cur with
+// the same key: arms always do, cancels when unconditional or when their
+// FireID is cur's.
+func (c TimerChange) Applies(cur Timer) bool {
+	return !c.Cancel || c.Timer.FireID == "" || c.Timer.FireID == cur.FireID
 }
 
 // TimerStore is an event store that keeps durable timers. Its methods are
@@ -42,7 +51,8 @@ type TimerStore interface {
 	Timers(ctx context.Context, owner string, limit int) ([]Timer, error)
 	// DeleteTimer removes t if its FireID is still the pending one — for a
 	// firing its aggregate took without disarming it. A timer re-armed
-	// since stays. Deleting a timer that is gone is not an error.
+	// since stays, and so does every timer when t.FireID is empty.
+	// Deleting a timer that is gone is not an error.
 	DeleteTimer(ctx context.Context, t Timer) error
 }
 
@@ -66,18 +76,43 @@ func ValidateTimers(timers []TimerChange) error {
 	return nil
 }
 
-// CollapseTimers returns the net effect of changes applied in order: one
-// change per timer, in the order of each timer's last change.
+// CollapseTimers returns changes with the same net effect as changes
+// applied in order, for stores that apply them in one statement: per
+// timer, either one arm, one unconditional cancel, or the conditional
+// cancels that still depend on what is stored — never an arm and a cancel
+// of one timer together. Their order is not significant.
 func CollapseTimers(changes []TimerChange) []TimerChange {
 	type key struct{ owner, id, name string }
-	last := make(map[key]int, len(changes))
-	for i, c := range changes {
-		last[key{c.Timer.Owner, c.Timer.ID, c.Timer.Name}] = i
+	type net struct {
+		final *TimerChange  // an arm or an unconditional cancel, known to win
+		conds []TimerChange // conditional cancels against the stored timer
 	}
-	out := make([]TimerChange, 0, len(last))
-	for i, c := range changes {
-		if last[key{c.Timer.Owner, c.Timer.ID, c.Timer.Name}] == i {
-			out = append(out, c)
+	nets := make(map[key]*net, len(changes))
+	var order []key
+	for _, c := range changes {
+		k := key{c.Timer.Owner, c.Timer.ID, c.Timer.Name}
+		n := nets[k]
+		if n == nil {
+			n = &net{}
+			nets[k] = n
+			order = append(order, k)
+		}
+		switch {
+		case !c.Cancel || c.Timer.FireID == "":
+			n.final, n.conds = &c, nil
+		case n.final == nil:
+			n.conds = append(n.conds, c)
+		case !n.final.Cancel && c.Applies(n.final.Timer):
+			n.final = &TimerChange{Timer: c.Timer, Cancel: true}
+			n.final.Timer.FireID = "" // the arm it cancels is known: unconditional now
+		}
+	}
+	out := make([]TimerChange, 0, len(order))
+	for _, k := range order {
+		if n := nets[k]; n.final != nil {
+			out = append(out, *n.final)
+		} else {
+			out = append(out, n.conds...)
 		}
 	}
 	return out

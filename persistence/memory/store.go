@@ -212,6 +212,9 @@ func (s *Store) changeTimer(c persistence.TimerChange) {
 	t := c.Timer
 	k := timerKey{t.ID, t.Name}
 	if c.Cancel {
+		if cur, ok := s.timers[t.Owner][k]; !ok || !c.Applies(cur) {
+			return
+		}
 		delete(s.timers[t.Owner], k)
 		if len(s.timers[t.Owner]) == 0 {
 			delete(s.timers, t.Owner)
@@ -247,7 +250,7 @@ func (s *Store) DeleteTimer(ctx context.Context, t persistence.Timer) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cur, ok := s.timers[t.Owner][timerKey{t.ID, t.Name}]; ok && cur.FireID == t.FireID {
+	if t.FireID != "" { // an empty one would make the cancel unconditional
 		s.changeTimer(persistence.TimerChange{Timer: t, Cancel: true})
 	}
 	return nil

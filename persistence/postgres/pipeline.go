@@ -146,16 +146,16 @@ func (w *writer) encodeRows(rows *rowSet) [][]byte {
 
 // encodeTimers encodes the parameters of the timer changes' statement:
 // the armed timers' columns (due in microseconds since the Unix epoch),
-// then the disarmed ones'. Timers are rare next to events, so the buffer
+// then the disarmed ones' (fire id "" for an unconditional cancel). Timers are rare next to events, so the buffer
 // is not kept.
 func encodeTimers(changes []persistence.TimerChange) [][]byte {
 	const textOID, int8OID = 25, 20
-	var owners, ids, names, fires, gOwners, gIDs, gNames []string
+	var owners, ids, names, fires, gOwners, gIDs, gNames, gFires []string
 	var dues []int64
 	for _, c := range changes {
 		t := c.Timer
 		if c.Cancel {
-			gOwners, gIDs, gNames = append(gOwners, t.Owner), append(gIDs, t.ID), append(gNames, t.Name)
+			gOwners, gIDs, gNames, gFires = append(gOwners, t.Owner), append(gIDs, t.ID), append(gNames, t.Name), append(gFires, t.FireID)
 			continue
 		}
 		owners, ids, names, fires = append(owners, t.Owner), append(ids, t.ID), append(names, t.Name), append(fires, t.FireID)
@@ -165,6 +165,7 @@ func encodeTimers(changes []persistence.TimerChange) [][]byte {
 		appendTextArray(nil, textOID, owners), appendTextArray(nil, textOID, ids), appendTextArray(nil, textOID, names),
 		appendInt8Array(nil, int8OID, dues), appendTextArray(nil, textOID, fires),
 		appendTextArray(nil, textOID, gOwners), appendTextArray(nil, textOID, gIDs), appendTextArray(nil, textOID, gNames),
+		appendTextArray(nil, textOID, gFires),
 	}
 }
 

@@ -455,10 +455,11 @@ func newQueries(schema string) queries {
 		loadCheckpoint: "SELECT position FROM " + pgx.Identifier{schema, "checkpoints"}.Sanitize() + " WHERE name = $1",
 		saveCheckpoint: "INSERT INTO " + pgx.Identifier{schema, "checkpoints"}.Sanitize() + " AS c (name, position) VALUES ($1, $2) " +
 			"ON CONFLICT (name) DO UPDATE SET position = greatest(c.position, EXCLUDED.position), updated_at = now()",
-		// Timer changes come collapsed to one per timer, so the keys
-		// deleted and those upserted are disjoint.
-		changeTimers: "WITH gone AS (DELETE FROM " + timers + " t USING unnest($6::text[], $7::text[], $8::text[]) AS c(o, i, n) " +
-			"WHERE t.owner = c.o AND t.id = c.i AND t.name = c.n) " +
+		// Timer changes come collapsed (persistence.CollapseTimers), so the
+		// keys deleted and those upserted are disjoint. A cancel with a
+		// fire id deletes only that arming.
+		changeTimers: "WITH gone AS (DELETE FROM " + timers + " t USING unnest($6::text[], $7::text[], $8::text[], $9::text[]) AS c(o, i, n, f) " +
+			"WHERE t.owner = c.o AND t.id = c.i AND t.name = c.n AND (c.f = '' OR t.fire_id = c.f)) " +
 			"INSERT INTO " + timers + " (owner, id, name, due, fire_id) " +
 			"SELECT o, i, n, timestamptz 'epoch' + d * interval '1 microsecond', f FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[]) AS a(o, i, n, d, f) " +
 			"ON CONFLICT (owner, id, name) DO UPDATE SET due = EXCLUDED.due, fire_id = EXCLUDED.fire_id",

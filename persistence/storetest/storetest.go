@@ -69,6 +69,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"TimerChangesApplyInOrder", testTimerChangesApplyInOrder},
 		{"TimersAreAtomicWithEvents", testTimersAreAtomicWithEvents},
 		{"DeleteTimerMatchesTheFiring", testDeleteTimerMatchesTheFiring},
+		{"ConditionalCancels", testConditionalCancels},
 		{"TimersOfRacingWriters", testTimersOfRacingWriters},
 	}
 	for _, tt := range tests {

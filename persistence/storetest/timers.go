@@ -3,6 +3,8 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -201,5 +203,52 @@ func testTimersOfRacingWriters(t *testing.T, s Store) {
 		if i > 0 && tm.Due.Before(got[i-1].Due) {
 			t.Fatalf("not earliest first: %s", timerList(got))
 		}
+	}
+}
+
+// testConditionalCancels: a cancel with a fire id removes only that
+// arming, also when arms and cancels of one timer share an append.
+func testConditionalCancels(t *testing.T, s Store) {
+	ctx := ctxFor(t)
+	cond := func(name, fireID string) persistence.TimerChange {
+		c := disarm("saga-x", "1", name)
+		c.Timer.FireID = fireID
+		return c
+	}
+	names := []string{"own", "stale", "rearmed", "cancel-then-rearm", "arm-then-own", "never"}
+	var armAll []persistence.TimerChange
+	for _, n := range names[:5] {
+		armAll = append(armAll, arm("saga-x", "1", n, timerBase, "f1-"+n))
+	}
+	if _, err := s.AppendWithTimers(ctx, "saga-x/1", persistence.NoStream, evs("c1", 1), armAll); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.AppendWithTimers(ctx, "saga-x/1", 1, evs("c2", 1), []persistence.TimerChange{
+		cond("own", "f1-own"),     // its own firing: gone
+		cond("stale", "f0-stale"), // another arming's: stays
+		arm("saga-x", "1", "rearmed", timerBase.Add(time.Minute), "f2-rearmed"), cond("rearmed", "f1-rearmed"), // re-armed first: stays
+		cond("cancel-then-rearm", "f1-cancel-then-rearm"), arm("saga-x", "1", "cancel-then-rearm", timerBase.Add(time.Minute), "f2-cancel-then-rearm"),
+		arm("saga-x", "1", "arm-then-own", timerBase.Add(time.Minute), "f2-arm-then-own"), cond("arm-then-own", "f2-arm-then-own"), // gone
+		cond("never", "f-never"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "[saga-x/1 stale@0s f1-stale][saga-x/1 cancel-then-rearm@1m0s f2-cancel-then-rearm][saga-x/1 rearmed@1m0s f2-rearmed]"
+	got := timers(t, s, "saga-x")
+	slices.SortFunc(got, func(a, b persistence.Timer) int {
+		if c := a.Due.Compare(b.Due); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	if timerList(got) != want {
+		t.Fatalf("timers %s, want %s", timerList(got), want)
+	}
+	if err := s.DeleteTimer(ctx, persistence.Timer{Owner: "saga-x", ID: "1", Name: "stale"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := timers(t, s, "saga-x"); len(got) != 3 {
+		t.Fatalf("DeleteTimer without a fire id deleted something: %s", timerList(got))
 	}
 }
