@@ -25,7 +25,18 @@ type TimerClock interface {
 	NewTimer(d time.Duration) (c <-chan time.Time, stop func())
 }
 
-// SystemClock returns the wall clock. It implements [TimerClock].
+// DeadlineClock is a [TimerClock] whose timers can be armed for a point in
+// time. A runtime that sleeps until a time it computed from Now uses it,
+// when the clock offers it, so that time moving between Now and arming the
+// timer cannot make it fire late.
+type DeadlineClock interface {
+	TimerClock
+	// NewTimerAt is NewTimer for a timer that fires once the clock reads
+	// t or later; at once if it already does.
+	NewTimerAt(t time.Time) (c <-chan time.Time, stop func())
+}
+
+// SystemClock returns the wall clock. It implements [DeadlineClock].
 func SystemClock() Clock { return systemClock{} }
 
 type systemClock struct{}
@@ -36,4 +47,8 @@ func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d
 func (systemClock) NewTimer(d time.Duration) (<-chan time.Time, func()) {
 	t := time.NewTimer(d)
 	return t.C, func() { t.Stop() }
+}
+
+func (c systemClock) NewTimerAt(t time.Time) (<-chan time.Time, func()) {
+	return c.NewTimer(time.Until(t))
 }

@@ -17,6 +17,36 @@ import (
 type Decision[C, E any] struct {
 	Events []E
 	Effect composable.Effect[C]
+	// Timers arms and cancels durable timers of the aggregate, in order,
+	// atomically with Events, which must not be empty: the state should
+	// record what it waits for. See [Definition].OnTimer.
+	Timers []Timer
+}
+
+// Timer arms a durable timer of the aggregate — or, with Cancel, disarms
+// it. Unlike a Delay effect it is a row in the store, written with the
+// decision's events: it survives passivation, eviction and restarts, and
+// the runtime's scheduler fires it once, at Due, by sending the command
+// [Definition].OnTimer makes of it. Arming a pending name replaces it.
+type Timer struct {
+	Name string
+	// Due is when the timer fires; OnTimer gets it back exactly. Ignored
+	// with Cancel.
+	Due    time.Time
+	Cancel bool
+}
+
+// Arm returns d with a durable timer armed (see [Timer]).
+func (d Decision[C, E]) Arm(name string, due time.Time) Decision[C, E] {
+	d.Timers = append(d.Timers, Timer{Name: name, Due: due})
+	return d
+}
+
+// Disarm returns d with a durable timer cancelled; cancelling a timer that
+// is not pending does nothing.
+func (d Decision[C, E]) Disarm(name string) Decision[C, E] {
+	d.Timers = append(d.Timers, Timer{Name: name, Cancel: true})
+	return d
 }
 
 // Emit returns a decision that appends events. Both type parameters have to
@@ -80,6 +110,15 @@ type Definition[S, C, E, Env any] struct {
 	// re-arms what the state says is pending — timers, say (see package
 	// saga). It must be pure, like Handle.
 	OnActivate func(state S, env Env) composable.Effect[C]
+	// OnTimer returns the command a due durable timer sends to its
+	// aggregate (see [Decision].Timers). Each arming fires once: the
+	// command carries the arming's id as its command id, and if the
+	// command appends events they remove the timer in their transaction.
+	// A firing may still meet a state that cancelled or re-armed the timer
+	// a moment before: compare due with what the state records. Required
+	// for aggregates that arm timers; it needs a store that keeps them
+	// ([persistence.TimerStore]). It must be pure.
+	OnTimer func(name string, due time.Time) C
 	// Env is passed to every Handle call.
 	Env Env
 }
@@ -129,6 +168,15 @@ type Options struct {
 	// effect in flight (a pending Delay, say) is never stopped for it, so
 	// the count can exceed MaxLive while such effects run. Default 10,000.
 	MaxLive int
+	// TimerBatch is how many durable timers the scheduler reads at once,
+	// and at most how many firings it has in flight (never more than
+	// MaxLive). Default 256.
+	TimerBatch int
+	// TimerPoll bounds how long the scheduler sleeps without reading the
+	// timers: a timer armed by another process's runtime, due before the
+	// one this scheduler waits for, fires up to this late. (Timers armed
+	// through this runtime wake it at once.) Default 1s.
+	TimerPoll time.Duration
 	// MaxInFlight caps commands accepted but not yet answered for this
 	// type; beyond it Send fails at once with ErrOverloaded. Default 10,000.
 	MaxInFlight int
@@ -158,6 +206,7 @@ func (o Options) withDefaults() Options {
 	def(&o.MaxInFlight, 10_000)
 	def(&o.MaxAttempts, 3)
 	def(&o.DedupWindow, 1_000)
+	def(&o.TimerBatch, 256)
 	defd := func(v *time.Duration, d time.Duration) {
 		if *v <= 0 {
 			*v = d
@@ -167,13 +216,14 @@ func (o Options) withDefaults() Options {
 	defd(&o.CommandTimeout, 30*time.Second)
 	defd(&o.MinBackoff, 100*time.Millisecond)
 	defd(&o.MaxBackoff, 10*time.Second)
+	defd(&o.TimerPoll, time.Second)
 	return o
 }
 
 func (o Options) validate() error {
 	var errs []error
-	if o.MaxLive < 1 || o.MaxInFlight < 1 || o.MaxAttempts < 1 || o.DedupWindow < 1 {
-		errs = append(errs, fmt.Errorf("%w: MaxLive, MaxInFlight, MaxAttempts and DedupWindow must be positive", ErrInvalidDefinition))
+	if o.MaxLive < 1 || o.MaxInFlight < 1 || o.MaxAttempts < 1 || o.DedupWindow < 1 || o.TimerBatch < 1 {
+		errs = append(errs, fmt.Errorf("%w: MaxLive, MaxInFlight, MaxAttempts, DedupWindow and TimerBatch must be positive", ErrInvalidDefinition))
 	}
 	if o.MinBackoff > o.MaxBackoff {
 		errs = append(errs, fmt.Errorf("%w: MinBackoff %v above MaxBackoff %v", ErrInvalidDefinition, o.MinBackoff, o.MaxBackoff))

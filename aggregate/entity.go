@@ -248,8 +248,14 @@ func (e *entity[S, C, E, Env]) attempt(c *commandContext, m *envelope[S, C, E], 
 		return res, false, &RejectedError{Type: def.Type, ID: e.id, Err: err}
 	}
 	if len(decision.Events) == 0 {
+		if len(decision.Timers) > 0 {
+			return res, false, fmt.Errorf("%w: %s: %T arms or cancels timers without recording an event", ErrInvalidDecision, e.stream, m.cmd)
+		}
 		e.startEffect(m, decision.Effect)
 		return Result[S, E]{State: def.Clone(e.state), Version: e.version}, false, nil
+	}
+	if len(decision.Timers) > 0 && def.OnTimer == nil {
+		return res, false, fmt.Errorf("%w: %s: %T arms timers, but the definition has no OnTimer", ErrInvalidDecision, e.stream, m.cmd)
 	}
 	// The next state is built in a field of the entity, not a local: a
 	// local whose address reaches Apply would be an allocation per command.
@@ -269,18 +275,35 @@ func (e *entity[S, C, E, Env]) attempt(c *commandContext, m *envelope[S, C, E], 
 		e.dirty = true // Apply ran on a copy that may share memory with the state
 		return res, false, err
 	}
-	if mayDefer && e.h.rt.async != nil && m.reply != nil && decision.Effect.IsNone() && !e.snapshotDue(e.version+int64(len(data))) {
+	var timers []persistence.TimerChange
+	if len(decision.Timers) > 0 || m.timer != nil {
+		if timers, err = e.timerChanges(m, decision.Timers, e.version+int64(len(data))); err != nil {
+			e.dirty = true
+			return res, false, err
+		}
+	}
+	if mayDefer && e.h.rt.async != nil && m.reply != nil && decision.Effect.IsNone() && timers == nil && !e.snapshotDue(e.version+int64(len(data))) {
 		if err := e.deferAppend(c, m, run, decision.Events, data); err != nil {
 			return e.appendFailed(c, m, err)
 		}
 		deferred = true
 		return res, false, errDeferred
 	}
-	appended, err := e.h.rt.store.Append(c, e.stream, persistence.ExpectedVersion(e.version), data...)
+	var appended persistence.AppendResult
+	if timers != nil {
+		appended, err = e.h.rt.timers.AppendWithTimers(c, e.stream, persistence.ExpectedVersion(e.version), data, timers)
+	} else {
+		appended, err = e.h.rt.store.Append(c, e.stream, persistence.ExpectedVersion(e.version), data...)
+	}
 	if err != nil {
 		return e.appendFailed(c, m, err)
 	}
 	e.appended(m, appended, len(data))
+	for _, t := range timers {
+		if !t.Cancel {
+			e.h.sched.armed(t.Timer.Due)
+		}
+	}
 	e.startEffect(m, decision.Effect)
 	e.maybeSnapshot()
 	return Result[S, E]{State: def.Clone(e.state), Events: decision.Events, Version: appended.Version, Position: appended.Position}, false, nil

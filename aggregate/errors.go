@@ -29,6 +29,10 @@ var (
 	// ErrUnknownType is returned by Runtime.Send for a type that was not
 	// registered.
 	ErrUnknownType = errors.New("aggregate: unknown type")
+	// ErrInvalidDecision is matched when a command handler's decision
+	// cannot be carried out as it stands — timers without events, a timer
+	// without a name. Nothing was written.
+	ErrInvalidDecision = errors.New("aggregate: invalid decision")
 	// ErrCorrupt is matched when stored events or snapshots cannot be
 	// decoded or applied: the aggregate cannot be rebuilt.
 	ErrCorrupt = errors.New("aggregate: corrupt stream")

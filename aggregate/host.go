@@ -19,6 +19,7 @@ type host[S, C, E, Env any] struct {
 	opts    Options
 	slots   *slots // in-flight commands, up to Options.MaxInFlight
 	manager *protoactor.PID
+	sched   *scheduler   // fires the type's durable timers; nil without OnTimer
 	live    atomic.Int64 // children of the manager
 	// replies recycles reply channels that delivered their reply. A
 	// channel whose caller gave up is never put back: the reply may still
@@ -44,8 +45,9 @@ type envelope[S, C, E any] struct {
 	query     bool
 	commandID string
 	metadata  map[string]string
-	reply     chan reply[S, E] // nil for commands fed back by effects
-	slots     *slots           // holds one of them for the command; nil for effect commands
+	reply     chan reply[S, E]   // nil for commands fed back by effects
+	slots     *slots             // holds one of them for the command; nil for effect commands
+	timer     *persistence.Timer // the durable timer the command fires, if it does
 }
 
 type reply[S, E any] struct {
@@ -68,6 +70,14 @@ func newHost[S, C, E, Env any](rt *Runtime, def Definition[S, C, E, Env], opts O
 		defer rt.sweeps.Done()
 		h.sweep()
 	}()
+	if def.OnTimer != nil {
+		h.sched = newScheduler(h)
+		rt.sweeps.Add(1)
+		go func() {
+			defer rt.sweeps.Done()
+			h.sched.run(rt.life)
+		}()
+	}
 	return h, nil
 }
 

@@ -3,6 +3,7 @@ package aggregate_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/composable-go/composable/aggregate"
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/persistence/postgres"
+	"github.com/composable-go/composable/testkit"
 	"github.com/composable-go/composable/testkit/pgtest"
 )
 
@@ -104,5 +106,42 @@ func TestPostgresDownThenBack(t *testing.T) {
 	acked++
 	if err != nil || res.State.Balance != acked || res.Version != int64(acked) {
 		t.Fatalf("after recovery: %+v, %v", res, err)
+	}
+}
+
+// TestPostgresDurableTimers: two runtimes on one PostgreSQL schema — two
+// processes, in effect — whose schedulers share the store's lease. Timers
+// armed through either fire once, evicted aggregates included; a
+// scheduler's lease passes to the other runtime when its own closes.
+func TestPostgresDurableTimers(t *testing.T) {
+	pool := pgtest.Pool(t)
+	schema := pgtest.Schema(t, pool, "agg_timers")
+	storeA, storeB := pgStore(t, pool, schema), pgStore(t, pool, schema)
+	clock := testkit.NewManualClock(epoch)
+	a := newAlarms(t, storeA, clock, aggregate.Options{MaxLive: 5})
+	b := newAlarms(t, storeB, clock, aggregate.Options{MaxLive: 5})
+	ctx := ctxT(t)
+	var ids []string
+	for i := range 50 {
+		id := fmt.Sprint("a", i)
+		ids = append(ids, id)
+		side := a
+		if i%2 == 1 {
+			side = b
+		}
+		if _, err := side.alarms.Send(ctx, id, setAlarm{Name: "first", At: epoch.Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := side.alarms.Send(ctx, id, setAlarm{Name: "second", At: epoch.Add(2 * time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Advance(time.Minute)
+	a.waitRang(t, ids, "first")
+	_ = a.rt.Close() // its scheduler, if it held the lease, lets go
+	clock.Advance(time.Minute)
+	b.waitRang(t, ids, "second")
+	if timers, err := storeB.Timers(ctx, "alarm", 10); err != nil || len(timers) != 0 {
+		t.Fatalf("timers left: %+v, %v", timers, err)
 	}
 }

@@ -23,6 +23,8 @@ type Runtime struct {
 	store     persistence.EventStore
 	async     asyncAppender             // store, if it answers appends through a callback
 	snapshots persistence.SnapshotStore // nil: no snapshots
+	timers    persistence.TimerStore    // store, if it keeps durable timers
+	lease     persistence.Lease         // elects each type's timer scheduler
 	clock     composable.Clock
 	logger    *slog.Logger
 
@@ -31,8 +33,10 @@ type Runtime struct {
 	types    map[string]hostedType
 	inflight sync.WaitGroup // accepted commands not yet answered
 	tasks    sync.WaitGroup // snapshot saves
-	sweeps   sync.WaitGroup // passivation sweeps, stopped before the actors
+	sweeps   sync.WaitGroup // passivation sweeps and timer schedulers, stopped before the actors
 	stop     chan struct{}  // closed by Close: ends the sweeps
+	life     context.Context
+	end      context.CancelFunc // ends life, with stop: ends the schedulers
 	once     sync.Once
 	workers  *workers // runs the aggregate actors' mailboxes
 	ids      *instanceIDs
@@ -63,6 +67,13 @@ func WithClock(c composable.Clock) RuntimeOption { return func(r *Runtime) { r.c
 // [slog.Default].
 func WithLogger(l *slog.Logger) RuntimeOption { return func(r *Runtime) { r.logger = l } }
 
+// WithLease sets the lease that makes one process at a time run the timer
+// scheduler of each aggregate type that arms durable timers. Default: the
+// store, if it is a [persistence.Lease] (the PostgreSQL store is), else
+// none — the scheduler runs in this process, which is right only when no
+// other process shares the store.
+func WithLease(l persistence.Lease) RuntimeOption { return func(r *Runtime) { r.lease = l } }
+
 // NewRuntime returns a runtime hosting aggregates on sys, stored in store.
 func NewRuntime(sys *actor.System, store persistence.EventStore, opts ...RuntimeOption) *Runtime {
 	rt := &Runtime{
@@ -79,9 +90,15 @@ func NewRuntime(sys *actor.System, store persistence.EventStore, opts ...Runtime
 		rt.snapshots = s
 	}
 	rt.async, _ = store.(asyncAppender)
+	rt.timers, _ = store.(persistence.TimerStore)
+	rt.lease, _ = store.(persistence.Lease)
 	for _, o := range opts {
 		o(rt)
 	}
+	if rt.lease == nil {
+		rt.lease = soleLease{}
+	}
+	rt.life, rt.end = context.WithCancel(context.Background())
 	return rt
 }
 
@@ -109,6 +126,7 @@ func (rt *Runtime) Close() error {
 		rt.gate.Unlock()
 		rt.inflight.Wait()
 		close(rt.stop)
+		rt.end()
 		rt.sweeps.Wait()
 		for _, t := range types {
 			t.shutdown()
@@ -250,6 +268,9 @@ func Register[S, C, E, Env any](rt *Runtime, def Definition[S, C, E, Env], opts 
 	if _, taken := rt.types[def.Type]; taken {
 		return nil, fmt.Errorf("%w: type %q registered twice", ErrInvalidDefinition, def.Type)
 	}
+	if def.OnTimer != nil && rt.timers == nil {
+		return nil, fmt.Errorf("%w: type %q has OnTimer, but the store %T keeps no durable timers (persistence.TimerStore)", ErrInvalidDefinition, def.Type, rt.store)
+	}
 	h, err := newHost(rt, def, opts)
 	if err != nil {
 		return nil, err
@@ -283,9 +304,10 @@ func (t *Type[S, C, E, Env]) State(ctx context.Context, id string) (Result[S, E]
 	return t.h.request(ctx, &envelope[S, C, E]{id: id, query: true})
 }
 
-// Live returns how many aggregates of this type are active in memory, at
-// most Options.MaxLive. Passivated ones may take a moment to release their
-// memory after they stop counting.
+// Live returns how many aggregates of this type are active in memory: at
+// most Options.MaxLive, unless some with effects in flight refused to be
+// evicted. Passivated ones may take a moment to release their memory after
+// they stop counting.
 func (t *Type[S, C, E, Env]) Live() int { return int(t.h.live.Load()) }
 
 // Stream returns the name of the stream that holds aggregate id's events.

@@ -3,6 +3,7 @@ package persistence
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -16,7 +17,9 @@ type Timer struct {
 	// name within it: together they identify the timer. Arming a name that
 	// is pending replaces it.
 	Owner, ID, Name string
-	// Due is when the timer fires. Stores keep it to the microsecond.
+	// Due is when the timer fires. Stores keep it exactly, to the
+	// nanosecond (so it is between the years 1678 and 2262), and return
+	// it in UTC.
 	Due time.Time
 	// FireID is the command id the timer fires with: unique to one arming,
 	// so that a firing sent twice (by a scheduler that died after sending,
@@ -56,6 +59,13 @@ type TimerStore interface {
 	DeleteTimer(ctx context.Context, t Timer) error
 }
 
+// The due times a store can keep: nanoseconds since the Unix epoch in an
+// int64.
+var (
+	minDue = time.Unix(0, math.MinInt64)
+	maxDue = time.Unix(0, math.MaxInt64)
+)
+
 // ValidateTimers checks timer changes for an append, as stores do where
 // they enter: it returns an error matching ErrInvalidInput naming the
 // first bad change.
@@ -69,7 +79,7 @@ func ValidateTimers(timers []TimerChange) error {
 			return fmt.Errorf("%w: timer change %d", ErrInvalidText, i)
 		case !c.Cancel && t.FireID == "":
 			return fmt.Errorf("%w: timer %q of %s/%s is armed without a fire id", ErrInvalidTimer, t.Name, t.Owner, t.ID)
-		case !c.Cancel && (t.Due.IsZero() || t.Due.Year() < 1 || t.Due.Year() > 9999):
+		case !c.Cancel && (t.Due.Before(minDue) || t.Due.After(maxDue)):
 			return fmt.Errorf("%w: timer %q of %s/%s is due at %v", ErrInvalidTimer, t.Name, t.Owner, t.ID, t.Due)
 		}
 	}

@@ -34,7 +34,7 @@ type manualTimer struct {
 	ch  chan time.Time
 }
 
-var _ composable.TimerClock = (*ManualClock)(nil)
+var _ composable.DeadlineClock = (*ManualClock)(nil)
 
 // NewManualClock returns a clock that reads start until advanced.
 func NewManualClock(start time.Time) *ManualClock {
@@ -60,13 +60,26 @@ func (c *ManualClock) After(d time.Duration) <-chan time.Time {
 func (c *ManualClock) NewTimer(d time.Duration) (<-chan time.Time, func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.arm(c.now.Add(d))
+}
+
+// NewTimerAt is NewTimer for a timer that fires once the clock reads due
+// or later. It implements [composable.DeadlineClock].
+func (c *ManualClock) NewTimerAt(due time.Time) (<-chan time.Time, func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.arm(due)
+}
+
+// arm arms a timer for due; the caller holds mu.
+func (c *ManualClock) arm(due time.Time) (<-chan time.Time, func()) {
 	ch := make(chan time.Time, 1)
-	if d <= 0 {
+	if !due.After(c.now) {
 		ch <- c.now
 		return ch, func() {}
 	}
 	c.seq++
-	t := &manualTimer{due: c.now.Add(d), seq: c.seq, ch: ch}
+	t := &manualTimer{due: due, seq: c.seq, ch: ch}
 	i, _ := slices.BinarySearchFunc(c.timers, t, func(a, b *manualTimer) int {
 		if c := a.due.Compare(b.due); c != 0 {
 			return c

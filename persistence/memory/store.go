@@ -224,7 +224,7 @@ func (s *Store) changeTimer(c persistence.TimerChange) {
 	if s.timers[t.Owner] == nil {
 		s.timers[t.Owner] = map[timerKey]persistence.Timer{}
 	}
-	t.Due = t.Due.UTC().Truncate(time.Microsecond)
+	t.Due = t.Due.UTC().Round(0) // as stored: no monotonic reading
 	s.timers[t.Owner][k] = t
 }
 

@@ -145,7 +145,7 @@ func (w *writer) encodeRows(rows *rowSet) [][]byte {
 }
 
 // encodeTimers encodes the parameters of the timer changes' statement:
-// the armed timers' columns (due in microseconds since the Unix epoch),
+// the armed timers' columns (due in nanoseconds since the Unix epoch),
 // then the disarmed ones' (fire id "" for an unconditional cancel). Timers are rare next to events, so the buffer
 // is not kept.
 func encodeTimers(changes []persistence.TimerChange) [][]byte {
@@ -159,7 +159,7 @@ func encodeTimers(changes []persistence.TimerChange) [][]byte {
 			continue
 		}
 		owners, ids, names, fires = append(owners, t.Owner), append(ids, t.ID), append(names, t.Name), append(fires, t.FireID)
-		dues = append(dues, t.Due.UnixMicro())
+		dues = append(dues, t.Due.UnixNano())
 	}
 	return [][]byte{
 		appendTextArray(nil, textOID, owners), appendTextArray(nil, textOID, ids), appendTextArray(nil, textOID, names),

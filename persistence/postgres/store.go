@@ -460,10 +460,10 @@ func newQueries(schema string) queries {
 		// fire id deletes only that arming.
 		changeTimers: "WITH gone AS (DELETE FROM " + timers + " t USING unnest($6::text[], $7::text[], $8::text[], $9::text[]) AS c(o, i, n, f) " +
 			"WHERE t.owner = c.o AND t.id = c.i AND t.name = c.n AND (c.f = '' OR t.fire_id = c.f)) " +
-			"INSERT INTO " + timers + " (owner, id, name, due, fire_id) " +
-			"SELECT o, i, n, timestamptz 'epoch' + d * interval '1 microsecond', f FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[]) AS a(o, i, n, d, f) " +
-			"ON CONFLICT (owner, id, name) DO UPDATE SET due = EXCLUDED.due, fire_id = EXCLUDED.fire_id",
-		timers:      "SELECT id, name, due, fire_id FROM " + timers + " WHERE owner = $1 ORDER BY due LIMIT $2",
+			"INSERT INTO " + timers + " (owner, id, name, due_ns, fire_id) " +
+			"SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[]) " +
+			"ON CONFLICT (owner, id, name) DO UPDATE SET due_ns = EXCLUDED.due_ns, fire_id = EXCLUDED.fire_id",
+		timers:      "SELECT id, name, due_ns, fire_id FROM " + timers + " WHERE owner = $1 ORDER BY due_ns LIMIT $2",
 		deleteTimer: "DELETE FROM " + timers + " WHERE owner = $1 AND id = $2 AND name = $3 AND fire_id = $4",
 		channel:     fmt.Sprintf("composable_events_%016x", uint64(lockKey("notify", schema))),
 		names: struct{ insert, head, timers string }{

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/composable-go/composable/persistence"
 )
@@ -26,10 +27,11 @@ func (s *Store) Timers(ctx context.Context, owner string, limit int) ([]persiste
 	var out []persistence.Timer
 	for rows.Next() {
 		t := persistence.Timer{Owner: owner}
-		if err := rows.Scan(&t.ID, &t.Name, &t.Due, &t.FireID); err != nil {
+		var due int64
+		if err := rows.Scan(&t.ID, &t.Name, &due, &t.FireID); err != nil {
 			return nil, fmt.Errorf("postgres: timers of %q: %w", owner, err)
 		}
-		t.Due = t.Due.UTC()
+		t.Due = time.Unix(0, due).UTC()
 		out = append(out, t)
 	}
 	if err := rows.Err(); err != nil {

@@ -1,0 +1,329 @@
+package aggregate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/composable-go/composable"
+	"github.com/composable-go/composable/persistence"
+)
+
+// Durable timers. A timer is a row in the store (persistence.TimerStore),
+// armed and cancelled by a command's decision in the transaction of its
+// events, so the rows always agree with the aggregates' states. One
+// scheduler per aggregate type — per lease, so one across the processes
+// that share the store — reads the rows earliest first, sleeps until the
+// next is due, and fires each due one by sending its aggregate the
+// command Definition.OnTimer makes of it, with the arming's fire id as
+// command id:
+//
+//   - the firing's events remove the row in their transaction (a
+//     conditional cancel, so a timer re-armed meanwhile stays);
+//   - a firing that appends nothing (the aggregate ignored it) is removed
+//     by the scheduler afterwards, again only if it is still that arming;
+//   - a firing sent twice — by a scheduler that died after sending, or two
+//     overlapping ones — is handled once: the aggregate deduplicates
+//     command ids, and the second finds the row gone or the id handled.
+//
+// So each arming fires once, whatever was evicted, passivated, restarted
+// or killed, and an aggregate waiting for a timer need not stay in memory.
+
+// fireIDFor names one arming of a timer: the aggregate's stream, the
+// timer's name and the stream version of the command that armed it.
+func fireIDFor(stream, name string, version int64) string {
+	return fmt.Sprintf("timer:%s:%s:%d", stream, name, version)
+}
+
+// timerChanges turns a decision's timers into the store's changes, for a
+// command whose events take the stream to version. A firing command first
+// removes its own timer, if it is still that arming.
+func (e *entity[S, C, E, Env]) timerChanges(m *envelope[S, C, E], timers []Timer, version int64) ([]persistence.TimerChange, error) {
+	var out []persistence.TimerChange
+	if m.timer != nil {
+		out = append(out, persistence.TimerChange{Timer: *m.timer, Cancel: true})
+	}
+	for _, t := range timers {
+		c := persistence.TimerChange{
+			Timer:  persistence.Timer{Owner: e.h.def.Type, ID: e.id, Name: t.Name},
+			Cancel: t.Cancel,
+		}
+		if !t.Cancel {
+			c.Timer.Due = t.Due
+			c.Timer.FireID = fireIDFor(e.stream, t.Name, version)
+		}
+		out = append(out, c)
+	}
+	if err := persistence.ValidateTimers(out); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidDecision, e.stream, err)
+	}
+	return out, nil
+}
+
+// scheduler fires the durable timers of one aggregate type while it holds
+// the type's lease. Its goroutine is the runtime's; everything but armed
+// runs on it.
+type scheduler struct {
+	owner                  string
+	store                  persistence.TimerStore
+	lease                  persistence.Lease
+	clock                  composable.Clock
+	logger                 *slog.Logger
+	fire                   func(ctx context.Context, t persistence.Timer) error
+	batch                  int // timers read at once
+	width                  int // firings in flight at most
+	poll                   time.Duration
+	minBackoff, maxBackoff time.Duration
+
+	// wake is signalled when this runtime arms a timer due before until,
+	// the time the scheduler sleeps until (MinInt64: it is awake and will
+	// read the table again; MaxInt64: it is reading, every arm counts).
+	wake  chan struct{}
+	until atomic.Int64
+
+	// failed holds the firings that failed, with when to try them again.
+	failed map[string]retry // by fire id
+}
+
+type retry struct {
+	at       time.Time
+	failures int
+}
+
+func newScheduler[S, C, E, Env any](h *host[S, C, E, Env]) *scheduler {
+	s := &scheduler{
+		owner: h.def.Type, store: h.rt.timers, lease: h.rt.lease, clock: h.rt.clock, logger: h.rt.logger,
+		batch: h.opts.TimerBatch, width: min(h.opts.TimerBatch, h.opts.MaxLive), poll: h.opts.TimerPoll,
+		minBackoff: h.opts.MinBackoff, maxBackoff: h.opts.MaxBackoff,
+		wake: make(chan struct{}, 1), failed: map[string]retry{},
+	}
+	s.fire = func(ctx context.Context, t persistence.Timer) error {
+		ctx, cancel := context.WithTimeout(ctx, h.opts.CommandTimeout)
+		defer cancel()
+		_, err := h.request(ctx, &envelope[S, C, E]{id: t.ID, cmd: h.def.OnTimer(t.Name, t.Due), commandID: t.FireID, timer: &t})
+		return err
+	}
+	s.until.Store(math.MaxInt64)
+	return s
+}
+
+// armed tells the scheduler that a timer due at due was armed.
+func (s *scheduler) armed(due time.Time) {
+	if due.UnixNano() < s.until.Load() {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// run holds the lease and fires timers until ctx ends; a lost lease is
+// sought again.
+func (s *scheduler) run(ctx context.Context) {
+	name := "timers:" + s.owner
+	failures := 0
+	for ctx.Err() == nil {
+		lost, release, err := s.lease.Acquire(ctx, name)
+		if err != nil {
+			if ctx.Err() == nil {
+				failures++
+				s.logger.Warn("aggregate: timer scheduler cannot take its lease; retrying", slog.String("type", s.owner), slog.Any("error", err))
+				s.sleep(ctx, nil, s.backoff(failures))
+			}
+			continue
+		}
+		failures = 0
+		s.hold(ctx, lost)
+		release()
+	}
+}
+
+// hold fires due timers and sleeps until the next is due, while the lease
+// holds.
+func (s *scheduler) hold(ctx context.Context, lost <-chan struct{}) {
+	failures := 0
+	for {
+		s.until.Store(math.MaxInt64)
+		next, err := s.fireDue(ctx, lost)
+		if ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-lost:
+			return
+		default:
+		}
+		now := s.clock.Now()
+		wakeAt := now.Add(s.poll)
+		if err != nil {
+			failures++
+			s.logger.Warn("aggregate: timer scheduler cannot read timers; retrying", slog.String("type", s.owner), slog.Any("error", err))
+			wakeAt = now.Add(s.backoff(failures))
+		} else {
+			failures = 0
+			if !next.IsZero() && next.Before(wakeAt) {
+				wakeAt = next
+			}
+		}
+		s.until.Store(wakeAt.UnixNano())
+		if !s.sleepUntil(ctx, lost, wakeAt) {
+			return
+		}
+	}
+}
+
+// fireDue fires every due timer, batch after batch, and returns when the
+// next one is due (zero: none is pending, or the read failed).
+func (s *scheduler) fireDue(ctx context.Context, lost <-chan struct{}) (time.Time, error) {
+	for {
+		timers, err := s.store.Timers(ctx, s.owner, s.batch)
+		if err != nil {
+			return time.Time{}, err
+		}
+		now := s.clock.Now()
+		var due []persistence.Timer
+		var next time.Time
+		later := func(t time.Time) {
+			if next.IsZero() || t.Before(next) {
+				next = t
+			}
+		}
+		for _, t := range timers {
+			switch r, failed := s.failed[t.FireID]; {
+			case t.Due.After(now):
+				later(t.Due)
+			case failed && r.at.After(now):
+				later(r.at)
+			default:
+				due = append(due, t)
+			}
+		}
+		if len(due) == 0 {
+			s.forget(timers)
+			return next, nil
+		}
+		s.fireAll(ctx, due)
+		select {
+		case <-lost:
+			return time.Time{}, nil
+		default:
+		}
+		if ctx.Err() != nil {
+			return time.Time{}, ctx.Err()
+		}
+	}
+}
+
+// fireAll fires timers, at most width at once, and waits for them.
+func (s *scheduler) fireAll(ctx context.Context, timers []persistence.Timer) {
+	errs := make([]error, len(timers))
+	sem := make(chan struct{}, s.width)
+	var wg sync.WaitGroup
+	for i, t := range timers {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = s.fireOne(ctx, t)
+		}()
+	}
+	wg.Wait()
+	now := s.clock.Now()
+	for i, t := range timers {
+		if errs[i] == nil {
+			delete(s.failed, t.FireID)
+			continue
+		}
+		r := s.failed[t.FireID]
+		r.failures++
+		r.at = now.Add(s.backoff(r.failures))
+		s.failed[t.FireID] = r
+		if ctx.Err() == nil {
+			s.logger.Warn("aggregate: timer firing failed; will retry", slog.String("type", s.owner), slog.String("id", t.ID),
+				slog.String("timer", t.Name), slog.Int("failures", r.failures), slog.Any("error", errs[i]))
+		}
+	}
+}
+
+// fireOne sends one firing, then removes the row if the aggregate took the
+// firing without removing it. A rejection is final: the aggregate refused
+// the firing, which is logged and done.
+func (s *scheduler) fireOne(ctx context.Context, t persistence.Timer) error {
+	err := s.fire(ctx, t)
+	if errors.Is(err, ErrRejected) {
+		s.logger.Warn("aggregate: timer firing rejected; the timer is dropped", slog.String("type", s.owner), slog.String("id", t.ID),
+			slog.String("timer", t.Name), slog.Any("error", err))
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	return s.store.DeleteTimer(ctx, t)
+}
+
+// forget drops retry records of firings no longer pending: those of the
+// read timers are kept, the rest — fired or cancelled since — go. Only a
+// read that saw every pending timer can tell.
+func (s *scheduler) forget(read []persistence.Timer) {
+	if len(read) >= s.batch || len(s.failed) == 0 {
+		return
+	}
+	pending := make(map[string]bool, len(read))
+	for _, t := range read {
+		pending[t.FireID] = true
+	}
+	for id := range s.failed {
+		if !pending[id] {
+			delete(s.failed, id)
+		}
+	}
+}
+
+func (s *scheduler) backoff(failures int) time.Duration {
+	return min(s.minBackoff<<min(failures-1, 20), s.maxBackoff)
+}
+
+// sleepUntil waits until the clock reads t, a timer is armed before t,
+// the lease is lost or ctx ends; it reports whether to go on.
+func (s *scheduler) sleepUntil(ctx context.Context, lost <-chan struct{}, t time.Time) bool {
+	var fired <-chan time.Time
+	var stop func()
+	if dc, ok := s.clock.(composable.DeadlineClock); ok {
+		fired, stop = dc.NewTimerAt(t)
+	} else if tc, ok := s.clock.(composable.TimerClock); ok {
+		fired, stop = tc.NewTimer(t.Sub(s.clock.Now()))
+	} else {
+		fired, stop = s.clock.After(t.Sub(s.clock.Now())), func() {}
+	}
+	defer stop()
+	select {
+	case <-fired:
+	case <-s.wake:
+	case <-lost:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}
+
+// sleep waits for d on the clock, or until ctx ends or lost is closed.
+func (s *scheduler) sleep(ctx context.Context, lost <-chan struct{}, d time.Duration) {
+	s.sleepUntil(ctx, lost, s.clock.Now().Add(d))
+}
+
+// soleLease is the lease of a runtime that shares its store with no other
+// process: always granted at once, never lost.
+type soleLease struct{}
+
+func (soleLease) Acquire(ctx context.Context, _ string) (<-chan struct{}, func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	return nil, func() {}, nil
+}
