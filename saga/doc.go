@@ -20,15 +20,19 @@
 //
 // # Durable timers
 //
-// Arming a timer records its due time. Whenever an instance becomes active
-// — after a crash, a passivation or a move to another node — its pending
-// timers are re-armed from the state at their recorded due times, and its
-// pending commands re-dispatched (their command ids, derived from the
-// instance and the step, make that idempotent). [Saga.Recover] activates the
-// instances an index stream lists as started and not ended, so timers fire
-// after a restart even when no event arrives. A timer that was cancelled, or
-// fires after the saga ended, never reaches Handle. Timers use the runtime's
-// clock: tests drive them with a manual clock.
+// Arming a timer records its due time in the instance's stream and, in the
+// same transaction, a row of the store's timer table
+// ([persistence.TimerStore]). The aggregate runtime's scheduler for the
+// saga type — one across the processes sharing the store, by lease — fires
+// each row once, at its due time, whether the instance is live,
+// passivated, evicted or was active in a process that died; an instance
+// waiting only for timers need not stay in memory. A dispatched command
+// is guarded by such a row too: if no outcome comes within the runtime's
+// CommandTimeout, the command is dispatched again (its command id, derived
+// from the instance and the step, makes that idempotent). Nothing scans
+// instances on start-up. A timer that was cancelled, or fires after the
+// saga ended, never reaches Handle. Timers use the runtime's clock: tests
+// drive them with a manual clock.
 //
 // # Compensation and failure
 //

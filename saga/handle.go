@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/composable-go/composable"
@@ -14,20 +15,40 @@ import (
 )
 
 // input is the command of a saga instance's underlying aggregate: a routed
-// domain event, a dispatched command's outcome, or a timer firing.
+// domain event, a dispatched command's outcome, a timer firing, or the
+// guard of a pending command firing (Resume: its step).
 type input struct {
 	Event  *persistence.RecordedEvent
 	Mode   RouteMode
 	Result *evResulted
 	Timer  string
+	Resume string
 	Due    time.Time
 }
 
 type decision = aggregate.Decision[input, event]
 
-// timerKey names a timer's effect, so rescheduling replaces it and
-// cancelling stops it.
-type timerKey struct{ name string }
+// The instance's durable timers, in the store's timer table: the saga's
+// own, and one guard per pending command, which resumes the command if no
+// outcome came in time — after a crash, say — so that nothing needs to
+// scan instances on start-up.
+const (
+	userTimer  = "timer:"
+	guardTimer = "pending:"
+)
+
+// dispatchKey names a pending command's dispatch effect, so that a
+// resumed dispatch replaces one still in flight.
+type dispatchKey struct{ step string }
+
+// onTimer is the instance aggregate's OnTimer: the firing of a durable
+// timer becomes an input.
+func onTimer(name string, due time.Time) input {
+	if step, ok := strings.CutPrefix(name, guardTimer); ok {
+		return input{Resume: step, Due: due}
+	}
+	return input{Timer: strings.TrimPrefix(name, userTimer), Due: due}
+}
 
 // handle is the underlying aggregate's command handler: it records what
 // the framework tracks, calls the saga's Handle, and turns its decision into
@@ -60,6 +81,19 @@ func (s *Saga[S, E, Env]) handle(inst Instance[S], in input, _ struct{}) (decisi
 			return decision{}, nil // cancelled, re-armed, fired already, or too late
 		}
 		return s.decide(inst, []event{evTimerFired{Name: in.Timer}}, Input{Timer: in.Timer}), nil
+	case in.Resume != "":
+		p, ok := inst.Pending[in.Resume]
+		if !ok || inst.Ended() {
+			return decision{}, nil // its outcome came meanwhile
+		}
+		// No outcome within the guard's time: dispatch again (the command
+		// id makes that idempotent) and guard it again.
+		ev := evResumed{Step: p.Step, Guard: s.guardDue()}
+		return decision{
+			Events: []event{ev},
+			Effect: s.dispatchEffect(inst.ID, p),
+			Timers: []aggregate.Timer{{Name: guardTimer + p.Step, Due: ev.Guard}},
+		}, nil
 	case in.Result != nil:
 		p, ok := inst.Pending[in.Result.Step]
 		if !ok {
@@ -141,9 +175,9 @@ func (s *Saga[S, E, Env]) translate(inst Instance[S], events []event, d Decision
 		if err != nil {
 			return fail(err)
 		}
-		events = append(events, evDispatched{Command: p})
+		events = append(events, evDispatched{Command: p, Guard: s.guardDue()})
 	}
-	now := s.clock.Now()
+	now := s.clock.Now().Round(0) // as stored: no monotonic reading
 	for _, t := range d.Schedule {
 		events = append(events, evTimerScheduled{Name: t.Name, Due: now.Add(t.After)})
 	}
@@ -170,13 +204,46 @@ func (s *Saga[S, E, Env]) translate(inst Instance[S], events []event, d Decision
 		if n := len(next.Compensations); n > 0 {
 			c := next.Compensations[n-1]
 			c.Step = CompensationStep(c.Step)
-			events = append(events, evDispatched{Command: c})
+			events = append(events, evDispatched{Command: c, Guard: s.guardDue()})
 		} else {
 			events = append(events, evEnded{Status: Failed, Reason: next.Reason})
 		}
 		next = s.simulate(inst, events)
 	}
-	return decision{Events: events, Effect: s.effects(inst, next, events)}
+	return decision{Events: events, Effect: s.effects(inst, next, events), Timers: timers(inst, next, events)}
+}
+
+// guardDue is when a command dispatched now is resumed if no outcome came.
+func (s *Saga[S, E, Env]) guardDue() time.Time {
+	return s.clock.Now().Round(0).Add(s.resumeAfter)
+}
+
+// timers turns what events record into the instance's durable timers: the
+// saga's timers, and a guard per dispatched command until its outcome. An
+// instance that ends disarms all of them.
+func timers[S any](before, after Instance[S], events []event) []aggregate.Timer {
+	var out []aggregate.Timer
+	for _, e := range events {
+		switch e := e.(type) {
+		case evTimerScheduled:
+			out = append(out, aggregate.Timer{Name: userTimer + e.Name, Due: e.Due})
+		case evTimerCancelled:
+			out = append(out, aggregate.Timer{Name: userTimer + e.Name, Cancel: true})
+		case evDispatched:
+			out = append(out, aggregate.Timer{Name: guardTimer + e.Command.Step, Due: e.Guard})
+		case evResulted:
+			out = append(out, aggregate.Timer{Name: guardTimer + e.Step, Cancel: true})
+		}
+	}
+	if after.Ended() && !before.Ended() {
+		for name := range before.Timers {
+			out = append(out, aggregate.Timer{Name: userTimer + name, Cancel: true})
+		}
+		for step := range before.Pending {
+			out = append(out, aggregate.Timer{Name: guardTimer + step, Cancel: true})
+		}
+	}
+	return out
 }
 
 func (s *Saga[S, E, Env]) simulate(inst Instance[S], events []event) Instance[S] {
@@ -187,57 +254,46 @@ func (s *Saga[S, E, Env]) simulate(inst Instance[S], events []event) Instance[S]
 	return next
 }
 
-// effects arms the timers and dispatches the commands that events record;
-// an ended saga's timers are disarmed.
+// effects dispatches the commands that events record, and tells Wait of
+// an end. Timers are durable (see timers), not effects.
 func (s *Saga[S, E, Env]) effects(before, after Instance[S], events []event) composable.Effect[input] {
 	var fx []composable.Effect[input]
 	for _, e := range events {
-		switch e := e.(type) {
-		case evDispatched:
+		if e, ok := e.(evDispatched); ok {
 			fx = append(fx, s.dispatchEffect(after.ID, e.Command))
-		case evTimerScheduled:
-			fx = append(fx, s.timerEffect(e.Name, e.Due))
-		case evTimerCancelled:
-			fx = append(fx, composable.Cancel[input](timerKey{e.Name}))
 		}
 	}
 	if after.Ended() && !before.Ended() {
-		for name := range before.Timers {
-			fx = append(fx, composable.Cancel[input](timerKey{name}))
-		}
-		fx = append(fx, s.indexEffect(after.ID, true))
+		fx = append(fx, s.endEffect(after.ID))
 	}
 	return composable.Merge(fx...)
 }
 
-// onActivate re-arms, from the state, what was pending when the instance
-// was last active: timers (at their recorded due times) and commands
-// awaiting their result (their ids make the re-dispatch idempotent).
+// onActivate dispatches, from the state, the commands still awaiting their
+// result when the instance was last active (their ids make that
+// idempotent). Timers need nothing: the scheduler fires them.
 func (s *Saga[S, E, Env]) onActivate(inst Instance[S], _ struct{}) composable.Effect[input] {
 	if inst.Status != Running && inst.Status != Compensating {
 		return composable.None[input]()
 	}
 	var fx []composable.Effect[input]
-	for name, due := range inst.Timers {
-		fx = append(fx, s.timerEffect(name, due))
-	}
 	for _, p := range inst.Pending {
 		fx = append(fx, s.dispatchEffect(inst.ID, p))
 	}
 	return composable.Merge(fx...)
 }
 
-func (s *Saga[S, E, Env]) timerEffect(name string, due time.Time) composable.Effect[input] {
-	return composable.CancelInFlight(timerKey{name},
-		composable.Delay(due.Sub(s.clock.Now()), composable.Send(input{Timer: name, Due: due})))
-}
-
 func (s *Saga[S, E, Env]) dispatchEffect(sagaID string, p Pending) composable.Effect[input] {
-	return composable.Run(func(ctx context.Context, send func(input)) {
+	return composable.CancelInFlight(dispatchKey{p.Step}, composable.Run(func(ctx context.Context, send func(input)) {
 		if res, ok := s.dispatch(ctx, sagaID, p); ok {
 			send(input{Result: &res})
 		}
-	})
+	}))
+}
+
+// endEffect wakes the waiters of an instance whose end is stored.
+func (s *Saga[S, E, Env]) endEffect(id string) composable.Effect[input] {
+	return composable.Run(func(context.Context, func(input)) { s.ended(id) })
 }
 
 // encode records a command for dispatch.

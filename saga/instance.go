@@ -84,8 +84,19 @@ type (
 	}
 	evTimerCancelled struct{ Name string }
 	evTimerFired     struct{ Name string }
-	evDispatched     struct{ Command Pending }
-	evResulted       struct {
+	evDispatched     struct {
+		Command Pending
+		// Guard is when the command is dispatched again if no outcome
+		// came (zero in events recorded before guards existed).
+		Guard time.Time `json:",omitzero"`
+	}
+	// evResumed records a pending command dispatched again, guarded
+	// anew, because no outcome came in time.
+	evResumed struct {
+		Step  string
+		Guard time.Time
+	}
+	evResulted struct {
 		Step              string
 		Error             string `json:",omitempty"`
 		Rejected          bool   `json:",omitempty"`
@@ -109,6 +120,7 @@ func (evTimerCancelled) sagaEvent() {}
 func (evTimerFired) sagaEvent()     {}
 func (evDispatched) sagaEvent()     {}
 func (evResulted) sagaEvent()       {}
+func (evResumed) sagaEvent()        {}
 func (evCompensating) sagaEvent()   {}
 func (evEnded) sagaEvent()          {}
 
@@ -123,6 +135,7 @@ func frameworkRegistry() *persistence.Registry {
 		persistence.Register[evTimerFired](reg, "saga.timer-fired"),
 		persistence.Register[evDispatched](reg, "saga.dispatched"),
 		persistence.Register[evResulted](reg, "saga.resulted"),
+		persistence.Register[evResumed](reg, "saga.resumed"),
 		persistence.Register[evCompensating](reg, "saga.compensating"),
 		persistence.Register[evEnded](reg, "saga.ended"),
 	} {

@@ -82,8 +82,7 @@ func openBank(be app.Backend, logger *slog.Logger) (*bank, error) {
 
 // domainEvent reports whether the relay publishes e: the accounts' and the
 // transfers' events are the bank's to share; the saga's own streams — its
-// instances and its index of running ones — are bookkeeping that no
-// consumer reads from the bus.
+// instances' — are bookkeeping that no consumer reads from the bus.
 func domainEvent(e persistence.RecordedEvent) bool {
 	typ, _, _ := strings.Cut(e.StreamID, "/")
 	return typ == accountType || typ == transferType

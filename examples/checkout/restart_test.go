@@ -52,6 +52,24 @@ func (s *holdingStore) Append(ctx context.Context, stream string, expected persi
 	}
 }
 
+// AppendWithTimers implements persistence.TimerStore, holding like Append.
+func (s *holdingStore) AppendWithTimers(ctx context.Context, stream string, expected persistence.ExpectedVersion, events []persistence.EventData, timers []persistence.TimerChange) (persistence.AppendResult, error) {
+	if strings.HasPrefix(stream, s.prefix) {
+		return s.Append(ctx, stream, expected, events...)
+	}
+	return s.EventStore.(persistence.TimerStore).AppendWithTimers(ctx, stream, expected, events, timers)
+}
+
+// Timers implements persistence.TimerStore.
+func (s *holdingStore) Timers(ctx context.Context, owner string, limit int) ([]persistence.Timer, error) {
+	return s.EventStore.(persistence.TimerStore).Timers(ctx, owner, limit)
+}
+
+// DeleteTimer implements persistence.TimerStore.
+func (s *holdingStore) DeleteTimer(ctx context.Context, t persistence.Timer) error {
+	return s.EventStore.(persistence.TimerStore).DeleteTimer(ctx, t)
+}
+
 // Appended passes the store's wake-up hint on, for the relay.
 func (s *holdingStore) Appended() <-chan struct{} {
 	if n, ok := s.EventStore.(persistence.Notifier); ok {
@@ -83,9 +101,9 @@ func kafkaBus(t *testing.T, broker *kafkatest.Broker) *kafka.Bus {
 // TestRestartResumesTheSaga stops the whole service — actor system,
 // runtime, saga, relay, Kafka client — while the saga waits for its
 // reservation and its charge is in flight, and starts a new one over the
-// same PostgreSQL schema and Kafka broker. The new saga.Run recovers the
-// instance: the charge is dispatched again, the reservation timer fires
-// once at its recorded due time, and the compensation leaves the order
+// same PostgreSQL schema and Kafka broker. In the new process the charge is
+// dispatched again, the reservation timer fires once at its recorded due
+// time — a row the new scheduler reads — and the compensation leaves the order
 // cancelled, the payment refunded once and the reservation released.
 func TestRestartResumesTheSaga(t *testing.T) {
 	pool := pgtest.Pool(t)

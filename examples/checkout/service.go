@@ -21,9 +21,8 @@ import (
 )
 
 // domainTypes are the aggregate types whose events the relay publishes:
-// the service's to share. The saga's own streams — its instances and its
-// index of running ones — are bookkeeping that no consumer reads from the
-// bus.
+// the service's to share. The saga's own streams — its instances' — are
+// bookkeeping that no consumer reads from the bus.
 func domainTypes() []string { return []string{orderType, paymentType, inventoryType} }
 
 // domainEvent reports whether the relay publishes e.

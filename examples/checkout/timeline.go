@@ -207,8 +207,7 @@ func (tl *timeline) print(e persistence.RecordedEvent) {
 		kind, detail := tl.sagaStep(e)
 		tl.line(e.StreamID, kind, detail)
 	}
-	// Anything else — the saga's index of running instances — is
-	// bookkeeping.
+	// Anything else is bookkeeping.
 }
 
 // The saga framework's own events, as it stores them in an instance's
