@@ -89,6 +89,7 @@ func (e *entity[S, C, E, Env]) Receive(ctx protoactor.Context) {
 			e.snapVersion = max(e.snapVersion, msg.version)
 		}
 	case passivateCheck:
+		e.route.checking.Store(false)
 		e.settle()
 		e.passivate(ctx)
 	case stopIfIdle:

@@ -135,6 +135,7 @@ type route[S, C, E any] struct {
 	mu       sync.RWMutex
 	closed   bool
 	lastUsed atomic.Int64 // runtime clock, Unix nanoseconds, of the last direct use
+	checking atomic.Bool  // a passivateCheck is in the child's mailbox
 
 	exec   sync.Mutex
 	queued atomic.Int64

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -242,5 +243,53 @@ func TestDedupWindowEvictsOldest(t *testing.T) {
 	bad, _ := json.Marshal(raw)
 	if _, err := decodeEnvelope(bad); err == nil {
 		t.Fatal("unknown envelope format accepted")
+	}
+}
+
+// TestSweepsDoNotPileUpChecks: a busy aggregate ignores passivation
+// checks, so sweeps must not post a new one while one waits in its
+// mailbox — a fast sweep would otherwise bury its commands under checks.
+func TestSweepsDoNotPileUpChecks(t *testing.T) {
+	store := &blockingStore{Store: memory.New(), entered: make(chan string, 1)}
+	rt, typ := startType(t, store, numbersDef(), Options{IdleTimeout: time.Millisecond})
+	h := typ.h
+	wait(t, post(h, 1))
+	store.block()
+	second := post(h, 2) // holds the aggregate in its append
+	if got := <-store.entered; got != "append" {
+		t.Fatalf("blocked in %s", got)
+	}
+	r := h.routes.load("x")
+	root := rt.sys.ActorSystem().Root
+	eventually(t, func() bool { // until a sweep finds it idle long enough
+		root.Send(h.manager, sweepIdle{})
+		return r.queued.Load() > 0
+	})
+	for range 100 {
+		root.Send(h.manager, sweepIdle{})
+	}
+	third := post(h, 3) // behind the sweeps in the manager's mailbox
+	eventually(t, func() bool { return r.queued.Load() >= 2 })
+	n := r.queued.Load()
+	store.release()
+	if n != 2 {
+		t.Fatalf("%d messages waited in the aggregate's mailbox, want one check and one command", n)
+	}
+	wait(t, second)
+	if res := wait(t, third); res.Version != 3 {
+		t.Fatalf("third: %+v", res)
+	}
+}
+
+// eventually waits, yielding, until cond holds, for at most 10 seconds.
+// (testkit imports this package: its Eventually is out of reach here.)
+func eventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		runtime.Gosched()
 	}
 }

@@ -14,7 +14,8 @@ import (
 // manager and the child, and neither ever cancels an effect that a handled
 // command started, nor drops a message the child was sent. The steps:
 //
-//  1. Passivation: the sweep posts passivateCheck to each idle child. A child
+//  1. Passivation: the sweep posts passivateCheck to each idle child (unless
+//     one is still in its mailbox). A child
 //     that is busy — effects in flight, a snapshot or an append being
 //     written — ignores it (the next sweep asks again); an idle one answers
 //     passivateOK with its epoch, the number of commands it has handled.
@@ -219,7 +220,9 @@ func (m *manager[S, C, E, Env]) sweep(ctx protoactor.Context) {
 			// The walk may meet it again there, now up to date.
 		case c.lastUsed.After(idleSince):
 			return // the rest were used more recently
-		case !c.stopping:
+		case !c.stopping && c.route.checking.CompareAndSwap(false, true):
+			// At most one check waits in a child's mailbox: a busy child
+			// ignores checks, and sweeps must not pile them up.
 			c.route.post(ctx.Send, passivateCheck{})
 		}
 		e = prev
