@@ -283,8 +283,9 @@ func (e *entity[S, C, E, Env]) attempt(c *commandContext, m *envelope[S, C, E], 
 			return res, false, err
 		}
 	}
-	if mayDefer && e.h.rt.async != nil && m.reply != nil && decision.Effect.IsNone() && timers == nil && !e.snapshotDue(e.version+int64(len(data))) {
-		if err := e.deferAppend(c, m, run, decision.Events, data); err != nil {
+	canDefer := e.h.rt.async != nil && (timers == nil || e.h.rt.asyncTimers != nil)
+	if mayDefer && canDefer && m.reply != nil && decision.Effect.IsNone() && !e.snapshotDue(e.version+int64(len(data))) {
+		if err := e.deferAppend(c, m, run, decision.Events, data, timers); err != nil {
 			return e.appendFailed(c, m, err)
 		}
 		deferred = true
@@ -300,10 +301,8 @@ func (e *entity[S, C, E, Env]) attempt(c *commandContext, m *envelope[S, C, E], 
 		return e.appendFailed(c, m, err)
 	}
 	e.appended(m, appended, len(data))
-	for _, t := range timers {
-		if !t.Cancel {
-			e.h.sched.armed(t.Timer.Due)
-		}
+	for _, due := range armedDues(timers) {
+		e.h.sched.armed(due)
 	}
 	e.startEffect(m, decision.Effect)
 	e.maybeSnapshot()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync/atomic"
+	"time"
 
 	"github.com/composable-go/composable"
 	"github.com/composable-go/composable/persistence"
@@ -21,6 +22,12 @@ import (
 // done must not block.
 type asyncAppender interface {
 	AppendAsync(ctx context.Context, stream string, expected persistence.ExpectedVersion, events []persistence.EventData, done func(persistence.AppendResult, error)) error
+}
+
+// asyncTimerAppender is an asyncAppender for appends with durable timer
+// changes (see persistence.TimerStore), as the PostgreSQL store is.
+type asyncTimerAppender interface {
+	AppendWithTimersAsync(ctx context.Context, stream string, expected persistence.ExpectedVersion, events []persistence.EventData, timers []persistence.TimerChange, done func(persistence.AppendResult, error)) error
 }
 
 // errDeferred reports that a command's outcome is left to its pending
@@ -47,6 +54,8 @@ type pendingAppend[S, C, E any] struct {
 	wake   chan struct{}
 	notify func()      // asks the actor to settle, when the append failed
 	hook   overrunHook // the command context's, set to p
+	sched  *scheduler  // told of armed, once they are stored
+	armed  []time.Time // due times of the timers the append arms
 
 	done     atomic.Bool
 	appended persistence.AppendResult
@@ -57,12 +66,19 @@ type pendingAppend[S, C, E any] struct {
 // callback and makes it the entity's pending append. The command's context
 // c stays armed until settle: if the store has not answered when it
 // overruns, the command fails with its deadline.
-func (e *entity[S, C, E, Env]) deferAppend(c *commandContext, m *envelope[S, C, E], run instance, events []E, data []persistence.EventData) error {
+func (e *entity[S, C, E, Env]) deferAppend(c *commandContext, m *envelope[S, C, E], run instance, events []E, data []persistence.EventData, timers []persistence.TimerChange) error {
 	p := &pendingAppend[S, C, E]{rt: e.h.rt, m: m, run: run, c: c, count: len(data),
 		wake: e.wake, notify: e.settleLater, result: Result[S, E]{State: e.h.def.Clone(e.next), Events: events}}
 	p.hook.listener = p
 	c.overrun.Store(&p.hook)
-	if err := e.h.rt.async.AppendAsync(c, e.stream, persistence.ExpectedVersion(e.version), data, p.complete); err != nil {
+	var err error
+	if timers == nil {
+		err = e.h.rt.async.AppendAsync(c, e.stream, persistence.ExpectedVersion(e.version), data, p.complete)
+	} else {
+		p.sched, p.armed = e.h.sched, armedDues(timers)
+		err = e.h.rt.asyncTimers.AppendWithTimersAsync(c, e.stream, persistence.ExpectedVersion(e.version), data, timers, p.complete)
+	}
+	if err != nil {
 		c.overrun.Store(nil)
 		if !p.done.CompareAndSwap(false, true) {
 			// The command overran while the store refused it, and the
@@ -93,6 +109,9 @@ func (p *pendingAppend[S, C, E]) complete(appended persistence.AppendResult, err
 		p.wake <- struct{}{}
 		p.notify()
 		return
+	}
+	for _, due := range p.armed {
+		p.sched.armed(due)
 	}
 	res := p.result
 	res.Version, res.Position = appended.Version, appended.Position

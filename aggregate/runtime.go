@@ -19,14 +19,15 @@ import (
 // passivated when idle. It is safe for concurrent use. Close it before the
 // actor system and the store.
 type Runtime struct {
-	sys       *actor.System
-	store     persistence.EventStore
-	async     asyncAppender             // store, if it answers appends through a callback
-	snapshots persistence.SnapshotStore // nil: no snapshots
-	timers    persistence.TimerStore    // store, if it keeps durable timers
-	lease     persistence.Lease         // elects each type's timer scheduler
-	clock     composable.Clock
-	logger    *slog.Logger
+	sys         *actor.System
+	store       persistence.EventStore
+	async       asyncAppender             // store, if it answers appends through a callback
+	asyncTimers asyncTimerAppender        // store, if it answers appends with timers so
+	snapshots   persistence.SnapshotStore // nil: no snapshots
+	timers      persistence.TimerStore    // store, if it keeps durable timers
+	lease       persistence.Lease         // elects each type's timer scheduler
+	clock       composable.Clock
+	logger      *slog.Logger
 
 	gate     sync.RWMutex // Send holds it shared to take an in-flight slot
 	closing  bool
@@ -90,6 +91,7 @@ func NewRuntime(sys *actor.System, store persistence.EventStore, opts ...Runtime
 		rt.snapshots = s
 	}
 	rt.async, _ = store.(asyncAppender)
+	rt.asyncTimers, _ = store.(asyncTimerAppender)
 	rt.timers, _ = store.(persistence.TimerStore)
 	rt.lease, _ = store.(persistence.Lease)
 	for _, o := range opts {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -65,6 +64,17 @@ func (e *entity[S, C, E, Env]) timerChanges(m *envelope[S, C, E], timers []Timer
 	return out, nil
 }
 
+// armedDues returns the due times of the timers changes arm.
+func armedDues(changes []persistence.TimerChange) []time.Time {
+	var out []time.Time
+	for _, c := range changes {
+		if !c.Cancel {
+			out = append(out, c.Timer.Due)
+		}
+	}
+	return out
+}
+
 // scheduler fires the durable timers of one aggregate type while it holds
 // the type's lease. Its goroutine is the runtime's; everything but armed
 // runs on it.
@@ -74,7 +84,7 @@ type scheduler struct {
 	lease                  persistence.Lease
 	clock                  composable.Clock
 	logger                 *slog.Logger
-	fire                   func(ctx context.Context, t persistence.Timer) error
+	fire                   func(ctx context.Context, t persistence.Timer) (appended bool, err error)
 	batch                  int // timers read at once
 	width                  int // firings in flight at most
 	poll                   time.Duration
@@ -102,11 +112,13 @@ func newScheduler[S, C, E, Env any](h *host[S, C, E, Env]) *scheduler {
 		minBackoff: h.opts.MinBackoff, maxBackoff: h.opts.MaxBackoff,
 		wake: make(chan struct{}, 1), failed: map[string]retry{},
 	}
-	s.fire = func(ctx context.Context, t persistence.Timer) error {
+	s.fire = func(ctx context.Context, t persistence.Timer) (bool, error) {
 		ctx, cancel := context.WithTimeout(ctx, h.opts.CommandTimeout)
 		defer cancel()
-		_, err := h.request(ctx, &envelope[S, C, E]{id: t.ID, cmd: h.def.OnTimer(t.Name, t.Due), commandID: t.FireID, timer: &t})
-		return err
+		res, err := h.request(ctx, &envelope[S, C, E]{id: t.ID, cmd: h.def.OnTimer(t.Name, t.Due), commandID: t.FireID, timer: &t})
+		// A duplicate's events are the original firing's: its transaction
+		// removed the timer too.
+		return len(res.Events) > 0, err
 	}
 	s.until.Store(math.MaxInt64)
 	return s
@@ -177,16 +189,32 @@ func (s *scheduler) hold(ctx context.Context, lost <-chan struct{}) {
 	}
 }
 
-// fireDue fires every due timer, batch after batch, and returns when the
-// next one is due (zero: none is pending, or the read failed).
+// fireDue fires every due timer and returns when the next one is due
+// (zero: none is pending, or the read failed). It keeps up to width
+// firings in flight, and while more timers wait than it read, reads the
+// table again whenever half of them are done, skipping the rows of
+// firings still in flight: the database never waits for the slowest
+// firing of a batch.
 func (s *scheduler) fireDue(ctx context.Context, lost <-chan struct{}) (time.Time, error) {
+	inflight := map[string]bool{} // by fire id
+	done := make(chan fired, s.width)
+	collect := func() {
+		f := <-done
+		delete(inflight, f.timer.FireID)
+		s.settle(ctx, f)
+	}
+	defer func() {
+		for len(inflight) > 0 {
+			collect()
+		}
+	}()
 	for {
-		timers, err := s.store.Timers(ctx, s.owner, s.batch)
+		limit := s.batch + len(inflight)
+		timers, err := s.store.Timers(ctx, s.owner, limit)
 		if err != nil {
 			return time.Time{}, err
 		}
 		now := s.clock.Now()
-		var due []persistence.Timer
 		var next time.Time
 		later := func(t time.Time) {
 			if next.IsZero() || t.Before(next) {
@@ -194,20 +222,32 @@ func (s *scheduler) fireDue(ctx context.Context, lost <-chan struct{}) (time.Tim
 			}
 		}
 		for _, t := range timers {
-			switch r, failed := s.failed[t.FireID]; {
+			r, failed := s.failed[t.FireID]
+			switch {
+			case inflight[t.FireID]:
 			case t.Due.After(now):
 				later(t.Due)
 			case failed && r.at.After(now):
 				later(r.at)
-			default:
-				due = append(due, t)
+			case len(inflight) < s.width:
+				inflight[t.FireID] = true
+				go func() { done <- fired{t, s.fireOne(ctx, t)} }()
 			}
 		}
-		if len(due) == 0 {
+		if len(inflight) == 0 {
 			s.forget(timers)
 			return next, nil
 		}
-		s.fireAll(ctx, due)
+		// Read again once half the firings are done — or, if this read saw
+		// every pending timer, once all are: nothing else can be due.
+		wait := s.width / 2
+		if len(timers) < limit {
+			wait = 0
+		}
+		collect()
+		for len(inflight) > wait {
+			collect()
+		}
 		select {
 		case <-lost:
 			return time.Time{}, nil
@@ -219,48 +259,42 @@ func (s *scheduler) fireDue(ctx context.Context, lost <-chan struct{}) (time.Tim
 	}
 }
 
-// fireAll fires timers, at most width at once, and waits for them.
-func (s *scheduler) fireAll(ctx context.Context, timers []persistence.Timer) {
-	errs := make([]error, len(timers))
-	sem := make(chan struct{}, s.width)
-	var wg sync.WaitGroup
-	for i, t := range timers {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			errs[i] = s.fireOne(ctx, t)
-		}()
+// fired is the outcome of one firing.
+type fired struct {
+	timer persistence.Timer
+	err   error
+}
+
+// settle records the outcome of a firing: a failed one is tried again
+// after a back-off.
+func (s *scheduler) settle(ctx context.Context, f fired) {
+	t := f.timer
+	if f.err == nil {
+		delete(s.failed, t.FireID)
+		return
 	}
-	wg.Wait()
-	now := s.clock.Now()
-	for i, t := range timers {
-		if errs[i] == nil {
-			delete(s.failed, t.FireID)
-			continue
-		}
-		r := s.failed[t.FireID]
-		r.failures++
-		r.at = now.Add(s.backoff(r.failures))
-		s.failed[t.FireID] = r
-		if ctx.Err() == nil {
-			s.logger.Warn("aggregate: timer firing failed; will retry", slog.String("type", s.owner), slog.String("id", t.ID),
-				slog.String("timer", t.Name), slog.Int("failures", r.failures), slog.Any("error", errs[i]))
-		}
+	r := s.failed[t.FireID]
+	r.failures++
+	r.at = s.clock.Now().Add(s.backoff(r.failures))
+	s.failed[t.FireID] = r
+	if ctx.Err() == nil {
+		s.logger.Warn("aggregate: timer firing failed; will retry", slog.String("type", s.owner), slog.String("id", t.ID),
+			slog.String("timer", t.Name), slog.Int("failures", r.failures), slog.Any("error", f.err))
 	}
 }
 
 // fireOne sends one firing, then removes the row if the aggregate took the
-// firing without removing it. A rejection is final: the aggregate refused
-// the firing, which is logged and done.
+// firing without appending — the appending firings removed it in their
+// transaction. A rejection is final: the aggregate refused the firing,
+// which is logged and done.
 func (s *scheduler) fireOne(ctx context.Context, t persistence.Timer) error {
-	err := s.fire(ctx, t)
+	appended, err := s.fire(ctx, t)
 	if errors.Is(err, ErrRejected) {
 		s.logger.Warn("aggregate: timer firing rejected; the timer is dropped", slog.String("type", s.owner), slog.String("id", t.ID),
 			slog.String("timer", t.Name), slog.Any("error", err))
 		err = nil
 	}
-	if err != nil {
+	if err != nil || appended {
 		return err
 	}
 	return s.store.DeleteTimer(ctx, t)

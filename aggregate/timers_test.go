@@ -125,7 +125,7 @@ type alarmFixture struct {
 
 var epoch = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func newAlarms(t *testing.T, store persistence.EventStore, clock *testkit.ManualClock, opts aggregate.Options, rtOpts ...aggregate.RuntimeOption) *alarmFixture {
+func newAlarms(t testing.TB, store persistence.EventStore, clock *testkit.ManualClock, opts aggregate.Options, rtOpts ...aggregate.RuntimeOption) *alarmFixture {
 	t.Helper()
 	sys := actor.NewSystem(actor.WithLogger(quiet()))
 	t.Cleanup(func() { _ = sys.Close() })

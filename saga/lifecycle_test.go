@@ -271,8 +271,9 @@ func TestRecoveryIsOActive(t *testing.T) {
 	waitStoredEnds(t, mem, ids, "approval deadline missed")
 	_ = g.rt.Close()
 	// Per active instance: its timer, its stream (a handful of events, read
-	// again after each command in the worst case) and its wallet's.
-	if rows := counting.rows.Load(); rows > 100*40 {
+	// again after each command in the worst case) and its wallet's: about
+	// ten rows each.
+	if rows := counting.rows.Load(); rows > 100*15 {
 		t.Fatalf("recovery read %d rows for 100 active instances among 100,100", rows)
 	} else {
 		t.Logf("rows read: %d", rows)

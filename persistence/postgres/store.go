@@ -263,16 +263,28 @@ func (s *Store) AppendWithTimers(ctx context.Context, stream string, expected pe
 // queued). done must not block. If ctx ends before the writer takes the
 // append, done gets ctx's error; once taken, the append is decided and
 // done called whatever ctx does, within the batch timeout. A wrapper that
-// embeds *Store and overrides Append must override AppendAsync as well,
-// or callers that prefer it (aggregate actors) bypass the override.
+// embeds *Store and overrides Append must override AppendAsync (and
+// AppendWithTimersAsync) as well, or callers that prefer them (aggregate
+// actors) bypass the override.
 func (s *Store) AppendAsync(ctx context.Context, stream string, expected persistence.ExpectedVersion, events []persistence.EventData, done func(persistence.AppendResult, error)) error {
+	return s.AppendWithTimersAsync(ctx, stream, expected, events, nil, done)
+}
+
+// AppendWithTimersAsync is AppendAsync for [Store.AppendWithTimers].
+func (s *Store) AppendWithTimersAsync(ctx context.Context, stream string, expected persistence.ExpectedVersion, events []persistence.EventData, timers []persistence.TimerChange, done func(persistence.AppendResult, error)) error {
 	if err := persistence.ValidateAppend(stream, expected, events, s.cfg.maxEventSize); err != nil {
+		return err
+	}
+	if err := persistence.ValidateTimers(timers); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	r := newRequest(ctx, stream, expected, events, &s.metadata)
+	if len(timers) > 0 {
+		r.timers = persistence.CollapseTimers(timers)
+	}
 	r.callback = done
 	return s.enqueue(ctx, r)
 }
@@ -457,9 +469,14 @@ func newQueries(schema string) queries {
 			"ON CONFLICT (name) DO UPDATE SET position = greatest(c.position, EXCLUDED.position), updated_at = now()",
 		// Timer changes come collapsed (persistence.CollapseTimers), so the
 		// keys deleted and those upserted are disjoint. A cancel with a
-		// fire id deletes only that arming.
-		changeTimers: "WITH gone AS (DELETE FROM " + timers + " t USING unnest($6::text[], $7::text[], $8::text[], $9::text[]) AS c(o, i, n, f) " +
-			"WHERE t.owner = c.o AND t.id = c.i AND t.name = c.n AND (c.f = '' OR t.fire_id = c.f)) " +
+		// fire id deletes only that arming. The rows to delete are found
+		// by one primary-key probe per change (LATERAL), then deleted by
+		// ctid: a join of the table with the unnested changes would be
+		// planned as a hash join over the whole table, in every
+		// transaction that carries a timer change.
+		changeTimers: "WITH gone AS (DELETE FROM " + timers + " WHERE ctid = ANY (ARRAY(SELECT x.ctid " +
+			"FROM unnest($6::text[], $7::text[], $8::text[], $9::text[]) AS c(o, i, n, f) CROSS JOIN LATERAL " +
+			"(SELECT t.ctid FROM " + timers + " t WHERE t.owner = c.o AND t.id = c.i AND t.name = c.n AND (c.f = '' OR t.fire_id = c.f)) AS x))) " +
 			"INSERT INTO " + timers + " (owner, id, name, due_ns, fire_id) " +
 			"SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[]) " +
 			"ON CONFLICT (owner, id, name) DO UPDATE SET due_ns = EXCLUDED.due_ns, fire_id = EXCLUDED.fire_id",
