@@ -185,6 +185,11 @@ func (e *entity[S, C, E, Env]) process(m *envelope[S, C, E]) (res Result[S, E], 
 		}
 	}()
 	var ctx context.Context = c
+	if m.timer != nil && e.recovered && armedVersion(m.timer.FireID) > e.version {
+		// Another activation armed this timer: this one is out of date,
+		// and would take the firing for a stale one.
+		e.dirty = true
+	}
 	if !e.recovered || e.dirty {
 		activating := !e.recovered
 		if err := e.rehydrate(ctx); err != nil {
@@ -251,6 +256,11 @@ func (e *entity[S, C, E, Env]) attempt(c *commandContext, m *envelope[S, C, E], 
 	if len(decision.Events) == 0 {
 		if len(decision.Timers) > 0 {
 			return res, false, fmt.Errorf("%w: %s: %T arms or cancels timers without recording an event", ErrInvalidDecision, e.stream, m.cmd)
+		}
+		if m.timer != nil && !decision.Effect.IsNone() {
+			// Only an appended firing is known to have fired: an effect
+			// started without one could run again.
+			return res, false, fmt.Errorf("%w: %s: the firing %T starts an effect without recording an event", ErrInvalidDecision, e.stream, m.cmd)
 		}
 		e.startEffect(m, decision.Effect)
 		return Result[S, E]{State: def.Clone(e.state), Version: e.version}, false, nil

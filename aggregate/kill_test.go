@@ -122,7 +122,7 @@ func TestTimerFiresOnceAcrossKill9(t *testing.T) {
 			pool := pgtest.Pool(t)
 			schema := pgtest.Schema(t, pool, "timer_kill")
 			store := pgStore(t, pool, schema)
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd := exec.CommandContext(ctxT(t), os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), envTimerChild+"="+point, envTimerChildSchema+"="+schema)
 			out, err := cmd.CombinedOutput()
 			var exit *exec.ExitError

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime/debug"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +40,20 @@ import (
 // timer's name and the stream version of the command that armed it.
 func fireIDFor(stream, name string, version int64) string {
 	return fmt.Sprintf("timer:%s:%s:%d", stream, name, version)
+}
+
+// armedVersion returns the stream version of the command that armed the
+// timer of fireID (see fireIDFor), or 0 for an id it did not make.
+func armedVersion(fireID string) int64 {
+	i := strings.LastIndexByte(fireID, ':')
+	if !strings.HasPrefix(fireID, "timer:") || i < 0 {
+		return 0
+	}
+	v, err := strconv.ParseInt(fireID[i+1:], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return v
 }
 
 // timerChanges turns a decision's timers into the store's changes, for a
@@ -115,13 +132,28 @@ func newScheduler[S, C, E, Env any](h *host[S, C, E, Env]) *scheduler {
 	s.fire = func(ctx context.Context, t persistence.Timer) (bool, error) {
 		ctx, cancel := context.WithTimeout(ctx, h.opts.CommandTimeout)
 		defer cancel()
-		res, err := h.request(ctx, &envelope[S, C, E]{id: t.ID, cmd: h.def.OnTimer(t.Name, t.Due), commandID: t.FireID, timer: &t})
+		cmd, err := safeOnTimer(h.def.OnTimer, t)
+		if err != nil {
+			return false, err
+		}
+		res, err := h.request(ctx, &envelope[S, C, E]{id: t.ID, cmd: cmd, commandID: t.FireID, timer: &t})
 		// A duplicate's events are the original firing's: its transaction
 		// removed the timer too.
 		return len(res.Events) > 0, err
 	}
 	s.until.Store(math.MaxInt64)
 	return s
+}
+
+// safeOnTimer makes a timer's firing command; a panic in OnTimer is an
+// invalid decision.
+func safeOnTimer[C any](onTimer func(string, time.Time) C, t persistence.Timer) (cmd C, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%w: OnTimer(%q): %w", ErrInvalidDecision, t.Name, &composable.PanicError{Value: v, Stack: debug.Stack()})
+		}
+	}()
+	return onTimer(t.Name, t.Due), nil
 }
 
 // armed tells the scheduler that a timer due at due was armed.
@@ -209,7 +241,9 @@ func (s *scheduler) fireDue(ctx context.Context, lost <-chan struct{}) (time.Tim
 		}
 	}()
 	for {
-		limit := s.batch + len(inflight)
+		// Rows in flight or waiting to be retried are read but skipped:
+		// read past them, or they would hide the timers behind them.
+		limit := s.batch + len(inflight) + s.retrying(s.clock.Now())
 		timers, err := s.store.Timers(ctx, s.owner, limit)
 		if err != nil {
 			return time.Time{}, err
@@ -235,7 +269,7 @@ func (s *scheduler) fireDue(ctx context.Context, lost <-chan struct{}) (time.Tim
 			}
 		}
 		if len(inflight) == 0 {
-			s.forget(timers)
+			s.forget(timers, limit)
 			return next, nil
 		}
 		// Read again once half the firings are done — or, if this read saw
@@ -257,6 +291,17 @@ func (s *scheduler) fireDue(ctx context.Context, lost <-chan struct{}) (time.Tim
 			return time.Time{}, ctx.Err()
 		}
 	}
+}
+
+// retrying returns how many failed firings wait to be retried after now.
+func (s *scheduler) retrying(now time.Time) int {
+	n := 0
+	for _, r := range s.failed {
+		if r.at.After(now) {
+			n++
+		}
+	}
+	return n
 }
 
 // fired is the outcome of one firing.
@@ -285,12 +330,18 @@ func (s *scheduler) settle(ctx context.Context, f fired) {
 
 // fireOne sends one firing, then removes the row if the aggregate took the
 // firing without appending — the appending firings removed it in their
-// transaction. A rejection is final: the aggregate refused the firing,
-// which is logged and done.
+// transaction. A rejection or an invalid decision is final: the firing
+// would fail again, so it is logged and the timer dropped. Other failures
+// (the store, a panic, overload) are retried.
 func (s *scheduler) fireOne(ctx context.Context, t persistence.Timer) error {
 	appended, err := s.fire(ctx, t)
-	if errors.Is(err, ErrRejected) {
+	switch {
+	case errors.Is(err, ErrRejected):
 		s.logger.Warn("aggregate: timer firing rejected; the timer is dropped", slog.String("type", s.owner), slog.String("id", t.ID),
+			slog.String("timer", t.Name), slog.Any("error", err))
+		err = nil
+	case errors.Is(err, ErrInvalidDecision):
+		s.logger.Error("aggregate: timer firing cannot be carried out; the timer is dropped", slog.String("type", s.owner), slog.String("id", t.ID),
 			slog.String("timer", t.Name), slog.Any("error", err))
 		err = nil
 	}
@@ -303,8 +354,8 @@ func (s *scheduler) fireOne(ctx context.Context, t persistence.Timer) error {
 // forget drops retry records of firings no longer pending: those of the
 // read timers are kept, the rest — fired or cancelled since — go. Only a
 // read that saw every pending timer can tell.
-func (s *scheduler) forget(read []persistence.Timer) {
-	if len(read) >= s.batch || len(s.failed) == 0 {
+func (s *scheduler) forget(read []persistence.Timer, limit int) {
+	if len(read) >= limit || len(s.failed) == 0 {
 		return
 	}
 	pending := make(map[string]bool, len(read))

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/composable-go/composable"
 	"github.com/composable-go/composable/actor"
 	"github.com/composable-go/composable/aggregate"
 	"github.com/composable-go/composable/persistence"
@@ -448,4 +450,138 @@ func TestFiringRemovesItsTimerWithItsEvents(t *testing.T) {
 	if timers, _ := store.Timers(ctx, "alarm", 10); len(timers) != 0 {
 		t.Fatalf("the firing's transaction left its timer: %+v", timers)
 	}
+}
+
+// neverLease never grants: a runtime with it runs no scheduler.
+type neverLease struct{}
+
+func (neverLease) Acquire(ctx context.Context, _ string) (<-chan struct{}, func(), error) {
+	<-ctx.Done()
+	return nil, nil, ctx.Err()
+}
+
+// TestFiringCatchesUpAnOutOfDateActivation: the scheduler's process holds
+// an activation of the aggregate from before another process armed the
+// timer; the firing makes it catch up instead of being taken for stale.
+func TestFiringCatchesUpAnOutOfDateActivation(t *testing.T) {
+	store := memory.New()
+	clock := testkit.NewManualClock(epoch)
+	arming := newAlarms(t, store, clock, aggregate.Options{}, aggregate.WithLease(neverLease{}))
+	firing := newAlarms(t, store, clock, aggregate.Options{}, aggregate.WithLease(freeLease{}))
+	ctx := ctxT(t)
+	if _, err := firing.alarms.State(ctx, "a"); err != nil { // live in the firing process, at version 0
+		t.Fatal(err)
+	}
+	if _, err := arming.alarms.Send(ctx, "a", setAlarm{Name: "wake", At: epoch.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Minute)
+	waitStoredRings(t, store, []string{"a"}, "wake")
+}
+
+// specialAlarms is the alarm clock with three kinds of faulty firings:
+// "poison…" timers panic in Handle (retried: a panic may depend on the
+// state), "invalid…" timers make a decision that cannot be stored (a timer
+// without a name), "fx…" timers start an effect without recording an
+// event.
+func specialAlarms(t *testing.T, store persistence.EventStore, clock *testkit.ManualClock, opts aggregate.Options) *aggregate.Type[alarms, alarmCmd, alarmEvent, struct{}] {
+	t.Helper()
+	def := alarmDefinition()
+	handle := def.Handle
+	def.Handle = func(s alarms, c alarmCmd, env struct{}) (alarmDecision, error) {
+		if c, ok := c.(ring); ok {
+			switch {
+			case strings.HasPrefix(c.Name, "poison"):
+				panic("firing bug")
+			case strings.HasPrefix(c.Name, "invalid"):
+				return aggregate.Emit[alarmCmd, alarmEvent](AlarmRang{Name: c.Name}).Arm("", c.Due), nil
+			case strings.HasPrefix(c.Name, "fx"):
+				return alarmDecision{Effect: composable.Send[alarmCmd](setAlarm{Name: "effect-ran", At: c.Due.Add(time.Hour)})}, nil
+			}
+		}
+		return handle(s, c, env)
+	}
+	sys := actor.NewSystem(actor.WithLogger(quiet()))
+	t.Cleanup(func() { _ = sys.Close() })
+	rt := aggregate.NewRuntime(sys, store, aggregate.WithClock(clock), aggregate.WithLogger(quiet()))
+	t.Cleanup(func() { _ = rt.Close() })
+	typ, err := aggregate.Register(rt, def, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return typ
+}
+
+// TestFaultyFiringsAreDroppedAndStarveNothing: firings that keep failing,
+// at the front of the table and more of them than the scheduler reads at
+// once, are retried without hiding the timer behind them, which fires.
+// Firings whose decisions cannot be carried out are dropped: one that
+// cannot be stored, and one that would start an effect without recording
+// an event — refused, so that its effect cannot run twice.
+func TestFaultyFiringsAreDroppedAndStarveNothing(t *testing.T) {
+	store := memory.New()
+	clock := testkit.NewManualClock(epoch)
+	typ := specialAlarms(t, store, clock, aggregate.Options{TimerBatch: 2})
+	ctx := ctxT(t)
+	arm := func(id, name string, at time.Duration) {
+		t.Helper()
+		if _, err := typ.Send(ctx, id, setAlarm{Name: name, At: epoch.Add(at)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		arm(fmt.Sprint("p", i), "poison", time.Minute)
+	}
+	arm("invalid", "invalid", time.Minute)
+	arm("fx", "fx", time.Minute)
+	arm("good", "wake", 2*time.Minute)
+	clock.Advance(2 * time.Minute)
+	if !testkit.Eventually(t, 10*time.Second, func() bool {
+		clock.Advance(time.Second) // the retries' back-off
+		return storedRings(t, store, "good")["wake"] == 1
+	}) {
+		t.Fatal("the timer behind the failing ones never fired")
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		timers, err := store.Timers(ctx, "alarm", 10)
+		return err == nil && len(timers) == 5 && timers[0].Name == "poison" && timers[4].Name == "poison"
+	})
+	res, err := typ.State(ctx, "fx")
+	if err != nil || !res.State.Pending["effect-ran"].IsZero() {
+		t.Fatalf("the refused firing's effect ran: %+v, %v", res.State, err)
+	}
+}
+
+// TestOnTimerPanicDropsTheTimer: a panic in OnTimer drops that timer (logged),
+// and the process and the other timers go on.
+func TestOnTimerPanicDropsTheTimer(t *testing.T) {
+	store := memory.New()
+	clock := testkit.NewManualClock(epoch)
+	def := alarmDefinition()
+	def.OnTimer = func(name string, due time.Time) alarmCmd {
+		if name == "bad" {
+			panic("OnTimer bug")
+		}
+		return ring{Name: name, Due: due}
+	}
+	sys := actor.NewSystem(actor.WithLogger(quiet()))
+	t.Cleanup(func() { _ = sys.Close() })
+	rt := aggregate.NewRuntime(sys, store, aggregate.WithClock(clock), aggregate.WithLogger(quiet()))
+	t.Cleanup(func() { _ = rt.Close() })
+	typ, err := aggregate.Register(rt, def, aggregate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	for _, name := range []string{"bad", "good"} {
+		if _, err := typ.Send(ctx, "a", setAlarm{Name: name, At: epoch.Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Advance(time.Minute)
+	waitStoredRings(t, store, []string{"a"}, "good")
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		timers, err := store.Timers(ctx, "alarm", 10)
+		return err == nil && len(timers) == 0
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/composable-go/composable"
@@ -86,14 +87,16 @@ func (s *Saga[S, E, Env]) handle(inst Instance[S], in input, _ struct{}) (decisi
 		if !ok || inst.Ended() {
 			return decision{}, nil // its outcome came meanwhile
 		}
-		// No outcome within the guard's time: dispatch again (the command
-		// id makes that idempotent) and guard it again.
+		// No outcome within the guard's time: guard it again, and dispatch
+		// it again (the command id makes that idempotent) unless this
+		// process is still at it — a dispatch restarted would restart its
+		// retries, and never run out of them.
 		ev := evResumed{Step: p.Step, Guard: s.guardDue()}
-		return decision{
-			Events: []event{ev},
-			Effect: s.dispatchEffect(inst.ID, p),
-			Timers: []aggregate.Timer{{Name: guardTimer + p.Step, Due: ev.Guard}},
-		}, nil
+		d := decision{Events: []event{ev}, Timers: []aggregate.Timer{{Name: guardTimer + p.Step, Due: ev.Guard}}}
+		if !s.dispatching(inst.ID, p.Step) {
+			d.Effect = s.dispatchEffect(inst.ID, p)
+		}
+		return d, nil
 	case in.Result != nil:
 		p, ok := inst.Pending[in.Result.Step]
 		if !ok {
@@ -236,11 +239,18 @@ func timers[S any](before, after Instance[S], events []event) []aggregate.Timer 
 		}
 	}
 	if after.Ended() && !before.Ended() {
+		// Disarm everything pending before, and everything armed on the
+		// way to the end.
 		for name := range before.Timers {
 			out = append(out, aggregate.Timer{Name: userTimer + name, Cancel: true})
 		}
 		for step := range before.Pending {
 			out = append(out, aggregate.Timer{Name: guardTimer + step, Cancel: true})
+		}
+		for _, t := range out {
+			if !t.Cancel {
+				out = append(out, aggregate.Timer{Name: t.Name, Cancel: true})
+			}
 		}
 	}
 	return out
@@ -285,10 +295,43 @@ func (s *Saga[S, E, Env]) onActivate(inst Instance[S], _ struct{}) composable.Ef
 
 func (s *Saga[S, E, Env]) dispatchEffect(sagaID string, p Pending) composable.Effect[input] {
 	return composable.CancelInFlight(dispatchKey{p.Step}, composable.Run(func(ctx context.Context, send func(input)) {
+		key := sagaID + "\x00" + p.Step
+		s.inflight.Add(key, 1)
+		defer s.inflight.Add(key, -1)
 		if res, ok := s.dispatch(ctx, sagaID, p); ok {
 			send(input{Result: &res})
 		}
 	}))
+}
+
+// dispatching reports whether a dispatch of step runs in this process.
+func (s *Saga[S, E, Env]) dispatching(sagaID, step string) bool {
+	return s.inflight.Get(sagaID+"\x00"+step) > 0
+}
+
+// counters counts, by key, the dispatches running in this process. It is
+// safe for concurrent use.
+type counters struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *counters) Add(key string, d int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[key] += d
+	if c.n[key] == 0 {
+		delete(c.n, key)
+	}
+}
+
+func (c *counters) Get(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[key]
 }
 
 // endEffect wakes the waiters of an instance whose end is stored.

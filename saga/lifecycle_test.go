@@ -279,3 +279,54 @@ func TestRecoveryIsOActive(t *testing.T) {
 		t.Logf("rows read: %d", rows)
 	}
 }
+
+// failingWallets fails every append to a wallet stream: a debit fails
+// transiently (the store), for ever.
+type failingWallets struct{ *memory.Store }
+
+func (s failingWallets) Append(ctx context.Context, stream string, expected persistence.ExpectedVersion, events ...persistence.EventData) (persistence.AppendResult, error) {
+	if strings.HasPrefix(stream, "wallet/") {
+		return persistence.AppendResult{}, errors.New("test: wallet store down")
+	}
+	return s.Store.Append(ctx, stream, expected, events...)
+}
+
+// TestGuardDoesNotRestartRetries: a command whose retries outlast its
+// guard — every attempt fails, the guard is a second — still runs out of
+// retries and fails the saga; the guard firing while the dispatch runs
+// does not start it over.
+func TestGuardDoesNotRestartRetries(t *testing.T) {
+	mem := memory.New()
+	clock := testkit.NewManualClock(time.Unix(0, 0))
+	f := newFixtureWith(t, failingWallets{mem}, clock, saga.Options{CommandTimeout: time.Second})
+	f.deliver(t, TransferRequested{Transfer: "p1", From: "alice", To: "bob", Amount: 10})
+	ended := testkit.Eventually(t, 10*time.Second, func() bool {
+		if clock.Now().Before(time.Unix(60, 0)) {
+			clock.Advance(50 * time.Millisecond)
+		}
+		_, ok := storedEnd(t, mem, "p1")
+		return ok
+	})
+	reason, _ := storedEnd(t, mem, "p1")
+	if !ended || !strings.HasPrefix(reason, "debit failed") {
+		t.Fatalf("after %v of clock: ended %v (%q), want the debit failed after its retries", clock.Now().Sub(time.Unix(0, 0)), ended, reason)
+	}
+	if counts := countTypes(t, mem, "saga-transfer/p1"); counts["saga.resumed"] == 0 {
+		t.Fatalf("the guard never fired during the retries: %v", counts)
+	}
+}
+
+// TestEndingLeavesNoTimers: sagas that end — failed by their first
+// command's refusal, or completed — leave no timer rows behind.
+func TestEndingLeavesNoTimers(t *testing.T) {
+	mem := memory.New()
+	f := newFixtureWith(t, mem, testkit.NewManualClock(time.Unix(0, 0)), saga.Options{})
+	f.deliver(t, TransferRequested{Transfer: "t1", From: "alice", To: "bob", Amount: 500}) // refused: insufficient funds
+	waitStoredEnds(t, mem, []string{"t1"}, "debit refused: insufficient funds")
+	f.deliver(t, TransferRequested{Transfer: "t2", From: "carol", To: "dan", Amount: 10})
+	f.deliver(t, TransferApproved{Transfer: "t2"})
+	waitStoredEnds(t, mem, []string{"t2"}, "")
+	if timers, _ := mem.Timers(context.Background(), "saga-transfer", 10); len(timers) != 0 {
+		t.Fatalf("ended instances left timers: %+v", timers)
+	}
+}

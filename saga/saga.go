@@ -31,6 +31,7 @@ type Saga[S, E, Env any] struct {
 	// resumeAfter is how long a dispatched command may go without an
 	// outcome before the instance dispatches it again.
 	resumeAfter time.Duration
+	inflight    counters // dispatches running in this process
 
 	mu      sync.Mutex
 	waiters map[string][]chan struct{} // by instance id, for Wait

@@ -41,7 +41,7 @@ func newFixture(t *testing.T, store *memory.Store, clock *testkit.ManualClock) *
 
 // newFixtureWith starts a runtime over store, with the wallets and the
 // transfer saga hosted with opts.
-func newFixtureWith(t *testing.T, store persistence.EventStore, clock *testkit.ManualClock, opts saga.Options) *fixture {
+func newFixtureWith(t testing.TB, store persistence.EventStore, clock *testkit.ManualClock, opts saga.Options) *fixture {
 	t.Helper()
 	sys := actor.NewSystem(actor.WithLogger(quiet()))
 	t.Cleanup(func() { _ = sys.Close() })

@@ -123,9 +123,10 @@ func openService(be app.Backend, b eventBus, s settings) (*service, error) {
 	return svc, nil
 }
 
-// Run relays the store's feed to the bus and feeds the saga from it —
-// saga.Run first recovers the instances a previous process left running —
-// until ctx ends, then returns nil. If either stops with an error, Run
+// Run relays the store's feed to the bus and feeds the saga from it until
+// ctx ends, then returns nil. (Instances a previous process left running
+// need nothing: the runtime's timer scheduler fires their timers and the
+// guards of their pending commands.) If either stops with an error, Run
 // stops the other and returns it.
 func (s *service) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
