@@ -42,7 +42,7 @@ func BenchmarkTimersFired(b *testing.B) {
 	// The scheduler.
 	store := pgStore(b, pool, pgtest.Schema(b, pool, "bench_timers"))
 	clock := testkit.NewManualClock(epoch)
-	f := newAlarms(b, store, clock, aggregate.Options{MaxLive: max(n, 1), TimerBatch: 4096})
+	f := newAlarms(b, store, clock, aggregate.Options{MaxLive: max(n, 1)})
 	ids := make([]string, n)
 	callers(b, 0, n, func(i int) error {
 		ids[i] = fmt.Sprint("a", i)
