@@ -113,15 +113,9 @@ func TestEvictionNeverCancelsADelay(t *testing.T) {
 	if !testkit.Eventually(t, 10*time.Second, func() bool { return holds() == n }) {
 		t.Fatalf("%d of %d delayed holds ran", holds(), n)
 	}
-	// Once the delays have run, the aggregates are evictable again: the
-	// next activation brings the live count back to MaxLive.
-	if _, err := f.accounts.Send(ctx, "last", deposit{Amount: 1}); err != nil {
-		t.Fatal(err)
-	}
-	testkit.Eventually(t, 10*time.Second, func() bool {
-		_, err := f.accounts.Send(ctx, "last", deposit{Amount: 1})
-		return err == nil && f.accounts.Live() <= 2
-	})
+	// Once the delays have run, the aggregates are idle: the sweep
+	// passivates them, back to MaxLive.
+	f.passivateAll(t, 5*time.Minute)
 }
 
 // TestOneAdvanceFiresTheIdleSweepAndATimer: one clock step makes an

@@ -41,7 +41,8 @@ import (
 // effect running; every command the manager holds for a stopping child
 // runs, in arrival order, in the next activation or the same one.
 // MaxLive is a target, not a hard cap: a child with work in flight refuses
-// to be evicted, and the manager evicts others on the next activation.
+// to be evicted, and the manager evicts others on the next activation; it
+// asks a child that refused again only after half an idle timeout.
 
 // Messages between the manager and its children. One can race an actor
 // stopping (a child's passivateOK against the manager's shutdown, say);
@@ -74,6 +75,8 @@ type child[S, C, E any] struct {
 	lastUsed time.Time       // of the last command routed here; see used
 	lru      *list.Element
 	stopping bool                 // asked to stop: new commands wait in buffer
+	evicting bool                 // the stop asked is an eviction
+	refused  time.Time            // when it last refused to be evicted
 	buffer   []*envelope[S, C, E] // commands for the next activation
 }
 
@@ -154,7 +157,7 @@ func (m *manager[S, C, E, Env]) stopChild(ctx protoactor.Context, c *child[S, C,
 	if c == nil || c.stopping {
 		return
 	}
-	c.stopping = true
+	c.stopping, c.evicting = true, req.evict
 	m.closeRoute(c)
 	m.nStopping++
 	m.h.live.Add(-1)
@@ -172,6 +175,9 @@ func (m *manager[S, C, E, Env]) resume(ctx protoactor.Context, c *child[S, C, E]
 	m.nStopping--
 	m.h.live.Add(1)
 	c.lastUsed = m.h.rt.clock.Now()
+	if c.evicting {
+		c.refused = c.lastUsed
+	}
 	m.lru.MoveToFront(c.lru)
 	for _, msg := range c.buffer {
 		c.route.post(ctx.Send, msg)
@@ -250,9 +256,14 @@ func (m *manager[S, C, E, Env]) used(c *child[S, C, E]) bool {
 // being used, the last one found at the back goes.
 func (m *manager[S, C, E, Env]) leastRecentlyUsed() *child[S, C, E] {
 	var last *child[S, C, E]
+	// A child that refused eviction is busy; it is not asked again for
+	// half an idle timeout (the sweep passivates it once it is idle), or
+	// every activation beyond MaxLive would ask every busy child.
+	refusedSince := m.h.rt.clock.Now().Add(-max(m.h.opts.IdleTimeout/2, time.Millisecond))
+	skip := func(c *child[S, C, E]) bool { return c.stopping || c.refused.After(refusedSince) }
 	for range m.lru.Len() {
 		e := m.lru.Back()
-		for e != nil && e.Value.(*child[S, C, E]).stopping {
+		for e != nil && skip(e.Value.(*child[S, C, E])) {
 			e = e.Prev()
 		}
 		if e == nil {
