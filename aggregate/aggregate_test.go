@@ -537,41 +537,12 @@ func TestDirectCommandsSurviveEvictionAndPassivation(t *testing.T) {
 	f := newFixture(t, nil, aggregate.Options{MaxLive: 2, IdleTimeout: time.Second})
 	ctx := ctxT(t)
 	const callers, perCaller, ids = 8, 100, 5
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	wg.Add(1)
-	go func() { // keep sweeping
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				f.advance(t, time.Second)
-			}
-		}
-	}()
-	var senders sync.WaitGroup
-	errs := make(chan error, callers)
-	for c := range callers {
-		senders.Add(1)
-		go func() {
-			defer senders.Done()
-			for i := range perCaller {
-				if _, err := f.accounts.Send(ctx, fmt.Sprint("acct-", (c+i)%ids), deposit{Amount: 1}); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	senders.Wait()
-	close(stop)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	stopSweeping := f.keepSweeping(time.Second)
+	hammer(t, callers, perCaller, func(c, i int) error {
+		_, err := f.accounts.Send(ctx, fmt.Sprint("acct-", (c+i)%ids), deposit{Amount: 1})
+		return err
+	})
+	stopSweeping()
 	total := 0
 	for i := range ids {
 		res, err := f.accounts.State(ctx, fmt.Sprint("acct-", i))

@@ -28,25 +28,10 @@ func TestPassivationNeverCancelsAnEffect(t *testing.T) {
 			ctx := ctxT(t)
 			const callers, perCaller, ids = 8, 60, 5
 			stopSweeping := f.keepSweeping(time.Second)
-			var senders sync.WaitGroup
-			errs := make(chan error, callers)
-			for c := range callers {
-				senders.Add(1)
-				go func() {
-					defer senders.Done()
-					for i := range perCaller {
-						if _, err := f.accounts.Send(ctx, fmt.Sprint("acct-", (c+i)%ids), depositThenHold{Amount: 1}); err != nil {
-							errs <- err
-							return
-						}
-					}
-				}()
-			}
-			senders.Wait()
-			close(errs)
-			for err := range errs {
-				t.Fatal(err)
-			}
+			hammer(t, callers, perCaller, func(c, i int) error {
+				_, err := f.accounts.Send(ctx, fmt.Sprint("acct-", (c+i)%ids), depositThenHold{Amount: 1})
+				return err
+			})
 			deposits := func() (int, int) {
 				d, h := 0, 0
 				for i := range ids {
@@ -158,25 +143,10 @@ func TestRealClockPassivationNeverCancelsAnEffect(t *testing.T) {
 	}
 	ctx := ctxT(t)
 	const callers, perCaller, ids = 4, 500, 6
-	var senders sync.WaitGroup
-	errs := make(chan error, callers)
-	for c := range callers {
-		senders.Add(1)
-		go func() {
-			defer senders.Done()
-			for i := range perCaller {
-				if _, err := accounts.Send(ctx, fmt.Sprint("acct-", (c+i)%ids), depositThenHold{Amount: 1}); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	senders.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	hammer(t, callers, perCaller, func(c, i int) error {
+		_, err := accounts.Send(ctx, fmt.Sprint("acct-", (c+i)%ids), depositThenHold{Amount: 1})
+		return err
+	})
 	totals := func() (deposits, holds int) {
 		for i := range ids {
 			res, err := accounts.State(ctx, fmt.Sprint("acct-", i))
@@ -190,5 +160,28 @@ func TestRealClockPassivationNeverCancelsAnEffect(t *testing.T) {
 	if !testkit.Eventually(t, 10*time.Second, func() bool { d, h := totals(); return d == h && d == callers*perCaller }) {
 		d, h := totals()
 		t.Fatalf("%d deposits, %d follow-up holds; want %d of each", d, h, callers*perCaller)
+	}
+}
+
+// hammer runs send(c, i) for i < perCaller from each of callers goroutines
+// at once, and fails t with the first error.
+func hammer(t *testing.T, callers, perCaller int, send func(c, i int) error) {
+	t.Helper()
+	var senders sync.WaitGroup
+	errs := make(chan error, callers)
+	for c := range callers {
+		senders.Go(func() {
+			for i := range perCaller {
+				if err := send(c, i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	senders.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }

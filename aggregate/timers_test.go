@@ -149,14 +149,21 @@ func (f *alarmFixture) rang(t *testing.T, id string) map[string]int {
 	return res.State.Rang
 }
 
-// waitRang waits until every id's alarm name rang, and fails if any rang
-// more than once.
+// waitRang waits until every id's alarm name rang, as the runtime's
+// activations see it, and fails if one rang more than once.
 func (f *alarmFixture) waitRang(t *testing.T, ids []string, name string) {
+	t.Helper()
+	waitRings(t, ids, name, func(id string) map[string]int { return f.rang(t, id) })
+}
+
+// waitRings waits until rings(id)[name] is 1 for every id, and fails if
+// one rang more than once.
+func waitRings(t *testing.T, ids []string, name string, rings func(id string) map[string]int) {
 	t.Helper()
 	missing := func() []string {
 		var out []string
 		for _, id := range ids {
-			switch n := f.rang(t, id)[name]; {
+			switch n := rings(id)[name]; {
 			case n > 1:
 				t.Fatalf("%s's %s rang %d times", id, name, n)
 			case n == 0:
@@ -361,22 +368,7 @@ func storedRings(t *testing.T, store persistence.EventStore, id string) map[stri
 // name rang, and fails if one rang more than once.
 func waitStoredRings(t *testing.T, store persistence.EventStore, ids []string, name string) {
 	t.Helper()
-	missing := func() []string {
-		var out []string
-		for _, id := range ids {
-			switch n := storedRings(t, store, id)[name]; {
-			case n > 1:
-				t.Fatalf("%s's %s rang %d times", id, name, n)
-			case n == 0:
-				out = append(out, id)
-			}
-		}
-		return out
-	}
-	if !testkit.Eventually(t, 20*time.Second, func() bool { return len(missing()) == 0 }) {
-		m := missing()
-		t.Fatalf("%d of %d alarms never rang (first: %v)", len(m), len(ids), m[:min(len(m), 5)])
-	}
+	waitRings(t, ids, name, func(id string) map[string]int { return storedRings(t, store, id) })
 }
 
 // freeLease grants every holder at once: two schedulers overlap.
