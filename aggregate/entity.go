@@ -38,7 +38,8 @@ type entity[S, C, E, Env any] struct {
 	recovered bool // state reflects the store
 	dirty     bool // state may be wrong: rehydrate before the next message
 	dedup     *dedupWindow
-	epoch     uint64 // commands and queries handled: see the stop handshake in manager.go
+	epoch     uint64                    // commands and queries handled: see the stop handshake in manager.go
+	stored    []persistence.TimerChange // timer changes the command being answered stored, for the observer
 
 	watchdog watchdog // ends commands that overrun CommandTimeout
 
@@ -148,6 +149,8 @@ func (e *entity[S, C, E, Env]) handle(m *envelope[S, C, E]) {
 // answer replies to the command's caller, or logs the failure of a
 // command from an effect, and frees the command's in-flight slot.
 func (e *entity[S, C, E, Env]) answer(m *envelope[S, C, E], res Result[S, E], err error) {
+	e.h.observeHandled(m, res, err, e.stored)
+	e.stored = nil
 	if m.slots != nil {
 		m.slots.free()
 		defer e.h.rt.inflight.Done()
@@ -314,6 +317,7 @@ func (e *entity[S, C, E, Env]) attempt(c *commandContext, m *envelope[S, C, E], 
 	for _, due := range armedDues(timers) {
 		e.h.sched.armed(due)
 	}
+	e.stored = timers
 	e.startEffect(m, decision.Effect)
 	e.maybeSnapshot()
 	return Result[S, E]{State: def.Clone(e.state), Events: decision.Events, Version: appended.Version, Position: appended.Position}, false, nil

@@ -45,17 +45,18 @@ func (settlePending) IgnoreDeadLetterLogging() {}
 // actor's; the wake token orders them: everything complete wrote is
 // visible to settle.
 type pendingAppend[S, C, E any] struct {
-	rt     *Runtime
-	m      *envelope[S, C, E]
-	run    instance
-	c      *commandContext
-	count  int          // events appended
-	result Result[S, E] // the reply on success, but for version and position
-	wake   chan struct{}
-	notify func()      // asks the actor to settle, when the append failed
-	hook   overrunHook // the command context's, set to p
-	sched  *scheduler  // told of armed, once they are stored
-	armed  []time.Time // due times of the timers the append arms
+	rt      *Runtime
+	m       *envelope[S, C, E]
+	run     instance
+	c       *commandContext
+	count   int          // events appended
+	result  Result[S, E] // the reply on success, but for version and position
+	wake    chan struct{}
+	notify  func()             // asks the actor to settle, when the append failed
+	hook    overrunHook        // the command context's, set to p
+	sched   *scheduler         // told of armed, once they are stored
+	armed   []time.Time        // due times of the timers the append arms
+	observe func(Result[S, E]) // reports the success to the runtime's observer, if any
 
 	done     atomic.Bool
 	appended persistence.AppendResult
@@ -71,6 +72,9 @@ func (e *entity[S, C, E, Env]) deferAppend(c *commandContext, m *envelope[S, C, 
 		wake: e.wake, notify: e.settleLater, result: Result[S, E]{State: e.h.def.Clone(e.next), Events: events}}
 	p.hook.listener = p
 	c.overrun.Store(&p.hook)
+	if e.h.rt.observer != nil { // a closure per command only when observed
+		p.observe = func(res Result[S, E]) { e.h.observeHandled(m, res, nil, timers) }
+	}
 	var err error
 	if timers == nil {
 		err = e.h.rt.async.AppendAsync(c, e.stream, persistence.ExpectedVersion(e.version), data, p.complete)
@@ -115,6 +119,9 @@ func (p *pendingAppend[S, C, E]) complete(appended persistence.AppendResult, err
 	}
 	res := p.result
 	res.Version, res.Position = appended.Version, appended.Position
+	if p.observe != nil {
+		p.observe(res)
+	}
 	replies, slots := p.m.reply, p.m.slots
 	p.wake <- struct{}{} // after this, p belongs to the actor again
 	if slots != nil {

@@ -26,6 +26,7 @@ type Runtime struct {
 	snapshots   persistence.SnapshotStore // nil: no snapshots
 	timers      persistence.TimerStore    // store, if it keeps durable timers
 	lease       persistence.Lease         // elects each type's timer scheduler
+	observer    Observer                  // nil: none
 	clock       composable.Clock
 	logger      *slog.Logger
 

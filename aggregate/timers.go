@@ -106,6 +106,7 @@ type scheduler struct {
 	width                  int // firings in flight at most
 	poll                   time.Duration
 	minBackoff, maxBackoff time.Duration
+	observer               Observer
 
 	// wake is signalled when this runtime arms a timer due before until,
 	// the time the scheduler sleeps until (MinInt64: it is awake and will
@@ -127,7 +128,7 @@ func newScheduler[S, C, E, Env any](h *host[S, C, E, Env]) *scheduler {
 		owner: h.def.Type, store: h.rt.timers, lease: h.rt.lease, clock: h.rt.clock, logger: h.rt.logger,
 		batch: h.opts.TimerBatch, width: min(h.opts.TimerBatch, h.opts.MaxLive), poll: h.opts.TimerPoll,
 		minBackoff: h.opts.MinBackoff, maxBackoff: h.opts.MaxBackoff,
-		wake: make(chan struct{}, 1), failed: map[string]retry{},
+		wake: make(chan struct{}, 1), failed: map[string]retry{}, observer: h.rt.observer,
 	}
 	s.fire = func(ctx context.Context, t persistence.Timer) (bool, error) {
 		ctx, cancel := context.WithTimeout(ctx, h.opts.CommandTimeout)
@@ -314,6 +315,9 @@ type fired struct {
 // after a back-off.
 func (s *scheduler) settle(ctx context.Context, f fired) {
 	t := f.timer
+	if s.observer != nil {
+		s.observer.TimerFired(TimerFiring{Type: t.Owner, ID: t.ID, Name: t.Name, Due: t.Due, Err: f.err})
+	}
 	if f.err == nil {
 		delete(s.failed, t.FireID)
 		return

@@ -41,11 +41,11 @@ func newFixture(t *testing.T, store *memory.Store, clock *testkit.ManualClock) *
 
 // newFixtureWith starts a runtime over store, with the wallets and the
 // transfer saga hosted with opts.
-func newFixtureWith(t testing.TB, store persistence.EventStore, clock *testkit.ManualClock, opts saga.Options) *fixture {
+func newFixtureWith(t testing.TB, store persistence.EventStore, clock *testkit.ManualClock, opts saga.Options, rtOpts ...aggregate.RuntimeOption) *fixture {
 	t.Helper()
 	sys := actor.NewSystem(actor.WithLogger(quiet()))
 	t.Cleanup(func() { _ = sys.Close() })
-	rt := aggregate.NewRuntime(sys, store, aggregate.WithClock(clock), aggregate.WithLogger(quiet()))
+	rt := aggregate.NewRuntime(sys, store, append([]aggregate.RuntimeOption{aggregate.WithClock(clock), aggregate.WithLogger(quiet())}, rtOpts...)...)
 	t.Cleanup(func() { _ = rt.Close() })
 	wallets, err := aggregate.Register(rt, walletDefinition(), aggregate.Options{})
 	if err != nil {
