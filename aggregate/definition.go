@@ -115,8 +115,13 @@ type Definition[S, C, E, Env any] struct {
 	// command carries the arming's id as its command id, and if the
 	// command appends events they remove the timer in their transaction.
 	// A firing may still meet a state that cancelled or re-armed the timer
-	// a moment before: compare due with what the state records. Required
-	// for aggregates that arm timers; it needs a store that keeps them
+	// a moment before: compare due with what the state records. A firing
+	// that records no event must start no effect (only an appended firing
+	// is known to have fired). A firing the aggregate rejects, one whose
+	// decision cannot be carried out (ErrInvalidDecision), and a panic in
+	// OnTimer drop the timer, logged; other failures — the store, a panic
+	// in Handle — are retried with back-off. Required for aggregates that
+	// arm timers; it needs a store that keeps them
 	// ([persistence.TimerStore]). It must be pure.
 	OnTimer func(name string, due time.Time) C
 	// Env is passed to every Handle call.

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	protoactor "github.com/asynkron/protoactor-go/actor"
@@ -38,8 +39,11 @@ type entity[S, C, E, Env any] struct {
 	recovered bool // state reflects the store
 	dirty     bool // state may be wrong: rehydrate before the next message
 	dedup     *dedupWindow
-	epoch     uint64                    // commands and queries handled: see the stop handshake in manager.go
-	stored    []persistence.TimerChange // timer changes the command being answered stored, for the observer
+	epoch     uint64 // commands and queries handled: see the stop handshake in manager.go
+	// refusedEviction is set while the aggregate, busy, refused an
+	// eviction; it tells the manager once it is idle (evictable).
+	refusedEviction atomic.Bool
+	stored          []persistence.TimerChange // timer changes the command being answered stored, for the observer
 
 	watchdog watchdog // ends commands that overrun CommandTimeout
 
@@ -70,9 +74,10 @@ func (e *entity[S, C, E, Env]) Receive(ctx protoactor.Context) {
 	e.route.exec.Lock()
 	defer e.route.exec.Unlock()
 	switch ctx.Message().(type) {
-	case *envelope[S, C, E], settlePending, snapshotDone, passivateCheck, stopIfIdle:
+	case *envelope[S, C, E], settlePending, snapshotDone, passivateCheck, stopIfIdle, drained:
 		e.route.queued.Add(-1) // posted through route.post
 	}
+	defer e.evictableAgain(ctx)
 	switch msg := ctx.Message().(type) {
 	case *protoactor.Started:
 		e.self = ctx.Self()
@@ -98,6 +103,7 @@ func (e *entity[S, C, E, Env]) Receive(ctx protoactor.Context) {
 		if e.stopIfIdle(msg) {
 			ctx.Stop(ctx.Self())
 		} else {
+			e.refusedEviction.Store(msg.evict)
 			ctx.Send(ctx.Parent(), stopCancelled{pid: ctx.Self()})
 		}
 	case *protoactor.Stopping:
@@ -541,6 +547,17 @@ func (e *entity[S, C, E, Env]) encodeSnapshot() (persistence.Snapshot, error) {
 	return snap, err
 }
 
+// evictableAgain tells the manager that an aggregate that refused
+// eviction, busy then, has no work in flight any more (see the handshake
+// in manager.go).
+func (e *entity[S, C, E, Env]) evictableAgain(ctx protoactor.Context) {
+	if e.self == nil || e.stopped || !e.refusedEviction.Load() || e.busy() {
+		return
+	}
+	e.refusedEviction.Store(false)
+	ctx.Send(ctx.Parent(), evictable{pid: e.self})
+}
+
 // busy reports work in flight that a stop would cut short: effects, a
 // snapshot write, or an append.
 func (e *entity[S, C, E, Env]) busy() bool {
@@ -615,6 +632,9 @@ func (e *entity[S, C, E, Env]) startEffect(m *envelope[S, C, E], effect composab
 	e.runner.Start(m.ctx, effect, func(err error) {
 		if err != nil {
 			e.h.rt.logger.Error("aggregate: effect panicked", slog.String("stream", e.stream), slog.Any("error", err))
+		}
+		if e.refusedEviction.Load() {
+			e.tell(drained{}) // it may be evictable now
 		}
 	})
 }

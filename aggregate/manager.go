@@ -41,8 +41,9 @@ import (
 // effect running; every command the manager holds for a stopping child
 // runs, in arrival order, in the next activation or the same one.
 // MaxLive is a target, not a hard cap: a child with work in flight refuses
-// to be evicted, and the manager evicts others on the next activation; it
-// asks a child that refused again only after half an idle timeout.
+// to be evicted, and the manager evicts others on the next activation; a
+// child that refused tells the manager once its work is done (evictable),
+// and goes then if the type is still over MaxLive.
 
 // Messages between the manager and its children. One can race an actor
 // stopping (a child's passivateOK against the manager's shutdown, say);
@@ -59,6 +60,10 @@ type (
 		evict bool
 	}
 	stopCancelled struct{ pid *protoactor.PID }
+	// evictable tells the manager that a child that refused eviction is
+	// idle again; drained asks a child that refused to check.
+	evictable struct{ pid *protoactor.PID }
+	drained   struct{}
 )
 
 func (sweepIdle) IgnoreDeadLetterLogging()      {}
@@ -66,6 +71,8 @@ func (passivateCheck) IgnoreDeadLetterLogging() {}
 func (passivateOK) IgnoreDeadLetterLogging()    {}
 func (stopIfIdle) IgnoreDeadLetterLogging()     {}
 func (stopCancelled) IgnoreDeadLetterLogging()  {}
+func (evictable) IgnoreDeadLetterLogging()      {}
+func (drained) IgnoreDeadLetterLogging()        {}
 
 // child is the manager's view of one aggregate actor.
 type child[S, C, E any] struct {
@@ -106,6 +113,10 @@ func (m *manager[S, C, E, Env]) Receive(ctx protoactor.Context) {
 	case stopCancelled:
 		if id, ok := m.byPID[msg.pid.Id]; ok {
 			m.resume(ctx, m.children[id])
+		}
+	case evictable:
+		if id, ok := m.byPID[msg.pid.Id]; ok {
+			m.evictable(ctx, m.children[id])
 		}
 	case *protoactor.Terminated:
 		m.terminated(ctx, msg.Who)
@@ -162,6 +173,18 @@ func (m *manager[S, C, E, Env]) stopChild(ctx protoactor.Context, c *child[S, C,
 	m.nStopping++
 	m.h.live.Add(-1)
 	c.route.post(ctx.Send, req)
+}
+
+// evictable takes note that c, which refused eviction, is idle again: it
+// is a candidate again, and goes at once if the type is over MaxLive.
+func (m *manager[S, C, E, Env]) evictable(ctx protoactor.Context, c *child[S, C, E]) {
+	if c == nil || c.stopping {
+		return
+	}
+	c.refused = time.Time{}
+	if len(m.children)-m.nStopping > m.h.opts.MaxLive {
+		m.stopChild(ctx, c, stopIfIdle{evict: true})
+	}
 }
 
 // resume takes back a child that refused to stop: the commands held for
@@ -256,9 +279,9 @@ func (m *manager[S, C, E, Env]) used(c *child[S, C, E]) bool {
 // being used, the last one found at the back goes.
 func (m *manager[S, C, E, Env]) leastRecentlyUsed() *child[S, C, E] {
 	var last *child[S, C, E]
-	// A child that refused eviction is busy; it is not asked again for
-	// half an idle timeout (the sweep passivates it once it is idle), or
-	// every activation beyond MaxLive would ask every busy child.
+	// A child that refused eviction is busy; it is not asked again until
+	// it says it is idle (evictable) or for half an idle timeout, or every
+	// activation beyond MaxLive would ask every busy child.
 	refusedSince := m.h.rt.clock.Now().Add(-max(m.h.opts.IdleTimeout/2, time.Millisecond))
 	skip := func(c *child[S, C, E]) bool { return c.stopping || c.refused.After(refusedSince) }
 	for range m.lru.Len() {

@@ -7,9 +7,10 @@ import (
 )
 
 // Observer is told what the aggregates of a runtime it is attached to
-// ([WithObserver]) do: every command answered, with its outcome, the
-// events it appended and the durable timers it armed or cancelled, and
-// every durable timer fired. Test probes (testkit.RuntimeProbe) implement
+// ([WithObserver]) do: every command an aggregate answered — not those
+// refused before reaching one (ErrOverloaded, ErrShuttingDown) — with its
+// outcome, the events it appended and the net effect on its durable
+// timers, and every durable timer fired. Test probes (testkit.RuntimeProbe) implement
 // it; so can telemetry. Its methods are called on the runtime's
 // goroutines, concurrently, after the outcome is final; they must return
 // quickly and must not call the runtime.
@@ -30,7 +31,8 @@ type Handled struct {
 	// rejection, a failure, or a command that changed nothing. For a
 	// duplicate they are the original command's.
 	Events []any
-	// Timers are the durable timers the command armed and cancelled.
+	// Timers are the net changes the command made to its durable timers
+	// (one per name; none for a duplicate).
 	Timers    []Timer
 	Duplicate bool
 	// Err is the command's failure, or nil.
@@ -59,10 +61,14 @@ func (h *host[S, C, E, Env]) observeHandled(m *envelope[S, C, E], res Result[S, 
 	for _, e := range res.Events {
 		hd.Events = append(hd.Events, e)
 	}
+	var own []persistence.TimerChange
 	for _, c := range timers {
 		if c.Cancel && c.Timer.FireID != "" {
 			continue // a firing removing its own timer: the runtime's bookkeeping
 		}
+		own = append(own, c)
+	}
+	for _, c := range persistence.CollapseTimers(own) {
 		hd.Timers = append(hd.Timers, Timer{Name: c.Timer.Name, Due: c.Timer.Due, Cancel: c.Cancel})
 	}
 	obs.Handled(hd)

@@ -90,7 +90,8 @@ func (s *Saga[S, E, Env]) handle(inst Instance[S], in input, _ struct{}) (decisi
 		// No outcome within the guard's time: guard it again, and dispatch
 		// it again (the command id makes that idempotent) unless this
 		// process is still at it — a dispatch restarted would restart its
-		// retries, and never run out of them.
+		// retries, and never run out of them. (Asking the process is not
+		// pure; either answer leads to the same outcome.)
 		ev := evResumed{Step: p.Step, Guard: s.guardDue()}
 		d := decision{Events: []event{ev}, Timers: []aggregate.Timer{{Name: guardTimer + p.Step, Due: ev.Guard}}}
 		if !s.dispatching(inst.ID, p.Step) {

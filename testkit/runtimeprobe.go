@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -15,7 +16,7 @@ import (
 // RuntimeProbe observes an aggregate runtime — and so the sagas on it —
 // for integration tests of a whole running application: attach it with
 // aggregate.WithObserver(probe), run the application, and expect what its
-// aggregates do, in the order each happens per aggregate:
+// aggregates do, in any order:
 //
 //	probe := testkit.NewRuntimeProbe(t)
 //	rt := aggregate.NewRuntime(sys, store, aggregate.WithClock(clock), aggregate.WithObserver(probe))
@@ -58,8 +59,12 @@ type observation struct {
 	timers  []bool
 }
 
-// pending reports whether a part of o was not yet expected.
+// pending reports whether a part of o was not yet expected. A firing that
+// failed is not: the scheduler retries it, and its success is what counts.
 func (o *observation) pending() bool {
+	if o.fired != nil && o.fired.Err != nil {
+		return false
+	}
 	return !o.taken || slices.Contains(o.events, false) || slices.Contains(o.timers, false)
 }
 
@@ -72,7 +77,13 @@ func NewRuntimeProbe(t testing.TB) *RuntimeProbe {
 
 // Handled implements [aggregate.Observer].
 func (p *RuntimeProbe) Handled(h aggregate.Handled) {
-	p.add(observation{handled: &h, events: make([]bool, len(h.Events)), timers: make([]bool, len(h.Timers))})
+	o := observation{handled: &h, events: make([]bool, len(h.Events)), timers: make([]bool, len(h.Timers))}
+	if h.Duplicate { // its events are the original's, expected with it
+		for i := range o.events {
+			o.events[i] = true
+		}
+	}
+	p.add(o)
 }
 
 // TimerFired implements [aggregate.Observer].
@@ -92,6 +103,22 @@ func (p *RuntimeProbe) ExpectCommand(typ, id string, cmd any) aggregate.Handled 
 	o := p.expect(fmt.Sprintf("%s/%s to handle %#v", typ, id, cmd), func(o *observation) bool {
 		h := o.handled
 		if o.taken || h == nil || !p.of(h.Type, h.ID, typ, id) || h.Err != nil || !reflect.DeepEqual(h.Command, cmd) {
+			return false
+		}
+		o.taken = true
+		return true
+	})
+	return *o.handled
+}
+
+// ExpectCommandFailed waits until aggregate typ/id answered cmd with an
+// error matching target (errors.Is; aggregate.ErrRejected for a business
+// rejection).
+func (p *RuntimeProbe) ExpectCommandFailed(typ, id string, cmd any, target error) aggregate.Handled {
+	p.t.Helper()
+	o := p.expect(fmt.Sprintf("%s/%s to fail %#v with %v", typ, id, cmd, target), func(o *observation) bool {
+		h := o.handled
+		if o.taken || h == nil || !p.of(h.Type, h.ID, typ, id) || !errors.Is(h.Err, target) || !reflect.DeepEqual(h.Command, cmd) {
 			return false
 		}
 		o.taken = true
@@ -123,13 +150,7 @@ func (p *RuntimeProbe) ExpectEvent(typ, id string, event any) aggregate.Handled 
 // name, and returns its due time.
 func (p *RuntimeProbe) ExpectTimerArmed(typ, id, name string) time.Time {
 	p.t.Helper()
-	o := p.expectTimer(fmt.Sprintf("%s/%s to arm timer %q", typ, id, name), typ, id, name, false)
-	for _, tm := range o.handled.Timers {
-		if tm.Name == name && !tm.Cancel {
-			return tm.Due
-		}
-	}
-	return time.Time{}
+	return p.expectTimer(fmt.Sprintf("%s/%s to arm timer %q", typ, id, name), typ, id, name, false).Due
 }
 
 // ExpectTimerCancelled waits until aggregate typ/id cancelled the durable
@@ -139,21 +160,24 @@ func (p *RuntimeProbe) ExpectTimerCancelled(typ, id, name string) {
 	p.expectTimer(fmt.Sprintf("%s/%s to cancel timer %q", typ, id, name), typ, id, name, true)
 }
 
-func (p *RuntimeProbe) expectTimer(what, typ, id, name string, cancel bool) observation {
+// expectTimer takes a timer change of typ/id and returns it.
+func (p *RuntimeProbe) expectTimer(what, typ, id, name string, cancel bool) aggregate.Timer {
 	p.t.Helper()
-	return p.expect(what, func(o *observation) bool {
+	var taken aggregate.Timer
+	p.expect(what, func(o *observation) bool {
 		h := o.handled
 		if h == nil || !p.of(h.Type, h.ID, typ, id) || h.Err != nil {
 			return false
 		}
 		for i, tm := range h.Timers {
 			if !o.timers[i] && tm.Name == name && tm.Cancel == cancel {
-				o.timers[i] = true
+				o.timers[i], taken = true, tm
 				return true
 			}
 		}
 		return false
 	})
+	return taken
 }
 
 // ExpectTimerFired waits until the durable timer name of typ/id fired and
