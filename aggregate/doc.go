@@ -27,10 +27,23 @@
 // ([Result].Duplicate) and writes nothing, across passivation and restarts.
 //
 // Snapshots are written in the background every [Options].SnapshotEvery
-// events; idle aggregates passivate after [Options].IdleTimeout and at most
-// [Options].MaxLive stay in memory. When the store fails, the caller gets
-// the error (never a false success) and the aggregate refuses commands with
-// [ErrUnavailable] for a growing back-off before trying again.
+// events; idle aggregates passivate after [Options].IdleTimeout and at
+// most [Options].MaxLive stay in memory — more only while some have
+// effects in flight: no passivation or eviction ever cancels one (the stop
+// handshake is stated in manager.go). When the store fails, the caller
+// gets the error (never a false success) and the aggregate refuses
+// commands with [ErrUnavailable] for a growing back-off before trying
+// again.
+//
+// # Durable timers
+//
+// A decision can arm and cancel durable timers ([Decision.Arm]): rows of
+// the store's timer table written with the decision's events. One
+// scheduler per type, elected by lease across the processes sharing the
+// store, fires each arming once by sending the command
+// [Definition].OnTimer makes of it, whether the aggregate is live,
+// passivated, evicted, or was active in a process that died. A plain
+// Delay effect, by contrast, lives in memory.
 //
 // # Failure and panics
 //
