@@ -13,8 +13,10 @@ import (
 
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/persistence/memory"
+	"github.com/composable-go/composable/persistence/postgres"
 	"github.com/composable-go/composable/saga"
 	"github.com/composable-go/composable/testkit"
+	"github.com/composable-go/composable/testkit/pgtest"
 )
 
 // The lifecycle edges of saga instances: timers and pending commands must
@@ -85,32 +87,50 @@ func countTypes(t *testing.T, store persistence.EventStore, stream string) map[s
 // TestEvictedInstancesDeadlinesFire is the first case: MaxLive 1,
 // each new instance evicts the one before, which waits for a one-minute
 // deadline; two minutes later every deadline has fired once and every
-// debit was refunded — with nothing reading the instances.
+// debit was refunded — with nothing reading the instances. On the memory
+// store and on PostgreSQL.
 func TestEvictedInstancesDeadlinesFire(t *testing.T) {
-	store := memory.New()
-	f := newFixtureWith(t, store, testkit.NewManualClock(time.Unix(0, 0)), saga.Options{MaxLive: 1})
-	var ids []string
-	for i := range 30 {
-		id := fmt.Sprint("t", i)
-		ids = append(ids, id)
-		f.deliver(t, TransferRequested{Transfer: id, From: "w" + id, To: "bob", Amount: 10})
-	}
-	testkit.Eventually(t, 10*time.Second, func() bool { // every debit landed
-		for _, id := range ids {
-			if countTypes(t, store, "wallet/w"+id)["wallet.debited"] != 1 {
-				return false
+	for name, store := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			f := newFixtureWith(t, store, testkit.NewManualClock(time.Unix(0, 0)), saga.Options{MaxLive: 1})
+			var ids []string
+			for i := range 30 {
+				id := fmt.Sprint("t", i)
+				ids = append(ids, id)
+				f.deliver(t, TransferRequested{Transfer: id, From: "w" + id, To: "bob", Amount: 10})
 			}
-		}
-		return true
-	})
-	f.clock.Advance(2 * time.Minute)
-	waitStoredEnds(t, store, ids, "approval deadline missed")
-	for _, id := range ids {
-		counts := countTypes(t, store, "saga-transfer/"+id)
-		if counts["saga.timer-fired"] != 1 || countTypes(t, store, "wallet/w"+id)["wallet.credited"] != 1 {
-			t.Fatalf("%s: deadline fired %d times, refunds %d", id, counts["saga.timer-fired"], countTypes(t, store, "wallet/w"+id)["wallet.credited"])
-		}
+			testkit.Eventually(t, 10*time.Second, func() bool { // every debit landed
+				for _, id := range ids {
+					if countTypes(t, store, "wallet/w"+id)["wallet.debited"] != 1 {
+						return false
+					}
+				}
+				return true
+			})
+			f.clock.Advance(2 * time.Minute)
+			waitStoredEnds(t, store, ids, "approval deadline missed")
+			for _, id := range ids {
+				fired := countTypes(t, store, "saga-transfer/"+id)["saga.timer-fired"]
+				refunds := countTypes(t, store, "wallet/w"+id)["wallet.credited"]
+				if fired != 1 || refunds != 1 {
+					t.Fatalf("%s: deadline fired %d times, refunds %d", id, fired, refunds)
+				}
+			}
+		})
 	}
+}
+
+// stores returns a fresh memory store and a fresh PostgreSQL store, by
+// name.
+func stores(t *testing.T) map[string]persistence.EventStore {
+	t.Helper()
+	pool := pgtest.Pool(t)
+	pg, err := postgres.New(context.Background(), pool, postgres.WithSchema(pgtest.Schema(t, pool, "saga_life")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Close() })
+	return map[string]persistence.EventStore{"memory": memory.New(), "postgres": pg}
 }
 
 // TestOneAdvanceFiresTheIdleSweepAndTheDeadline: one clock step makes the
@@ -118,30 +138,32 @@ func TestEvictedInstancesDeadlinesFire(t *testing.T) {
 // deadline fires and its compensation is dispatched and done.
 func TestOneAdvanceFiresTheIdleSweepAndTheDeadline(t *testing.T) {
 	for round := range 5 {
-		store := memory.New()
-		f := newFixtureWith(t, store, testkit.NewManualClock(time.Unix(0, 0)), saga.Options{IdleTimeout: time.Minute})
-		var ids []string
-		for i := range 20 {
-			id := fmt.Sprintf("r%d-t%d", round, i)
-			ids = append(ids, id)
-			f.deliver(t, TransferRequested{Transfer: id, From: "w" + id, To: "bob", Amount: 10})
-		}
-		testkit.Eventually(t, 10*time.Second, func() bool {
-			for _, id := range ids {
-				if countTypes(t, store, "wallet/w"+id)["wallet.debited"] != 1 {
-					return false
+		for name, store := range stores(t) {
+			t.Run(fmt.Sprint(name, "-", round), func(t *testing.T) {
+				f := newFixtureWith(t, store, testkit.NewManualClock(time.Unix(0, 0)), saga.Options{IdleTimeout: time.Minute})
+				var ids []string
+				for i := range 20 {
+					id := fmt.Sprintf("r%d-t%d", round, i)
+					ids = append(ids, id)
+					f.deliver(t, TransferRequested{Transfer: id, From: "w" + id, To: "bob", Amount: 10})
 				}
-			}
-			return true
-		})
-		f.clock.Advance(time.Minute) // the idle sweep and the deadlines at once
-		waitStoredEnds(t, store, ids, "approval deadline missed")
-		for _, id := range ids {
-			if n := countTypes(t, store, "wallet/w"+id)["wallet.credited"]; n != 1 {
-				t.Fatalf("%s refunded %d times", id, n)
-			}
+				testkit.Eventually(t, 10*time.Second, func() bool {
+					for _, id := range ids {
+						if countTypes(t, store, "wallet/w"+id)["wallet.debited"] != 1 {
+							return false
+						}
+					}
+					return true
+				})
+				f.clock.Advance(time.Minute) // the idle sweep and the deadlines at once
+				waitStoredEnds(t, store, ids, "approval deadline missed")
+				for _, id := range ids {
+					if n := countTypes(t, store, "wallet/w"+id)["wallet.credited"]; n != 1 {
+						t.Fatalf("%s refunded %d times", id, n)
+					}
+				}
+			})
 		}
-		_ = f.rt.Close()
 	}
 }
 
