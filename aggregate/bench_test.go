@@ -239,13 +239,7 @@ func startRawGroupCommit(b *testing.B, pool *pgxpool.Pool) (op func(i int) error
 	schema := pgtest.Schema(b, pool, "bench_agg_raw")
 	table := pgx.Identifier{schema, "events"}.Sanitize()
 	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `CREATE TABLE `+table+` (
-		global_position bigserial PRIMARY KEY, stream_id text NOT NULL, version bigint NOT NULL,
-		event_id text NOT NULL UNIQUE, event_type text NOT NULL, schema_version int NOT NULL,
-		data bytea NOT NULL, metadata jsonb, recorded_at timestamptz NOT NULL DEFAULT now(),
-		UNIQUE (stream_id, version))`); err != nil {
-		b.Fatal(err)
-	}
+	createRawEvents(b, pool, table)
 	insert := "INSERT INTO " + table + " (stream_id, version, event_id, event_type, schema_version, data, metadata) " +
 		"SELECT s, v, i, t, sv, d, m::jsonb FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int4[], $6::bytea[], $7::text[]) AS u(s, v, i, t, sv, d, m)"
 	type row struct {
@@ -366,5 +360,17 @@ func startBenchRuntime(b *testing.B, store persistence.EventStore, opts aggregat
 	return t, func() {
 		_ = rt.Close()
 		_ = sys.Close()
+	}
+}
+
+// createRawEvents creates table with the event table's columns and unique
+// keys, for the raw baselines.
+func createRawEvents(b *testing.B, pool *pgxpool.Pool, table string) {
+	if _, err := pool.Exec(context.Background(), `CREATE TABLE `+table+` (
+		global_position bigserial PRIMARY KEY, stream_id text NOT NULL, version bigint NOT NULL,
+		event_id text NOT NULL UNIQUE, event_type text NOT NULL, schema_version int NOT NULL,
+		data bytea NOT NULL, metadata jsonb, recorded_at timestamptz NOT NULL DEFAULT now(),
+		UNIQUE (stream_id, version))`); err != nil {
+		b.Fatal(err)
 	}
 }

@@ -32,21 +32,7 @@ func TestPassivationNeverCancelsAnEffect(t *testing.T) {
 				_, err := f.accounts.Send(ctx, fmt.Sprint("acct-", (c+i)%ids), depositThenHold{Amount: 1})
 				return err
 			})
-			deposits := func() (int, int) {
-				d, h := 0, 0
-				for i := range ids {
-					res, err := f.accounts.State(ctx, fmt.Sprint("acct-", i))
-					if err != nil {
-						t.Fatal(err)
-					}
-					d, h = d+res.State.Balance, h+res.State.Holds
-				}
-				return d, h
-			}
-			if !testkit.Eventually(t, 10*time.Second, func() bool { d, h := deposits(); return d == h && d == callers*perCaller }) {
-				d, h := deposits()
-				t.Fatalf("%d deposits, %d follow-up holds; want %d of each", d, h, callers*perCaller)
-			}
+			waitFollowUps(t, f.accounts, ids, callers*perCaller)
 			stopSweeping()
 		})
 	}
@@ -149,20 +135,7 @@ func TestRealClockPassivationNeverCancelsAnEffect(t *testing.T) {
 		_, err := accounts.Send(ctx, fmt.Sprint("acct-", (c+i)%ids), depositThenHold{Amount: 1})
 		return err
 	})
-	totals := func() (deposits, holds int) {
-		for i := range ids {
-			res, err := accounts.State(ctx, fmt.Sprint("acct-", i))
-			if err != nil {
-				t.Fatal(err)
-			}
-			deposits, holds = deposits+res.State.Balance, holds+res.State.Holds
-		}
-		return deposits, holds
-	}
-	if !testkit.Eventually(t, 10*time.Second, func() bool { d, h := totals(); return d == h && d == callers*perCaller }) {
-		d, h := totals()
-		t.Fatalf("%d deposits, %d follow-up holds; want %d of each", d, h, callers*perCaller)
-	}
+	waitFollowUps(t, accounts, ids, callers*perCaller)
 }
 
 // hammer runs send(c, i) for i < perCaller from each of callers goroutines
@@ -185,5 +158,27 @@ func hammer(t *testing.T, callers, perCaller int, send func(c, i int) error) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+}
+
+// waitFollowUps waits until accounts acct-0 … acct-(ids-1) hold want
+// deposits in all, each with its follow-up hold, and fails the test if
+// they never do.
+func waitFollowUps(t *testing.T, accounts *aggregate.Type[account, command, event, env], ids, want int) {
+	t.Helper()
+	ctx := ctxT(t)
+	totals := func() (deposits, holds int) {
+		for i := range ids {
+			res, err := accounts.State(ctx, fmt.Sprint("acct-", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			deposits, holds = deposits+res.State.Balance, holds+res.State.Holds
+		}
+		return deposits, holds
+	}
+	if !testkit.Eventually(t, 10*time.Second, func() bool { d, h := totals(); return d == h && d == want }) {
+		d, h := totals()
+		t.Fatalf("%d deposits, %d follow-up holds; want %d of each", d, h, want)
 	}
 }

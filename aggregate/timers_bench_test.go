@@ -78,13 +78,7 @@ func rawTimerQueue(b *testing.B, pool *pgxpool.Pool, schema string, n, workers i
 	ctx := context.Background()
 	timers := pgx.Identifier{schema, "timers"}.Sanitize()
 	events := pgx.Identifier{schema, "raw_events"}.Sanitize()
-	if _, err := pool.Exec(ctx, `CREATE TABLE `+events+` (
-		global_position bigserial PRIMARY KEY, stream_id text NOT NULL, version bigint NOT NULL,
-		event_id text NOT NULL UNIQUE, event_type text NOT NULL, schema_version int NOT NULL,
-		data bytea NOT NULL, metadata jsonb, recorded_at timestamptz NOT NULL DEFAULT now(),
-		UNIQUE (stream_id, version))`); err != nil {
-		b.Fatal(err)
-	}
+	createRawEvents(b, pool, events)
 	if _, err := pool.Exec(ctx, `INSERT INTO `+timers+` (owner, id, name, due_ns, fire_id)
 		SELECT 'alarm', 'a' || g, 'wake', $1, 'timer:alarm/a' || g || ':wake:1' FROM generate_series(1, $2) AS g`,
 		epoch.UnixNano(), n); err != nil {
