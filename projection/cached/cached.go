@@ -389,9 +389,30 @@ func GetJSON[T any](ctx context.Context, s *Store, name, key string, load func(c
 	return v, err
 }
 
-// Checkpoint implements [projection.Store].
+// Checkpoint implements [projection.Store]. It reports a position only
+// once its invalidations have reached Redis: a reader that waited for it
+// (see [projection.Runner.WaitFor]) then reads the batch's writes through
+// the cache too, not an entry the batch made stale.
 func (s *Store) Checkpoint(ctx context.Context, name string) (int64, error) {
-	return s.pg.Checkpoint(ctx, name)
+	pos, err := s.pg.Checkpoint(ctx, name)
+	if err != nil || !projection.ValidName(name) {
+		return pos, err
+	}
+	// Read after the checkpoint: an invalidation at or below pos committed
+	// with it, so it is either still pending here or already in Redis.
+	table := pgx.Identifier{s.pg.Schema(name), "cache_invalidations"}.Sanitize()
+	var pending *int64
+	err = s.pg.Pool().QueryRow(ctx, "SELECT min(position) FROM "+table).Scan(&pending)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && (pgErr.Code == "3F000" || pgErr.Code == "42P01"):
+		return pos, nil // no model yet
+	case err != nil:
+		return 0, fmt.Errorf("projection/cached: checkpoint of %s: %w", name, err)
+	case pending != nil && *pending <= pos:
+		return *pending - 1, nil
+	}
+	return pos, nil
 }
 
 // DeadLetter implements [projection.Store].

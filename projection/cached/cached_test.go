@@ -246,8 +246,13 @@ func TestInvalidationsSurviveARedisOutage(t *testing.T) {
 	if err == nil || errors.As(err, &ae) {
 		t.Fatalf("Apply with Redis down = %v, want a store error", err)
 	}
-	if pos, _ := s.Checkpoint(ctx, "outage"); pos != 6 {
-		t.Fatalf("checkpoint %d: the batch should have committed", pos)
+	if pos, _ := s.Postgres().Checkpoint(ctx, "outage"); pos != 6 {
+		t.Fatalf("PostgreSQL checkpoint %d: the batch should have committed", pos)
+	}
+	// A reader waiting for position 6 must not read the stale cache entry
+	// yet: the checkpoint stops short of the pending invalidations.
+	if pos, err := s.Checkpoint(ctx, "outage"); err != nil || pos != 3 {
+		t.Fatalf("Checkpoint with invalidations pending = %d, %v; want 3", pos, err)
 	}
 	// Reads fall back to PostgreSQL meanwhile.
 	if v := get(t, s, "outage", "s-0"); !slices.Equal(v, ids(events[:6], "s-0")) {
@@ -261,6 +266,9 @@ func TestInvalidationsSurviveARedisOutage(t *testing.T) {
 	}
 	if v := get(t, s, "outage", "s-0"); !slices.Equal(v, ids(events[:6], "s-0")) {
 		t.Fatalf("after Redis came back, Get = %v, want %v", v, ids(events[:6], "s-0"))
+	}
+	if pos, err := s.Checkpoint(ctx, "outage"); err != nil || pos != 6 {
+		t.Fatalf("Checkpoint after the invalidations went = %d, %v; want 6", pos, err)
 	}
 }
 
