@@ -21,7 +21,12 @@ import (
 	"github.com/composable-go/composable/testkit"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// protoactor's dead-letter log throttle runs a goroutine for a second
+	// after a dead letter (a reply to an actor that stopped), whatever the
+	// system's state: bounded, and not ours to stop.
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"))
+}
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
