@@ -259,7 +259,7 @@ func (s *scheduler) fireDue(ctx context.Context, lost <-chan struct{}) (time.Tim
 		for _, t := range timers {
 			r, failed := s.failed[t.FireID]
 			switch {
-			case inflight[t.FireID]:
+			case inflight[t.FireID], t.Due.Equal(persistence.Never): // a mark never fires
 			case t.Due.After(now):
 				later(t.Due)
 			case failed && r.at.After(now):

@@ -57,7 +57,18 @@ type TimerStore interface {
 	// since stays, and so does every timer when t.FireID is empty.
 	// Deleting a timer that is gone is not an error.
 	DeleteTimer(ctx context.Context, t Timer) error
+	// Marks returns up to limit timers of owner named name that are due
+	// [Never], in id order, starting after the id after ("" for the
+	// first page). Its cost grows with the owner's marks, not with its
+	// timers pending.
+	Marks(ctx context.Context, owner, name, after string, limit int) ([]Timer, error)
 }
+
+// Never is the due time of a timer that never fires: a mark an aggregate
+// keeps beside its timers, armed and cancelled like one, to be listed with
+// [TimerStore.Marks] (a saga marks its parked instances so). Schedulers
+// skip it.
+var Never = time.Unix(0, math.MaxInt64).UTC()
 
 // The due times a store can keep: nanoseconds since the Unix epoch in an
 // int64.

@@ -70,6 +70,11 @@ func (s *holdingStore) DeleteTimer(ctx context.Context, t persistence.Timer) err
 	return s.EventStore.(persistence.TimerStore).DeleteTimer(ctx, t)
 }
 
+// Marks implements persistence.TimerStore.
+func (s *holdingStore) Marks(ctx context.Context, owner, name, after string, limit int) ([]persistence.Timer, error) {
+	return s.EventStore.(persistence.TimerStore).Marks(ctx, owner, name, after, limit)
+}
+
 // Appended passes the store's wake-up hint on, for the relay.
 func (s *holdingStore) Appended() <-chan struct{} {
 	if n, ok := s.EventStore.(persistence.Notifier); ok {

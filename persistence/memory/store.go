@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -240,6 +241,26 @@ func (s *Store) Timers(ctx context.Context, owner string, limit int) ([]persiste
 	out := slices.Collect(maps.Values(s.timers[owner]))
 	s.mu.RUnlock()
 	slices.SortFunc(out, func(a, b persistence.Timer) int { return a.Due.Compare(b.Due) })
+	return out[:min(limit, len(out))], nil
+}
+
+// Marks implements [persistence.TimerStore].
+func (s *Store) Marks(ctx context.Context, owner, name, after string, limit int) ([]persistence.Timer, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: %d", persistence.ErrBadLimit, limit)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []persistence.Timer
+	s.mu.RLock()
+	for k, t := range s.timers[owner] {
+		if k.name == name && k.id > after && t.Due.Equal(persistence.Never) {
+			out = append(out, t)
+		}
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b persistence.Timer) int { return strings.Compare(a.ID, b.ID) })
 	return out[:min(limit, len(out))], nil
 }
 

@@ -432,7 +432,7 @@ type queries struct {
 	load, streamVersion, readAll                                    string
 	saveSnapshots, loadSnapshot                                     string
 	loadCheckpoint, saveCheckpoint                                  string
-	changeTimers, timers, deleteTimer                               string
+	changeTimers, timers, deleteTimer, marks                        string
 	channel                                                         string
 	names                                                           struct{ insert, head, timers string } // of the writer's prepared statements
 }
@@ -482,7 +482,11 @@ func newQueries(schema string) queries {
 			"ON CONFLICT (owner, id, name) DO UPDATE SET due_ns = EXCLUDED.due_ns, fire_id = EXCLUDED.fire_id",
 		timers:      "SELECT id, name, due_ns, fire_id FROM " + timers + " WHERE owner = $1 ORDER BY due_ns LIMIT $2",
 		deleteTimer: "DELETE FROM " + timers + " WHERE owner = $1 AND id = $2 AND name = $3 AND fire_id = $4",
-		channel:     fmt.Sprintf("composable_events_%016x", uint64(lockKey("notify", schema))),
+		// Marks share one due time: the (owner, due_ns) index finds the
+		// owner's marks, and only them.
+		marks: fmt.Sprintf("SELECT id, name, due_ns, fire_id FROM %s WHERE owner = $1 AND name = $2 AND due_ns = %d AND id > $3 ORDER BY id LIMIT $4",
+			timers, persistence.Never.UnixNano()),
+		channel: fmt.Sprintf("composable_events_%016x", uint64(lockKey("notify", schema))),
 		names: struct{ insert, head, timers string }{
 			insert: fmt.Sprintf("composable_insert_%016x", uint64(lockKey("insert", schema))),
 			head:   fmt.Sprintf("composable_head_%016x", uint64(lockKey("head", schema))),

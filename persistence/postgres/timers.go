@@ -19,9 +19,37 @@ func (s *Store) Timers(ctx context.Context, owner string, limit int) ([]persiste
 	if !persistence.ValidStreamID(owner) { // PostgreSQL would refuse the text
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, s.q.timers, owner, limit)
+	out, err := s.queryTimers(ctx, owner, s.q.timers, owner, limit)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: timers of %q: %w", owner, err)
+	}
+	return out, nil
+}
+
+// Marks implements [persistence.TimerStore]: marks share their due time,
+// so the (owner, due_ns) index finds the owner's marks and only them.
+func (s *Store) Marks(ctx context.Context, owner, name, after string, limit int) ([]persistence.Timer, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: %d", persistence.ErrBadLimit, limit)
+	}
+	if !persistence.ValidStreamID(after + "x") {
+		return nil, fmt.Errorf("%w: the id to list marks after", persistence.ErrInvalidText)
+	}
+	if !persistence.ValidStreamID(owner) || !persistence.ValidStreamID(name) {
+		return nil, nil // PostgreSQL would refuse the text; no timer has it
+	}
+	out, err := s.queryTimers(ctx, owner, s.q.marks, owner, name, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: marks %q of %q: %w", name, owner, err)
+	}
+	return out, nil
+}
+
+// queryTimers reads timers of owner: id, name, due_ns and fire_id.
+func (s *Store) queryTimers(ctx context.Context, owner, query string, args ...any) ([]persistence.Timer, error) {
+	rows, err := s.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var out []persistence.Timer
@@ -29,15 +57,12 @@ func (s *Store) Timers(ctx context.Context, owner string, limit int) ([]persiste
 		t := persistence.Timer{Owner: owner}
 		var due int64
 		if err := rows.Scan(&t.ID, &t.Name, &due, &t.FireID); err != nil {
-			return nil, fmt.Errorf("postgres: timers of %q: %w", owner, err)
+			return nil, err
 		}
 		t.Due = time.Unix(0, due).UTC()
 		out = append(out, t)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: timers of %q: %w", owner, err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // DeleteTimer implements [persistence.TimerStore].

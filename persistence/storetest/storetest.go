@@ -71,6 +71,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"DeleteTimerMatchesTheFiring", testDeleteTimerMatchesTheFiring},
 		{"ConditionalCancels", testConditionalCancels},
 		{"TimersOfRacingWriters", testTimersOfRacingWriters},
+		{"MarksAreListedByName", testMarks},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

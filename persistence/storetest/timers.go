@@ -253,3 +253,57 @@ func testConditionalCancels(t *testing.T, s Store) {
 		t.Fatalf("DeleteTimer without a fire id deleted something: %s", timerList(got))
 	}
 }
+
+// testMarks: timers due Never are listed by owner and name, in id order,
+// page by page; ordinary timers of that name, other names and other owners
+// are not; a cancelled mark is gone.
+func testMarks(t *testing.T, s Store) {
+	ctx := ctxFor(t)
+	var changes []persistence.TimerChange
+	for _, id := range []string{"c", "a", "e", "b", "d"} {
+		changes = append(changes, arm("saga-x", id, "parked", persistence.Never, "m-"+id))
+	}
+	changes = append(changes,
+		arm("saga-x", "f", "parked", timerBase, "not-a-mark"),    // due some day: a timer
+		arm("saga-x", "g", "other", persistence.Never, "m-g"),    // another name
+		arm("saga-y", "a", "parked", persistence.Never, "m-y-a"), // another owner
+		arm("saga-x", "z", "parked", persistence.Never, "m-z"),
+		disarm("saga-x", "z", "parked"),
+	)
+	if _, err := s.AppendWithTimers(ctx, "saga-x/marks", persistence.NoStream, evs("m", 1), changes); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	after := ""
+	for page := 0; ; page++ {
+		got, err := s.Marks(ctx, "saga-x", "parked", after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 {
+			break
+		}
+		if page > 5 || len(got) > 2 {
+			t.Fatalf("page %d: %s", page, timerList(got))
+		}
+		for _, m := range got {
+			if !m.Due.Equal(persistence.Never) || m.FireID != "m-"+m.ID || m.Owner != "saga-x" || m.Name != "parked" {
+				t.Fatalf("mark %+v", m)
+			}
+			ids = append(ids, m.ID)
+		}
+		after = got[len(got)-1].ID
+	}
+	if want := []string{"a", "b", "c", "d", "e"}; !slices.Equal(ids, want) {
+		t.Fatalf("marks %v, want %v", ids, want)
+	}
+	if _, err := s.Marks(ctx, "saga-x", "parked", "", 0); !errors.Is(err, persistence.ErrBadLimit) {
+		t.Fatalf("Marks with limit 0: %v, want ErrBadLimit", err)
+	}
+	// Due times are kept exactly: Never comes back as Never, also from
+	// the scheduler's read (which lists marks last).
+	all := timers(t, s, "saga-x")
+	if last := all[len(all)-1]; !last.Due.Equal(persistence.Never) {
+		t.Fatalf("Timers lists %s last, want a mark", timerList([]persistence.Timer{last}))
+	}
+}
