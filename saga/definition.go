@@ -95,6 +95,32 @@ const (
 	// Stop fails the saga at once, without compensation, recording the
 	// failure as the reason.
 	Stop
+	// Compensate compensates the steps that succeeded, with the failure as
+	// the reason, and then fails the saga (see [Decision].Compensate).
+	Compensate
+	// Park parks the instance with the failure as its reason (see
+	// [Saga.Resume]): the command stays pending, and is dispatched again,
+	// its retries anew, when the instance is resumed. On a compensation
+	// it parks the compensating instance instead of failing it.
+	Park
+)
+
+// ErrorPolicy says what an instance does when the saga's own code fails:
+// Handle returns an error or panics, or an event or command cannot be
+// encoded or decoded.
+type ErrorPolicy int
+
+const (
+	// FailOnError ends the instance as Failed, without compensating, with
+	// the error as its reason. The default.
+	FailOnError ErrorPolicy = iota
+	// CompensateOnError compensates the steps that succeeded, with the
+	// error as the reason, and then fails the saga.
+	CompensateOnError
+	// ParkOnError parks the instance with the error as its reason; the
+	// input that failed is kept, and handled again — by the code deployed
+	// by then — when the instance is resumed (see [Saga.Resume]).
+	ParkOnError
 )
 
 // Timer arms a durable timer: it is recorded with its due time, survives
@@ -127,6 +153,11 @@ type Decision[E any] struct {
 	// happen before compensating — cancelling the order, say — is an
 	// ordinary step whose Result then decides to Compensate.
 	Compensate string
+	// Park parks the instance, with this reason, after recording the rest
+	// of the decision: it handles nothing more until resumed (see
+	// [Saga.Resume]). For a failure a person must look at — a step that
+	// failed for a reason other than a rejection, say.
+	Park string
 }
 
 // Definition declares a saga type: a pure reducer over its state and
@@ -149,9 +180,12 @@ type Definition[S, E, Env any] struct {
 	// Initial returns the state of a new instance. Default: the zero S.
 	Initial func(id string) S
 	// Handle reacts to an input. It must be pure (time comes through
-	// env). An error — or a panic — is unexpected: the saga fails
-	// visibly with it as the reason. Required.
+	// env). An error — or a panic — is unexpected: it is logged, and
+	// OnError says what the instance does. Required.
 	Handle func(state S, in Input, env Env) (Decision[E], error)
+	// OnError says what an instance does when the saga's own code fails.
+	// Default FailOnError.
+	OnError ErrorPolicy
 	// Apply evolves the state by one of the saga's events. Required.
 	Apply func(state *S, event E)
 	// Env is passed to Handle.
@@ -175,6 +209,9 @@ func (d Definition[S, E, Env]) Validate() error {
 	}
 	if d.Route == nil || d.Handle == nil || d.Apply == nil {
 		bad("Route, Handle and Apply are required")
+	}
+	if d.OnError < FailOnError || d.OnError > ParkOnError {
+		bad("OnError %d is not an ErrorPolicy", d.OnError)
 	}
 	return errors.Join(errs...)
 }

@@ -14,7 +14,10 @@ import (
 // deadline), credit; a failed credit or a missed deadline refunds the
 // debit.
 
-type wallet struct{ Balance int }
+type wallet struct {
+	Balance int
+	Closed  bool
+}
 
 type walletCmd interface{ isWalletCmd() }
 
@@ -24,20 +27,30 @@ type (
 		Amount int
 		Fail   bool // the receiving wallet refuses, for the compensation path
 	}
+	// Close and Reopen a wallet: a closed one refuses credits and debits,
+	// a failure that lasts until someone reopens it.
+	Close  struct{}
+	Reopen struct{}
 )
 
 func (Debit) isWalletCmd()  {}
 func (Credit) isWalletCmd() {}
+func (Close) isWalletCmd()  {}
+func (Reopen) isWalletCmd() {}
 
 type walletEvent interface{ isWalletEvent() }
 
 type (
 	Debited  struct{ Amount int }
 	Credited struct{ Amount int }
+	Closed   struct{}
+	Reopened struct{}
 )
 
 func (Debited) isWalletEvent()  {}
 func (Credited) isWalletEvent() {}
+func (Closed) isWalletEvent()   {}
+func (Reopened) isWalletEvent() {}
 
 var errInsufficient = errors.New("insufficient funds")
 
@@ -45,11 +58,20 @@ func walletDefinition() aggregate.Definition[wallet, walletCmd, walletEvent, str
 	reg := persistence.NewRegistry()
 	must(persistence.Register[Debited](reg, "wallet.debited"))
 	must(persistence.Register[Credited](reg, "wallet.credited"))
+	must(persistence.Register[Closed](reg, "wallet.closed"))
+	must(persistence.Register[Reopened](reg, "wallet.reopened"))
 	return aggregate.Definition[wallet, walletCmd, walletEvent, struct{}]{
 		Type:    "wallet",
 		Initial: func(string) wallet { return wallet{Balance: 100} },
 		Handle: func(w wallet, c walletCmd, _ struct{}) (aggregate.Decision[walletCmd, walletEvent], error) {
+			if _, reopen := c.(Reopen); w.Closed && !reopen {
+				return aggregate.Reject[walletCmd, walletEvent](errors.New("account closed"))
+			}
 			switch c := c.(type) {
+			case Close:
+				return aggregate.Emit[walletCmd, walletEvent](Closed{}), nil
+			case Reopen:
+				return aggregate.Emit[walletCmd, walletEvent](Reopened{}), nil
 			case Debit:
 				if c.Amount > w.Balance {
 					return aggregate.Reject[walletCmd, walletEvent](errInsufficient)
@@ -69,6 +91,10 @@ func walletDefinition() aggregate.Definition[wallet, walletCmd, walletEvent, str
 				w.Balance -= e.Amount
 			case Credited:
 				w.Balance += e.Amount
+			case Closed:
+				w.Closed = true
+			case Reopened:
+				w.Closed = false
 			}
 		},
 		Events: reg,
@@ -82,8 +108,12 @@ type (
 		Amount             int
 		FailCredit         bool
 		Policy             saga.FailurePolicy
+		// RefundPolicy is the refund's (the debit's compensation's).
+		RefundPolicy saga.FailurePolicy
 	}
 	TransferApproved struct{ Transfer string }
+	// TransferNoted adds a note to a running transfer.
+	TransferNoted struct{ Transfer, Note string }
 	// Explode makes the saga's Handle fail unexpectedly.
 	Explode struct {
 		Transfer string
@@ -100,6 +130,7 @@ type (
 		Policy     saga.FailurePolicy
 	}
 	Approved struct{}
+	Noted    struct{ Note string }
 )
 
 type transfer struct {
@@ -108,6 +139,7 @@ type transfer struct {
 	FailCredit bool
 	Policy     saga.FailurePolicy
 	Approved   bool
+	Notes      []string
 }
 
 func transferDefinition() saga.Definition[transfer, any, struct{}] {
@@ -115,6 +147,8 @@ func transferDefinition() saga.Definition[transfer, any, struct{}] {
 	must(persistence.Register[TransferRequested](events, "transfer.requested"))
 	must(persistence.Register[TransferApproved](events, "transfer.approved"))
 	must(persistence.Register[Explode](events, "transfer.explode"))
+	must(persistence.Register[TransferNoted](events, "transfer.noted"))
+	must(persistence.Register[Noted](events, "transfer-saga.noted"))
 	must(persistence.Register[Started](events, "transfer-saga.started"))
 	must(persistence.Register[Approved](events, "transfer-saga.approved"))
 	commands := persistence.NewRegistry()
@@ -134,6 +168,8 @@ func transferDefinition() saga.Definition[transfer, any, struct{}] {
 				return saga.Route{Mode: saga.Continue, ID: e.Transfer}
 			case Explode:
 				return saga.Route{Mode: saga.Continue, ID: e.Transfer}
+			case TransferNoted:
+				return saga.Route{Mode: saga.Continue, ID: e.Transfer}
 			}
 			return saga.Route{}
 		},
@@ -143,8 +179,8 @@ func transferDefinition() saga.Definition[transfer, any, struct{}] {
 				return saga.Decision[any]{
 					Events: []any{Started{From: e.From, To: e.To, Amount: e.Amount, FailCredit: e.FailCredit, Policy: e.Policy}},
 					Dispatch: []saga.Command{{
-						Step: "debit", Aggregate: "wallet", ID: e.From, Command: Debit{Amount: e.Amount},
-						Compensation: &saga.Command{Step: "refund", Aggregate: "wallet", ID: e.From, Command: Credit{Amount: e.Amount}},
+						Step: "debit", Aggregate: "wallet", ID: e.From, Command: Debit{Amount: e.Amount}, OnFailure: e.Policy,
+						Compensation: &saga.Command{Step: "refund", Aggregate: "wallet", ID: e.From, Command: Credit{Amount: e.Amount}, OnFailure: e.RefundPolicy},
 					}},
 					Schedule: []saga.Timer{{Name: "deadline", After: time.Minute}},
 				}, nil
@@ -153,6 +189,8 @@ func transferDefinition() saga.Definition[transfer, any, struct{}] {
 					Events:   []any{Approved{}},
 					Dispatch: []saga.Command{{Step: "credit", Aggregate: "wallet", ID: s.To, Command: Credit{Amount: s.Amount, Fail: s.FailCredit}, OnFailure: s.Policy}},
 				}, nil
+			case TransferNoted:
+				return saga.Decision[any]{Events: []any{Noted{Note: e.Note}}}, nil
 			case Explode:
 				if e.Panic {
 					panic("saga bug")
@@ -184,6 +222,8 @@ func transferDefinition() saga.Definition[transfer, any, struct{}] {
 				s.From, s.To, s.Amount, s.FailCredit, s.Policy = e.From, e.To, e.Amount, e.FailCredit, e.Policy
 			case Approved:
 				s.Approved = true
+			case Noted:
+				s.Notes = append(s.Notes, e.Note)
 			}
 		},
 	}

@@ -19,12 +19,14 @@ import (
 // domain event, a dispatched command's outcome, a timer firing, or the
 // guard of a pending command firing (Resume: its step).
 type input struct {
-	Event  *persistence.RecordedEvent
-	Mode   RouteMode
-	Result *evResulted
-	Timer  string
-	Resume string
-	Due    time.Time
+	Event  *persistence.RecordedEvent `json:",omitempty"`
+	Mode   RouteMode                  `json:",omitempty"`
+	Result *evResulted                `json:",omitempty"`
+	Timer  string                     `json:",omitempty"`
+	Resume string                     `json:",omitempty"`
+	Due    time.Time                  `json:",omitzero"`
+	// Unpark resumes a parked instance (Saga.Resume).
+	Unpark bool `json:",omitempty"`
 }
 
 type decision = aggregate.Decision[input, event]
@@ -36,6 +38,9 @@ type decision = aggregate.Decision[input, event]
 const (
 	userTimer  = "timer:"
 	guardTimer = "pending:"
+	// parkedMark marks a parked instance: a timer due never, by which
+	// Saga.Parked lists them.
+	parkedMark = "parked"
 )
 
 // dispatchKey names a pending command's dispatch effect, so that a
@@ -56,6 +61,10 @@ func onTimer(name string, due time.Time) input {
 // events and effects.
 func (s *Saga[S, E, Env]) handle(inst Instance[S], in input, _ struct{}) (decision, error) {
 	switch {
+	case inst.Status == Parked:
+		return s.whileParked(inst, in), nil
+	case in.Unpark:
+		return decision{}, fmt.Errorf("%w: it is %s", ErrNotParked, inst.Status)
 	case in.Event != nil:
 		switch {
 		case inst.Ended() || inst.Status == Compensating:
@@ -73,15 +82,15 @@ func (s *Saga[S, E, Env]) handle(inst Instance[S], in input, _ struct{}) (decisi
 		}
 		ev, err := s.def.Events.Unmarshal(in.Event.EventData)
 		if err != nil {
-			return s.fail(inst, pre, fmt.Errorf("decode %s: %w", in.Event.ID, err)), nil
+			return s.failed(inst, pre, in, fmt.Errorf("decode %s: %w", in.Event.ID, err)), nil
 		}
-		return s.decide(inst, pre, Input{Event: ev, Recorded: in.Event}), nil
+		return s.decide(inst, pre, in, Input{Event: ev, Recorded: in.Event}), nil
 	case in.Timer != "":
 		due, ok := inst.Timers[in.Timer]
 		if !ok || !due.Equal(in.Due) || inst.Status != Running {
 			return decision{}, nil // cancelled, re-armed, fired already, or too late
 		}
-		return s.decide(inst, []event{evTimerFired{Name: in.Timer}}, Input{Timer: in.Timer}), nil
+		return s.decide(inst, []event{evTimerFired{Name: in.Timer}}, in, Input{Timer: in.Timer}), nil
 	case in.Resume != "":
 		p, ok := inst.Pending[in.Resume]
 		if !ok || inst.Ended() {
@@ -108,7 +117,11 @@ func (s *Saga[S, E, Env]) handle(inst Instance[S], in input, _ struct{}) (decisi
 			n := len(inst.Compensations)
 			isCompensation := n > 0 && CompensationStep(inst.Compensations[n-1].Step) == res.Step
 			if isCompensation && res.Error != "" {
-				return s.end(inst, []event{res}, Failed, fmt.Sprintf("%s; then %s failed: %s", inst.Reason, res.Step, res.Error)), nil
+				reason := fmt.Sprintf("%s; then %s failed: %s", inst.Reason, res.Step, res.Error)
+				if p.OnFailure == Park {
+					return s.park(inst, nil, reason, res.Step, nil), nil
+				}
+				return s.end(inst, []event{res}, Failed, reason), nil
 			}
 			if !isCompensation && res.Error != "" {
 				// A step dispatched before (or with) the decision to
@@ -116,32 +129,42 @@ func (s *Saga[S, E, Env]) handle(inst Instance[S], in input, _ struct{}) (decisi
 				s.logger.Warn("saga: step failed while compensating", "saga", s.def.Type, "id", inst.ID, "step", res.Step, "error", res.Error)
 			}
 			// A compensation done, or a step that finished late: go on.
-			return s.translate(inst, []event{res}, Decision[E]{}), nil
+			return s.settle(inst, []event{res}), nil
 		}
 		result := Result{Step: res.Step, Version: res.Version, Position: res.Position}
 		if res.Error != "" {
+			reason := fmt.Sprintf("step %s failed: %s", res.Step, res.Error)
 			switch p.OnFailure {
 			case Stop:
-				return s.end(inst, []event{res}, Failed, fmt.Sprintf("step %s failed: %s", res.Step, res.Error)), nil
+				return s.end(inst, []event{res}, Failed, reason), nil
 			case Skip:
 				res.Skipped = true
+			case Compensate:
+				return s.compensate(inst, []event{res}, reason), nil
+			case Park:
+				return s.park(inst, nil, reason, res.Step, nil), nil
 			default:
 				result.Err = res.err()
 			}
 		}
-		return s.decide(inst, []event{res}, Input{Result: &result}), nil
+		return s.decide(inst, []event{res}, in, Input{Result: &result}), nil
 	}
 	return decision{}, nil
 }
 
-// decide calls the saga's Handle and translates its decision. An error or
-// a panic from Handle fails the saga, visibly.
-func (s *Saga[S, E, Env]) decide(inst Instance[S], pre []event, in Input) decision {
+// decide calls the saga's Handle with in, made of the instance's input
+// raw, and translates its decision. An error or a panic from Handle is
+// handled by the definition's OnError policy.
+func (s *Saga[S, E, Env]) decide(inst Instance[S], pre []event, raw input, in Input) decision {
 	d, err := s.callHandle(inst.State, in)
 	if err != nil {
-		return s.fail(inst, pre, err)
+		return s.failed(inst, pre, raw, err)
 	}
-	return s.translate(inst, pre, d)
+	out, err := s.translate(inst, pre, d)
+	if err != nil {
+		return s.failed(inst, pre, raw, err)
+	}
+	return out
 }
 
 func (s *Saga[S, E, Env]) callHandle(state S, in Input) (d Decision[E], err error) {
@@ -153,31 +176,63 @@ func (s *Saga[S, E, Env]) callHandle(state S, in Input) (d Decision[E], err erro
 	return s.def.Handle(state, in, s.def.Env)
 }
 
-// fail ends the saga after an unexpected error: logged, recorded as the
-// reason, never a silent rollback.
-func (s *Saga[S, E, Env]) fail(inst Instance[S], pre []event, err error) decision {
-	s.logger.Error("saga: failed unexpectedly", "saga", s.def.Type, "id", inst.ID, "error", err)
-	return s.end(inst, pre, Failed, "unexpected: "+err.Error())
+// failed handles an unexpected failure of the saga's own code on the
+// input raw — logged, never a silent rollback — as the definition's
+// OnError says: the instance fails, compensates, or parks (without pre,
+// which raw's handling again will record).
+func (s *Saga[S, E, Env]) failed(inst Instance[S], pre []event, raw input, err error) decision {
+	reason := "unexpected: " + err.Error()
+	switch s.def.OnError {
+	case ParkOnError:
+		return s.park(inst, nil, reason, "", &raw)
+	case CompensateOnError:
+		s.logger.Error("saga: failed unexpectedly; compensating", "saga", s.def.Type, "id", inst.ID, "error", err)
+		return s.compensate(inst, pre, reason)
+	default:
+		s.logger.Error("saga: failed unexpectedly", "saga", s.def.Type, "id", inst.ID, "error", err)
+		return s.end(inst, pre, Failed, reason)
+	}
 }
 
 func (s *Saga[S, E, Env]) end(inst Instance[S], pre []event, status Status, reason string) decision {
-	return s.translate(inst, append(pre, evEnded{Status: status, Reason: reason}), Decision[E]{})
+	return s.settle(inst, append(pre, evEnded{Status: status, Reason: reason}))
 }
 
-// translate turns a decision into the instance's events and effects.
-func (s *Saga[S, E, Env]) translate(inst Instance[S], events []event, d Decision[E]) decision {
-	fail := func(err error) decision { return s.fail(inst, events, err) }
+func (s *Saga[S, E, Env]) compensate(inst Instance[S], pre []event, reason string) decision {
+	return s.settle(inst, append(pre, evCompensating{Reason: reason}))
+}
+
+// park parks the instance after pre: step is the failed step that stays
+// pending, raw the input to handle again on resumption (or nil).
+func (s *Saga[S, E, Env]) park(inst Instance[S], pre []event, reason, step string, raw *input) decision {
+	s.logger.Error("saga: parked", "saga", s.def.Type, "id", inst.ID, "step", step, "reason", reason)
+	from := s.simulate(inst, pre).Status
+	return s.settle(inst, append(pre, evParked{Reason: reason, Step: step, From: from, Since: s.clock.Now().Round(0), Input: raw}))
+}
+
+// settle translates framework events alone, which cannot fail to encode.
+func (s *Saga[S, E, Env]) settle(inst Instance[S], events []event) decision {
+	d, err := s.translate(inst, events, Decision[E]{})
+	if err != nil {
+		panic(err) // unreachable: only the saga's own events and commands are encoded
+	}
+	return d
+}
+
+// translate turns a decision into the instance's events and effects. It
+// fails when the decision's events or commands cannot be encoded.
+func (s *Saga[S, E, Env]) translate(inst Instance[S], events []event, d Decision[E]) (decision, error) {
 	for _, e := range d.Events {
 		data, err := s.def.Events.Marshal(e)
 		if err != nil {
-			return fail(fmt.Errorf("encode event %T: %w", e, err))
+			return decision{}, fmt.Errorf("encode event %T: %w", e, err)
 		}
 		events = append(events, evRecorded{Type: data.Type, SchemaVersion: data.SchemaVersion, Data: data.Data})
 	}
 	for _, c := range d.Dispatch {
 		p, err := s.encode(c)
 		if err != nil {
-			return fail(err)
+			return decision{}, err
 		}
 		events = append(events, evDispatched{Command: p, Guard: s.guardDue()})
 	}
@@ -200,6 +255,9 @@ func (s *Saga[S, E, Env]) translate(inst Instance[S], events []event, d Decision
 		events = append(events, evCompensating{Reason: d.Compensate})
 	case d.Complete:
 		events = append(events, evEnded{Status: Completed})
+	case d.Park != "":
+		s.logger.Error("saga: parked by its Handle", "saga", s.def.Type, "id", inst.ID, "reason", d.Park)
+		events = append(events, evParked{Reason: d.Park, From: current.Status, Since: now})
 	}
 	// While compensating, dispatch the newest compensation not yet sent,
 	// or end when none is left.
@@ -214,7 +272,7 @@ func (s *Saga[S, E, Env]) translate(inst Instance[S], events []event, d Decision
 		}
 		next = s.simulate(inst, events)
 	}
-	return decision{Events: events, Effect: s.effects(inst, next, events), Timers: timers(inst, next, events)}
+	return decision{Events: events, Effect: s.effects(inst, next, events), Timers: timers(inst, next, events)}, nil
 }
 
 // guardDue is when a command dispatched now is resumed if no outcome came.
@@ -238,6 +296,16 @@ func timers[S any](before, after Instance[S], events []event) []aggregate.Timer 
 		case evResulted:
 			out = append(out, aggregate.Timer{Name: guardTimer + e.Step, Cancel: true})
 		}
+	}
+	if after.Status == Parked {
+		// No guard dispatches a command again while parked: Resume does.
+		// The mark lists the instance.
+		for _, pending := range []map[string]Pending{before.Pending, after.Pending} {
+			for step := range pending {
+				out = append(out, aggregate.Timer{Name: guardTimer + step, Cancel: true})
+			}
+		}
+		out = append(out, aggregate.Timer{Name: parkedMark, Due: persistence.Never})
 	}
 	if after.Ended() && !before.Ended() {
 		// Disarm everything pending before, and everything armed on the
@@ -274,7 +342,7 @@ func (s *Saga[S, E, Env]) effects(before, after Instance[S], events []event) com
 			fx = append(fx, s.dispatchEffect(after.ID, e.Command))
 		}
 	}
-	if after.Ended() && !before.Ended() {
+	if (after.Ended() && !before.Ended()) || (after.Status == Parked && before.Status != Parked) {
 		fx = append(fx, s.endEffect(after.ID))
 	}
 	return composable.Merge(fx...)
@@ -298,8 +366,13 @@ func (s *Saga[S, E, Env]) dispatchEffect(sagaID string, p Pending) composable.Ef
 	return composable.CancelInFlight(dispatchKey{p.Step}, composable.Run(func(ctx context.Context, send func(input)) {
 		key := sagaID + "\x00" + p.Step
 		s.inflight.Add(key, 1)
-		defer s.inflight.Add(key, -1)
-		if res, ok := s.dispatch(ctx, sagaID, p); ok {
+		// Done before the outcome is sent: once it is handled, a new
+		// dispatch of the step (on resumption, say) must not be skipped.
+		res, ok := func() (evResulted, bool) {
+			defer s.inflight.Add(key, -1)
+			return s.dispatch(ctx, sagaID, p)
+		}()
+		if ok {
 			send(input{Result: &res})
 		}
 	}))
@@ -335,7 +408,8 @@ func (c *counters) Get(key string) int {
 	return c.n[key]
 }
 
-// endEffect wakes the waiters of an instance whose end is stored.
+// endEffect wakes the waiters of an instance whose end (or parking) is
+// stored.
 func (s *Saga[S, E, Env]) endEffect(id string) composable.Effect[input] {
 	return composable.Run(func(context.Context, func(input)) { s.ended(id) })
 }
@@ -345,6 +419,9 @@ func (s *Saga[S, E, Env]) encode(c Command) (Pending, error) {
 	data, err := s.def.Commands.Marshal(c.Command)
 	if err != nil {
 		return Pending{}, fmt.Errorf("encode command %T of step %s: %w", c.Command, c.Step, err)
+	}
+	if c.OnFailure < Report || c.OnFailure > Park {
+		return Pending{}, fmt.Errorf("step %s: OnFailure %d is not a FailurePolicy", c.Step, c.OnFailure)
 	}
 	retries := c.Retries
 	if retries == 0 {

@@ -102,3 +102,24 @@ func TestHarnessIsExhaustive(t *testing.T) {
 		})
 	}
 }
+
+// TestHarnessParkAndResume: a step parked by its policy defers a timer
+// firing; Resume handles it and dispatches the step again.
+func TestHarnessParkAndResume(t *testing.T) {
+	parkOnFailure := requested
+	parkOnFailure.Policy = saga.Park
+	st := testkit.GivenSaga(t, transferDefinition(), "t", parkOnFailure)
+	st.Reply("debit", errors.New("wallet unavailable")).ThenStatus(saga.Parked, "")
+	if p := st.Instance().Parked; p == nil || p.Step != "debit" || p.Reason != "step debit failed: wallet unavailable" {
+		t.Fatalf("parked %+v", p)
+	}
+	st.Advance(time.Minute) // the deadline fires while parked: deferred
+	if p := st.Instance().Parked; p == nil || p.Deferred() != 1 {
+		t.Fatalf("parked %+v, want the deadline deferred", p)
+	}
+	// Resumed: the deadline compensates, once the debit — dispatched
+	// again — has its outcome; a debit that succeeds late is refunded.
+	st.Resume().ThenDispatches(debitAlice).ThenStatus(saga.Compensating, "approval deadline missed")
+	st.Reply("debit", nil).ThenDispatches(refundAlice)
+	st.Reply("compensate:debit", nil).ThenStatus(saga.Failed, "approval deadline missed")
+}

@@ -1,6 +1,8 @@
 package saga
 
 import (
+	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -22,11 +24,19 @@ const (
 	Completed
 	// Failed means ended in failure; Reason says why.
 	Failed
+	// Parked means stopped for a person to look at, after a failure its
+	// policy parks on: [Instance].Parked says why. Resume it with
+	// [Saga.Resume].
+	Parked
 )
 
 // String names the status.
 func (s Status) String() string {
-	return [...]string{"not started", "running", "compensating", "completed", "failed"}[s]
+	names := [...]string{"not started", "running", "compensating", "completed", "failed", "parked"}
+	if s < 0 || int(s) >= len(names) {
+		return fmt.Sprintf("status %d", int(s))
+	}
+	return names[s]
 }
 
 // Instance is the state of one saga instance: the saga's own state and what
@@ -44,6 +54,52 @@ type Instance[S any] struct {
 	Pending map[string]Pending
 	// Compensations of the steps that succeeded, oldest first.
 	Compensations []Pending
+	// Parked is set while the instance is parked.
+	Parked *Parking `json:",omitempty"`
+}
+
+// Parking says why an instance is parked, and what it does when resumed.
+type Parking struct {
+	// Reason is the failure that parked the instance.
+	Reason string
+	// Step is the step whose failure parked it, still pending; empty when
+	// the saga's own code failed or its Handle decided to park.
+	Step string `json:",omitempty"`
+	// From is the status the instance returns to when resumed.
+	From Status
+	// Since is when it was parked.
+	Since time.Time
+	// deferred are the inputs that reached it since — the one that failed
+	// first — handled in order when it is resumed.
+	deferred []input
+}
+
+// Deferred returns how many inputs (domain events, outcomes, timer
+// firings) wait for the instance to be resumed.
+func (p *Parking) Deferred() int { return len(p.deferred) }
+
+// parkingJSON is Parking as snapshots store it, deferred inputs included.
+type parkingJSON struct {
+	Reason   string
+	Step     string `json:",omitempty"`
+	From     Status
+	Since    time.Time
+	Deferred []input `json:",omitempty"`
+}
+
+// MarshalJSON encodes p with its deferred inputs, for snapshots.
+func (p Parking) MarshalJSON() ([]byte, error) {
+	return json.Marshal(parkingJSON{p.Reason, p.Step, p.From, p.Since, p.deferred})
+}
+
+// UnmarshalJSON decodes what MarshalJSON encodes.
+func (p *Parking) UnmarshalJSON(data []byte) error {
+	var j parkingJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	*p = Parking{Reason: j.Reason, Step: j.Step, From: j.From, Since: j.Since, deferred: j.Deferred}
+	return nil
 }
 
 // Ended reports whether the instance completed or failed.
@@ -66,6 +122,11 @@ func (i Instance[S]) clone(cloneState func(S) S) Instance[S] {
 	i.Timers = maps.Clone(i.Timers)
 	i.Pending = maps.Clone(i.Pending)
 	i.Compensations = slices.Clone(i.Compensations)
+	if i.Parked != nil {
+		p := *i.Parked
+		p.deferred = slices.Clone(p.deferred)
+		i.Parked = &p
+	}
 	i.State = cloneState(i.State)
 	return i
 }
@@ -104,7 +165,21 @@ type (
 		Version, Position int64
 	}
 	evCompensating struct{ Reason string }
-	evEnded        struct {
+	// evParked parks the instance; Input is the input whose handling
+	// failed, if it did, to be handled again on resumption.
+	evParked struct {
+		Reason string
+		Step   string `json:",omitempty"`
+		From   Status
+		Since  time.Time
+		Input  *input `json:",omitempty"`
+	}
+	// evDeferred keeps an input that reached the parked instance.
+	evDeferred struct{ Input input }
+	// evUnparked resumes the instance: it returns to the status it was
+	// parked in. The inputs it deferred are handled in the same decision.
+	evUnparked struct{}
+	evEnded    struct {
 		Status Status
 		Reason string `json:",omitempty"`
 	}
@@ -122,6 +197,9 @@ func (evDispatched) sagaEvent()     {}
 func (evResulted) sagaEvent()       {}
 func (evResumed) sagaEvent()        {}
 func (evCompensating) sagaEvent()   {}
+func (evParked) sagaEvent()         {}
+func (evDeferred) sagaEvent()       {}
+func (evUnparked) sagaEvent()       {}
 func (evEnded) sagaEvent()          {}
 
 // frameworkRegistry encodes the framework's events (JSON).
@@ -138,6 +216,9 @@ func frameworkRegistry() *persistence.Registry {
 		persistence.Register[evResumed](reg, "saga.resumed"),
 		persistence.Register[evCompensating](reg, "saga.compensating"),
 		persistence.Register[evEnded](reg, "saga.ended"),
+		persistence.Register[evParked](reg, "saga.parked"),
+		persistence.Register[evDeferred](reg, "saga.deferred"),
+		persistence.Register[evUnparked](reg, "saga.unparked"),
 	} {
 		if err != nil {
 			panic(err) // the framework's own types: a bug here, not input
@@ -191,6 +272,23 @@ func apply[S, E, Env any](def *Definition[S, E, Env], i *Instance[S], e event) {
 		}
 	case evCompensating:
 		i.Status, i.Reason = Compensating, e.Reason
+	case evParked:
+		i.Status = Parked
+		i.Parked = &Parking{Reason: e.Reason, Step: e.Step, From: e.From, Since: e.Since}
+		if e.Input != nil {
+			i.Parked.deferred = []input{*e.Input}
+		}
+	case evDeferred:
+		if i.Parked != nil {
+			i.Parked.deferred = append(i.Parked.deferred, e.Input)
+		}
+		if e.Input.Timer != "" {
+			delete(i.Timers, e.Input.Timer) // fired: it waits among the inputs
+		}
+	case evUnparked:
+		if i.Parked != nil {
+			i.Status, i.Parked = i.Parked.From, nil
+		}
 	case evEnded:
 		i.Status, i.Reason = e.Status, e.Reason
 		i.Timers, i.Pending, i.Compensations = nil, nil, nil

@@ -95,6 +95,14 @@ func (m *Machine[S, E, Env]) Timer(inst Instance[S], name string) (Instance[S], 
 	return m.feed(inst, input{Timer: name, Due: inst.Timers[name]})
 }
 
+// Resume resumes a parked instance, as [Saga.Resume] does: the inputs it
+// deferred are handled, and the commands still pending are dispatched
+// again (reported in the outcome's Dispatched). It returns an error
+// matching ErrNotParked when inst is not parked.
+func (m *Machine[S, E, Env]) Resume(inst Instance[S]) (Instance[S], Outcome[E], error) {
+	return m.feed(inst, input{Unpark: true})
+}
+
 func (m *Machine[S, E, Env]) feed(inst Instance[S], in input) (Instance[S], Outcome[E], error) {
 	d, err := m.s.handle(inst, in, struct{}{})
 	if err != nil {
@@ -117,6 +125,13 @@ func (m *Machine[S, E, Env]) feed(inst Instance[S], in input) (Instance[S], Outc
 				return inst, out, fmt.Errorf("saga: decode dispatched command: %w", err)
 			}
 			out.Dispatched = append(out.Dispatched, Dispatched{Step: e.Command.Step, Aggregate: e.Command.Aggregate, ID: e.Command.ID, Command: cmd})
+		case evResumed: // dispatched again
+			p := next.Pending[e.Step]
+			cmd, err := m.s.def.Commands.Unmarshal(persistence.EventData{Type: p.Type, SchemaVersion: p.SchemaVersion, Data: p.Data})
+			if err != nil {
+				return inst, out, fmt.Errorf("saga: decode dispatched command: %w", err)
+			}
+			out.Dispatched = append(out.Dispatched, Dispatched{Step: p.Step, Aggregate: p.Aggregate, ID: p.ID, Command: cmd})
 		case evTimerScheduled:
 			out.Scheduled = append(out.Scheduled, Scheduled(e))
 		case evTimerCancelled:

@@ -115,15 +115,16 @@ func (s *Saga[S, E, Env]) Run(ctx context.Context, sub bus.Subscriber) error {
 	})
 }
 
-// Wait blocks until instance id has ended — completed or failed — and
-// returns its final state, or until ctx ends. It returns at once for an
-// instance that has ended; for one that has not started it waits for it to
-// start and end. Wait observes ends that happen on this runtime.
+// Wait blocks until instance id has ended — completed or failed — or
+// parked, and returns its state then, or until ctx ends. It returns at once
+// for an instance that has ended or is parked; for one that has not
+// started it waits for it to start and end. Wait observes ends and
+// parkings that happen on this runtime.
 func (s *Saga[S, E, Env]) Wait(ctx context.Context, id string) (Instance[S], error) {
 	for {
 		ended := s.await(id)
 		inst, err := s.Instance(ctx, id)
-		if err != nil || inst.Ended() {
+		if err != nil || inst.Ended() || inst.Status == Parked {
 			s.unawait(id, ended)
 			return inst, err
 		}

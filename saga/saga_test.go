@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,7 +38,7 @@ type fixture struct {
 	rt        *aggregate.Runtime
 	wallets   *aggregate.Type[wallet, walletCmd, walletEvent, struct{}]
 	transfers *saga.Saga[transfer, any, struct{}]
-	n         int
+	n         atomic.Int64
 }
 
 func newFixture(t *testing.T, store *memory.Store, clock *testkit.ManualClock) *fixture {
@@ -48,6 +50,13 @@ func newFixture(t *testing.T, store *memory.Store, clock *testkit.ManualClock) *
 // transfer saga hosted with opts.
 func newFixtureWith(t testing.TB, store persistence.EventStore, clock *testkit.ManualClock, opts saga.Options, rtOpts ...aggregate.RuntimeOption) *fixture {
 	t.Helper()
+	return newFixtureDef(t, store, clock, transferDefinition(), opts, rtOpts...)
+}
+
+// newFixtureDef is newFixtureWith with the transfer saga's definition
+// changed by the test.
+func newFixtureDef(t testing.TB, store persistence.EventStore, clock *testkit.ManualClock, def saga.Definition[transfer, any, struct{}], opts saga.Options, rtOpts ...aggregate.RuntimeOption) *fixture {
+	t.Helper()
 	sys := actor.NewSystem(actor.WithLogger(quiet()))
 	t.Cleanup(func() { _ = sys.Close() })
 	rt := aggregate.NewRuntime(sys, store, append([]aggregate.RuntimeOption{aggregate.WithClock(clock), aggregate.WithLogger(quiet())}, rtOpts...)...)
@@ -56,7 +65,7 @@ func newFixtureWith(t testing.TB, store persistence.EventStore, clock *testkit.M
 	if err != nil {
 		t.Fatal(err)
 	}
-	transfers, err := saga.Register(rt, transferDefinition(), nil, opts)
+	transfers, err := saga.Register(rt, def, func(s transfer) transfer { s.Notes = slices.Clone(s.Notes); return s }, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,17 +84,22 @@ func ctxT(t *testing.T) context.Context {
 // it to the saga.
 func (f *fixture) deliver(t *testing.T, e any) persistence.RecordedEvent {
 	t.Helper()
-	data, err := transferDefinition().Events.Marshal(e)
+	rec, err := f.tryDeliver(ctxT(t), e)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.n++
-	data.ID = fmt.Sprintf("domain-%d-%d", time.Now().UnixNano(), f.n)
-	rec := persistence.RecordedEvent{EventData: data, StreamID: "transfer/x"}
-	if err := f.transfers.Deliver(ctxT(t), rec); err != nil {
-		t.Fatal(err)
-	}
 	return rec
+}
+
+// tryDeliver is deliver for any goroutine.
+func (f *fixture) tryDeliver(ctx context.Context, e any) (persistence.RecordedEvent, error) {
+	data, err := transferDefinition().Events.Marshal(e)
+	if err != nil {
+		return persistence.RecordedEvent{}, err
+	}
+	data.ID = fmt.Sprintf("domain-%d-%d", time.Now().UnixNano(), f.n.Add(1))
+	rec := persistence.RecordedEvent{EventData: data, StreamID: "transfer/x"}
+	return rec, f.transfers.Deliver(ctx, rec)
 }
 
 func (f *fixture) balance(t *testing.T, id string) int {

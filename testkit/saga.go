@@ -78,6 +78,14 @@ func (st *SagaTest[S, E, Env]) Reply(step string, err error) *SagaStep[S, E, Env
 	return st.step("Reply("+step+")", func() (saga.Instance[S], saga.Outcome[E], error) { return st.m.Result(st.inst, step, err) })
 }
 
+// Resume resumes the parked instance (see [saga.Saga.Resume]): the inputs
+// it deferred are handled, and the commands still pending dispatched
+// again.
+func (st *SagaTest[S, E, Env]) Resume() *SagaStep[S, E, Env] {
+	st.t.Helper()
+	return st.step("Resume", func() (saga.Instance[S], saga.Outcome[E], error) { return st.m.Resume(st.inst) })
+}
+
 // Advance moves the clock by d, firing the instance's timers that fall
 // due, in due order; their outcomes are merged into one step.
 func (st *SagaTest[S, E, Env]) Advance(d time.Duration) *SagaStep[S, E, Env] {
