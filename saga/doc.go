@@ -34,16 +34,21 @@
 // saga ended, never reaches Handle. Timers use the runtime's clock: tests
 // drive them with a manual clock.
 //
-// # Compensation and failure
+// # Compensation and supervision
 //
 // A [Command] may carry a compensation. When Handle decides to Compensate,
 // the compensations of the steps that succeeded are dispatched one after
 // another, newest first, and the saga then ends as Failed with the reason.
-// A dispatched command that fails transiently is retried with back-off
-// ([Command].Retries); a failure that remains is reported to Handle, skipped,
-// or stops the saga ([FailurePolicy]). An error or panic in Handle fails the
-// saga visibly — logged, recorded as the reason — and never rolls back
-// silently.
+//
+// A saga supervises its steps. A dispatched command that fails transiently
+// is retried with back-off ([Command].Retries); a failure that remains is
+// reported to Handle, skipped, stops the saga, compensates, or parks the
+// instance ([FailurePolicy]). A failure of the saga's own code — an error
+// or panic in Handle — is logged and fails, compensates or parks the
+// instance ([ErrorPolicy]); it never rolls back silently. A parked
+// instance ([Parked]) records why, dispatches nothing and defers its
+// inputs until [Saga.Resume] takes it on where it stopped; [Saga.Parked]
+// lists parked instances.
 //
 // Sagas carry the state they need in their own events; they never query
 // projections, which may lag.
