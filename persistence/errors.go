@@ -33,6 +33,7 @@ var (
 	ErrBadVersion         = fmt.Errorf("%w: bad version", ErrInvalidInput)
 	ErrBadLimit           = fmt.Errorf("%w: bad limit", ErrInvalidInput)
 	ErrInvalidTimer       = fmt.Errorf("%w: invalid timer", ErrInvalidInput)
+	ErrTooLong            = fmt.Errorf("%w: id or name too long", ErrInvalidInput)
 )
 
 // ConcurrencyError reports an append whose expected version did not match.

@@ -11,6 +11,25 @@ import (
 // configured otherwise.
 const DefaultMaxEventSize = 1 << 20
 
+// MaxIDLength is the longest stream id, event id or event type, in bytes,
+// a store accepts: far beyond any real name, and well within what an
+// index entry can hold.
+const MaxIDLength = 1024
+
+// Quote quotes at most the first 64 bytes of a value for an error message
+// or a log line, so that a hostile value cannot make either huge.
+func Quote(v string) string {
+	const max = 64
+	if len(v) <= max {
+		return fmt.Sprintf("%q", v)
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%q… (%d bytes)", v[:cut], len(v))
+}
+
 // ValidateAppend checks an append's input the way every store must: it
 // returns an error from the ErrInvalidInput family, or a *DuplicateEventError
 // for an ID repeated within events. Stores call it before touching storage,
@@ -24,7 +43,10 @@ func ValidateAppend(stream string, expected ExpectedVersion, events []EventData,
 		return ErrEmptyStreamID
 	}
 	if !validText(stream) {
-		return fmt.Errorf("%w: stream id %q", ErrInvalidText, stream)
+		return fmt.Errorf("%w: stream id %s", ErrInvalidText, Quote(stream))
+	}
+	if len(stream) > MaxIDLength {
+		return fmt.Errorf("%w: stream id %s, limit %d bytes", ErrTooLong, Quote(stream), MaxIDLength)
 	}
 	if expected < Any {
 		return fmt.Errorf("%w: %d", ErrBadExpectedVersion, expected)
@@ -48,6 +70,8 @@ func ValidateAppend(stream string, expected ExpectedVersion, events []EventData,
 			return fmt.Errorf("%w: event %d has schema version %d", ErrBadVersion, i, e.SchemaVersion)
 		case !validText(e.ID) || !validText(e.Type):
 			return fmt.Errorf("%w: event %d id or type", ErrInvalidText, i)
+		case len(e.ID) > MaxIDLength || len(e.Type) > MaxIDLength:
+			return fmt.Errorf("%w: event %d id %s or type %s, limit %d bytes", ErrTooLong, i, Quote(e.ID), Quote(e.Type), MaxIDLength)
 		}
 		for k, v := range e.Metadata {
 			if !validText(k) || !validText(v) {

@@ -566,12 +566,18 @@ func testBadInput(t *testing.T, s Store) {
 		{"invalid UTF-8 in event id", "s", persistence.Any, []persistence.EventData{withField(func(e *persistence.EventData) { e.ID = "a\xff" })}, persistence.ErrInvalidText},
 		{"invalid UTF-8 in metadata", "s", persistence.Any, []persistence.EventData{withField(func(e *persistence.EventData) { e.Metadata = map[string]string{"k": "\xff"} })}, persistence.ErrInvalidText},
 		{"event over the size limit", "s", persistence.Any, []persistence.EventData{ev("ok"), big}, persistence.ErrEventTooLarge},
+		{"stream id over the length limit", strings.Repeat("s", persistence.MaxIDLength+1), persistence.Any, []persistence.EventData{ev("a")}, persistence.ErrTooLong},
+		{"event id over the length limit", "s", persistence.Any, []persistence.EventData{withField(func(e *persistence.EventData) { e.ID = strings.Repeat("i", 10<<10) })}, persistence.ErrTooLong},
+		{"event type over the length limit", "s", persistence.Any, []persistence.EventData{withField(func(e *persistence.EventData) { e.Type = strings.Repeat("t", persistence.MaxIDLength+1) })}, persistence.ErrTooLong},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := s.Append(ctxFor(t), tt.stream, tt.expected, tt.events...)
 			if !errors.Is(err, tt.want) || !errors.Is(err, persistence.ErrInvalidInput) {
 				t.Fatalf("err = %v, want %v (an ErrInvalidInput)", err, tt.want)
+			}
+			if len(err.Error()) > 512 {
+				t.Fatalf("the error quotes too much: %d bytes", len(err.Error()))
 			}
 			if got := readAll(t, s); len(got) != 0 {
 				t.Fatalf("refused input wrote %d events", len(got))
