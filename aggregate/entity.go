@@ -362,6 +362,10 @@ func (e *entity[S, C, E, Env]) appendFailed(ctx context.Context, m *envelope[S, 
 			return res, false, err
 		}
 		return res, false, fmt.Errorf("aggregate %s: command id %q was used before, beyond the dedup window: %w", e.stream, m.commandID, err)
+	case errors.Is(err, persistence.ErrInvalidInput):
+		// The store refused the events as they stand, before writing
+		// anything: the command's fault, not an outage. No back-off.
+		return res, false, fmt.Errorf("%w: %s: %w", ErrInvalidDecision, e.stream, err)
 	default:
 		e.dirty = true // the append may or may not have landed
 		return res, false, e.storeFailed(err)

@@ -3,6 +3,8 @@ package aggregate
 import (
 	"errors"
 	"fmt"
+
+	"github.com/composable-go/composable/persistence"
 )
 
 var (
@@ -31,11 +33,19 @@ var (
 	ErrUnknownType = errors.New("aggregate: unknown type")
 	// ErrInvalidDecision is matched when a command handler's decision
 	// cannot be carried out as it stands — timers without events, a timer
-	// without a name. Nothing was written.
+	// without a name, events the store refuses (too large, say; the error
+	// then matches the store's persistence.ErrInvalidInput error too).
+	// Nothing was written, and the aggregate goes on serving other
+	// commands: it is the command's fault, not the store's.
 	ErrInvalidDecision = errors.New("aggregate: invalid decision")
 	// ErrCorrupt is matched when stored events or snapshots cannot be
 	// decoded or applied: the aggregate cannot be rebuilt.
 	ErrCorrupt = errors.New("aggregate: corrupt stream")
+	// ErrInvalidID is returned at once, before any aggregate is touched,
+	// for an aggregate id that is empty, not valid UTF-8, holds a NUL
+	// byte, or makes a stream id longer than persistence.MaxIDLength. It
+	// also matches persistence.ErrInvalidInput: the caller's input.
+	ErrInvalidID = fmt.Errorf("aggregate: invalid id: %w", persistence.ErrInvalidInput)
 )
 
 // RejectedError carries a business rejection. It matches ErrRejected and

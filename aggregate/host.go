@@ -2,6 +2,7 @@ package aggregate
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,9 @@ func newHost[S, C, E, Env any](rt *Runtime, def Definition[S, C, E, Env], opts O
 // request sends m through the manager and waits for the reply.
 func (h *host[S, C, E, Env]) request(ctx context.Context, m *envelope[S, C, E]) (Result[S, E], error) {
 	if err := ctx.Err(); err != nil {
+		return Result[S, E]{}, err
+	}
+	if err := h.validID(m.id); err != nil {
 		return Result[S, E]{}, err
 	}
 	if err := h.rt.admit(h.slots); err != nil {
@@ -248,4 +252,18 @@ func (h *host[S, C, E, Env]) sweep() {
 // shutdown stops the manager, which stops its children.
 func (h *host[S, C, E, Env]) shutdown() {
 	_ = h.rt.sys.ActorSystem().Root.PoisonFuture(h.manager).Wait()
+}
+
+// validID refuses an id no stream can be named after, before an actor is
+// spawned for it.
+func (h *host[S, C, E, Env]) validID(id string) error {
+	switch stream := streamName(h.def.Type, id); {
+	case id == "":
+		return fmt.Errorf("%w: empty, for type %s", ErrInvalidID, persistence.Quote(h.def.Type))
+	case !persistence.ValidStreamID(stream):
+		return fmt.Errorf("%w: %s is not valid UTF-8 or holds a NUL byte", ErrInvalidID, persistence.Quote(id))
+	case len(stream) > persistence.MaxIDLength:
+		return fmt.Errorf("%w: %s makes a stream id of %d bytes, limit %d", ErrInvalidID, persistence.Quote(id), len(stream), persistence.MaxIDLength)
+	}
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/composable-go/composable/aggregate"
+	"github.com/composable-go/composable/bus"
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/persistence/memory"
 	"github.com/composable-go/composable/saga"
@@ -345,4 +346,17 @@ func TestHandleDecidesToPark(t *testing.T) {
 	if inst := f.waitFor(t, "d1", func(i saga.Instance[transfer]) bool { return i.Status == saga.Running }); inst.Parked != nil {
 		t.Fatalf("resumed %+v", inst)
 	}
+}
+
+// TestEventRoutedToAnInvalidIDIsPermanent: an event routed to an id no
+// instance can have is refused as permanent — the bus dead-letters it
+// rather than retry — and the saga goes on with the next one.
+func TestEventRoutedToAnInvalidIDIsPermanent(t *testing.T) {
+	f := newFixture(t, memory.New(), testkit.NewManualClock(time.Unix(0, 0)))
+	_, err := f.tryDeliver(ctxT(t), TransferRequested{Transfer: "bad\x00id", From: "alice", To: "bob", Amount: 10})
+	if !errors.Is(err, aggregate.ErrInvalidID) || !errors.Is(err, bus.ErrPermanent) {
+		t.Fatalf("Deliver to an invalid id: %v, want a permanent ErrInvalidID", err)
+	}
+	f.deliver(t, TransferRequested{Transfer: "good", From: "alice", To: "bob", Amount: 10})
+	f.waitFor(t, "good", debited)
 }
