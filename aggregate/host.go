@@ -90,6 +90,11 @@ func (h *host[S, C, E, Env]) request(ctx context.Context, m *envelope[S, C, E]) 
 	if err := h.validID(m.id); err != nil {
 		return Result[S, E]{}, err
 	}
+	for k := range m.metadata {
+		if persistence.ReservedMetadata(k) {
+			return Result[S, E]{}, fmt.Errorf("%w: %s is written by the framework (use WithCommandID)", persistence.ErrReservedMetadata, persistence.Quote(k))
+		}
+	}
 	if err := h.rt.admit(h.slots); err != nil {
 		return Result[S, E]{}, err
 	}

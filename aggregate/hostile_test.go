@@ -112,3 +112,49 @@ func TestInvalidIDsAreRefusedAtTheDoor(t *testing.T) {
 		t.Fatalf("an id at the limit: %v", err)
 	}
 }
+
+// TestReservedMetadataCannotBeSpoofed: metadata may not set the command id
+// (or type) deduplication trusts: a spoofed command-id is refused, writes
+// nothing, and the genuine command with that id runs — also after a
+// restart, when deduplication reads the ids back from the stream.
+func TestReservedMetadataCannotBeSpoofed(t *testing.T) {
+	store := memory.New()
+	boards := newBoards(t, store)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, key := range []string{persistence.MetadataCommandID, persistence.MetadataCommandType} {
+		_, err := boards.Send(ctx, "b1", pin{Text: "spoof"}, aggregate.WithMetadata(map[string]string{key: "saga/pay/1/charge"}))
+		if !errors.Is(err, persistence.ErrReservedMetadata) || !errors.Is(err, persistence.ErrInvalidInput) {
+			t.Fatalf("metadata %q: %v, want ErrReservedMetadata", key, err)
+		}
+	}
+	if _, err := store.Load(ctx, "board/b1", 1); !errors.Is(err, persistence.ErrStreamNotFound) {
+		t.Fatalf("a refused command wrote events: %v", err)
+	}
+	// Correlation and causation ids are the caller's to pass on.
+	md := map[string]string{persistence.MetadataCorrelationID: "c1", persistence.MetadataCausationID: "x"}
+	if _, err := boards.Send(ctx, "b1", pin{Text: "ok"}, aggregate.WithMetadata(md)); err != nil {
+		t.Fatal(err)
+	}
+	fresh := newBoards(t, store) // a restart: dedup rebuilt from the stream
+	res, err := fresh.Send(ctx, "b1", pin{Text: "genuine"}, aggregate.WithCommandID("saga/pay/1/charge"))
+	if err != nil || res.Duplicate || res.State.Notes != 2 {
+		t.Fatalf("the genuine command: %+v, %v", res, err)
+	}
+}
+
+// TestMetadataCountsTowardsTheEventSize: an event whose metadata makes it
+// larger than the limit is refused like one whose data does.
+func TestMetadataCountsTowardsTheEventSize(t *testing.T) {
+	boards := newBoards(t, memory.New())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	md := map[string]string{"blob": strings.Repeat("m", persistence.DefaultMaxEventSize)}
+	_, err := boards.Send(ctx, "b1", pin{Text: "small"}, aggregate.WithMetadata(md))
+	if !errors.Is(err, persistence.ErrEventTooLarge) || !errors.Is(err, aggregate.ErrInvalidDecision) {
+		t.Fatalf("oversized metadata: %v, want ErrEventTooLarge", err)
+	}
+	if _, err := boards.Send(ctx, "b1", pin{Text: "next"}); err != nil {
+		t.Fatalf("the next command: %v", err)
+	}
+}

@@ -237,7 +237,9 @@ type sendOptions struct {
 func WithCommandID(id string) SendOption { return func(o *sendOptions) { o.commandID = id } }
 
 // WithMetadata adds metadata (correlation and causation ids, say) to the
-// events the command appends.
+// events the command appends. Keys only the framework writes (see
+// persistence.ReservedMetadata: the command id and type) are refused with
+// persistence.ErrReservedMetadata: set the command id with WithCommandID.
 func WithMetadata(md map[string]string) SendOption {
 	return func(o *sendOptions) {
 		if o.metadata == nil {

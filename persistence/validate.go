@@ -7,8 +7,8 @@ import (
 	"unicode/utf8"
 )
 
-// DefaultMaxEventSize is the largest event Data a store accepts unless
-// configured otherwise.
+// DefaultMaxEventSize is the largest event — its data and its metadata's
+// keys and values — a store accepts unless configured otherwise.
 const DefaultMaxEventSize = 1 << 20
 
 // MaxIDLength is the longest stream id, event id or event type, in bytes,
@@ -33,8 +33,9 @@ func Quote(v string) string {
 // ValidateAppend checks an append's input the way every store must: it
 // returns an error from the ErrInvalidInput family, or a *DuplicateEventError
 // for an ID repeated within events. Stores call it before touching storage,
-// so refused input writes nothing. maxEventSize bounds len(Data); zero or
-// less means DefaultMaxEventSize.
+// so refused input writes nothing. maxEventSize bounds an event's size:
+// its data and its metadata's keys and values; zero or less means
+// DefaultMaxEventSize.
 func ValidateAppend(stream string, expected ExpectedVersion, events []EventData, maxEventSize int) error {
 	if maxEventSize <= 0 {
 		maxEventSize = DefaultMaxEventSize
@@ -73,10 +74,15 @@ func ValidateAppend(stream string, expected ExpectedVersion, events []EventData,
 		case len(e.ID) > MaxIDLength || len(e.Type) > MaxIDLength:
 			return fmt.Errorf("%w: event %d id %s or type %s, limit %d bytes", ErrTooLong, i, Quote(e.ID), Quote(e.Type), MaxIDLength)
 		}
+		size := len(e.Data)
 		for k, v := range e.Metadata {
 			if !validText(k) || !validText(v) {
-				return fmt.Errorf("%w: event %d metadata %q", ErrInvalidText, i, k)
+				return fmt.Errorf("%w: event %d metadata %s", ErrInvalidText, i, Quote(k))
 			}
+			size += len(k) + len(v)
+		}
+		if size > maxEventSize {
+			return fmt.Errorf("%w: event %d has %d bytes with its metadata, limit %d", ErrEventTooLarge, i, size, maxEventSize)
 		}
 		if seen == nil {
 			for _, before := range events[:i] {

@@ -49,8 +49,8 @@ type Option func(*Store)
 // WithClock sets the clock that stamps RecordedAt. Default: the system clock.
 func WithClock(c composable.Clock) Option { return func(s *Store) { s.clock = c } }
 
-// WithMaxEventSize sets the largest accepted event Data, in bytes. Default:
-// [persistence.DefaultMaxEventSize].
+// WithMaxEventSize sets the largest accepted event (data and metadata), in
+// bytes. Default: [persistence.DefaultMaxEventSize].
 func WithMaxEventSize(n int) Option { return func(s *Store) { s.maxEventSize = n } }
 
 // New returns an empty store.

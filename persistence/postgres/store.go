@@ -87,8 +87,8 @@ type Option func(*config)
 // "composable". Stores in different schemas are independent.
 func WithSchema(schema string) Option { return func(c *config) { c.schema = schema } }
 
-// WithMaxEventSize sets the largest accepted event or snapshot Data, in
-// bytes. Default [persistence.DefaultMaxEventSize].
+// WithMaxEventSize sets the largest accepted event (data and metadata) or
+// snapshot Data, in bytes. Default [persistence.DefaultMaxEventSize].
 func WithMaxEventSize(n int) Option { return func(c *config) { c.maxEventSize = n } }
 
 // WithMaxBatchEvents caps the events the writer commits in one transaction.
