@@ -58,7 +58,7 @@ type TimerStore interface {
 	// Deleting a timer that is gone is not an error.
 	DeleteTimer(ctx context.Context, t Timer) error
 	// Marks returns up to limit timers of owner named name that are due
-	// [Never], in id order, starting after the id after ("" for the
+	// [Never], in id (byte) order, starting after the id after ("" for the
 	// first page). Its cost grows with the owner's marks, not with its
 	// timers pending.
 	Marks(ctx context.Context, owner, name, after string, limit int) ([]Timer, error)

@@ -106,8 +106,10 @@ const (
 )
 
 // ErrorPolicy says what an instance does when the saga's own code fails:
-// Handle returns an error or panics, or an event or command cannot be
-// encoded or decoded.
+// Handle returns an error or panics, a routed event cannot be decoded, or
+// a decision's events or commands cannot be encoded. (A pending command
+// that cannot be decoded when dispatched is a failure of its step: see
+// [FailurePolicy].)
 type ErrorPolicy int
 
 const (

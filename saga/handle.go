@@ -338,7 +338,7 @@ func (s *Saga[S, E, Env]) simulate(inst Instance[S], events []event) Instance[S]
 func (s *Saga[S, E, Env]) effects(before, after Instance[S], events []event) composable.Effect[input] {
 	var fx []composable.Effect[input]
 	for _, e := range events {
-		if e, ok := e.(evDispatched); ok {
+		if e, ok := e.(evDispatched); ok && after.Status != Parked { // parked: pending until resumed
 			fx = append(fx, s.dispatchEffect(after.ID, e.Command))
 		}
 	}
@@ -368,11 +368,13 @@ func (s *Saga[S, E, Env]) dispatchEffect(sagaID string, p Pending) composable.Ef
 		s.inflight.Add(key, 1)
 		// Done before the outcome is sent: once it is handled, a new
 		// dispatch of the step (on resumption, say) must not be skipped.
-		res, ok := func() (evResulted, bool) {
-			defer s.inflight.Add(key, -1)
-			return s.dispatch(ctx, sagaID, p)
-		}()
-		if ok {
+		// Done once the outcome is sent: until the instance handles it, a
+		// resumption must not dispatch the step again (a rejected command
+		// may succeed the second time, and that success would go
+		// unnoticed). Resume dispatches the step that parked the instance
+		// whatever this says: its outcome was handled.
+		defer s.inflight.Add(key, -1)
+		if res, ok := s.dispatch(ctx, sagaID, p); ok {
 			send(input{Result: &res})
 		}
 	}))

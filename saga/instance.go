@@ -277,6 +277,9 @@ func apply[S, E, Env any](def *Definition[S, E, Env], i *Instance[S], e event) {
 		i.Parked = &Parking{Reason: e.Reason, Step: e.Step, From: e.From, Since: e.Since}
 		if e.Input != nil {
 			i.Parked.deferred = []input{*e.Input}
+			if e.Input.Timer != "" {
+				delete(i.Timers, e.Input.Timer) // fired: it waits among the inputs
+			}
 		}
 	case evDeferred:
 		if i.Parked != nil {

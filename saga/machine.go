@@ -138,5 +138,8 @@ func (m *Machine[S, E, Env]) feed(inst Instance[S], in input) (Instance[S], Outc
 			out.Cancelled = append(out.Cancelled, e.Name)
 		}
 	}
+	if next.Status == Parked {
+		out.Dispatched = nil // pending, not sent, until resumed
+	}
 	return next, out, nil
 }

@@ -20,7 +20,8 @@ import (
 // handling failed — and marked in the timer table so that Parked lists it.
 // While parked, the instance defers every input (domain events, outcomes
 // of commands still in flight, timer firings) by recording it, and
-// dispatches nothing: the guards of its pending commands are disarmed.
+// dispatches nothing: the guards of its pending commands are disarmed, and
+// commands a decision dispatches as it parks stay pending until resumed.
 // Resume handles the deferred inputs in order, in one decision, and
 // dispatches again what is still pending.
 
@@ -57,24 +58,22 @@ func (s *Saga[S, E, Env]) unpark(inst Instance[S]) decision {
 	out := decision{Events: []event{evUnparked{}}}
 	var fx []composable.Effect[input]
 	cur := s.simulate(inst, out.Events)
-	for i, in := range deferred {
+	// The timers that fired while parked are pending again, for the inputs
+	// handled before their firing: one that cancels or re-arms a timer
+	// does so before it fires, as it would have had the instance not
+	// parked. (Their rows are gone; only cur, a scratch copy, holds them.)
+	for _, in := range deferred {
 		if in.Timer != "" {
-			if _, ok := cur.Timers[in.Timer]; ok {
-				continue // re-armed by an input handled before it: that arming counts
-			}
-			// It fired while parked: pending again for the moment it is
-			// handled.
 			if cur.Timers == nil {
 				cur.Timers = map[string]time.Time{}
 			}
 			cur.Timers[in.Timer] = in.Due
 		}
+	}
+	for i, in := range deferred {
 		d, err := s.handle(cur, in, struct{}{})
 		if err != nil { // only a resumption of an instance not parked fails
 			continue
-		}
-		if in.Timer != "" && len(d.Events) == 0 {
-			delete(cur.Timers, in.Timer) // too late for it: not pending after all
 		}
 		out.Events = append(out.Events, d.Events...)
 		out.Timers = append(out.Timers, d.Timers...)
@@ -83,10 +82,12 @@ func (s *Saga[S, E, Env]) unpark(inst Instance[S]) decision {
 			apply(&s.def, &cur, e)
 		}
 		if cur.Status == Parked {
+			// Parked again: the rest waits, and so do the commands the
+			// inputs before dispatched — they are pending, for the next
+			// Resume to dispatch.
 			for _, rest := range deferred[i+1:] {
 				out.Events = append(out.Events, evDeferred{Input: rest})
 			}
-			out.Effect = composable.Merge(fx...)
 			return out
 		}
 	}
@@ -104,7 +105,10 @@ func (s *Saga[S, E, Env]) unpark(inst Instance[S]) decision {
 			ev := evResumed{Step: step, Guard: s.guardDue()}
 			out.Events = append(out.Events, ev)
 			out.Timers = append(out.Timers, aggregate.Timer{Name: guardTimer + step, Due: ev.Guard})
-			if !s.dispatching(inst.ID, step) {
+			// The failed step's outcome was handled (it parked the
+			// instance): dispatch it whatever the counter says. Another
+			// step still dispatching in this process will report.
+			if step == inst.Parked.Step || !s.dispatching(inst.ID, step) {
 				fx = append(fx, s.dispatchEffect(inst.ID, p))
 			}
 		}

@@ -44,3 +44,109 @@ func TestParkingSurvivesASnapshot(t *testing.T) {
 		t.Fatal("a clone shares the deferred inputs")
 	}
 }
+
+type holdStart struct{ ID string }
+type holdPaid struct{ ID string }
+type holdNote struct{ Text string }
+
+// holdDefinition starts, arms a deadline and parks at once; a payment
+// cancels the deadline, which otherwise notes it was late.
+func holdDefinition() Definition[[]string, holdNote, struct{}] {
+	events := persistence.NewRegistry()
+	for _, err := range []error{
+		persistence.Register[holdStart](events, "hold.start"),
+		persistence.Register[holdPaid](events, "hold.paid"),
+		persistence.Register[holdNote](events, "hold.note"),
+	} {
+		if err != nil {
+			panic(err)
+		}
+	}
+	return Definition[[]string, holdNote, struct{}]{
+		Type: "hold", Events: events, Commands: persistence.NewRegistry(),
+		Route: func(e any, _ map[string]string) Route {
+			switch e := e.(type) {
+			case holdStart:
+				return Route{Mode: Start, ID: e.ID}
+			case holdPaid:
+				return Route{Mode: Continue, ID: e.ID}
+			}
+			return Route{}
+		},
+		Handle: func(_ []string, in Input, _ struct{}) (Decision[holdNote], error) {
+			switch in.Event.(type) {
+			case holdStart:
+				return Decision[holdNote]{Schedule: []Timer{{Name: "deadline", After: time.Minute}}, Park: "hold"}, nil
+			case holdPaid:
+				return Decision[holdNote]{Events: []holdNote{{"paid"}}, Cancel: []string{"deadline"}}, nil
+			}
+			if in.Timer == "deadline" {
+				return Decision[holdNote]{Events: []holdNote{{"late"}}}, nil
+			}
+			return Decision[holdNote]{}, nil
+		},
+		Apply: func(s *[]string, e holdNote) { *s = append(*s, e.Text) },
+	}
+}
+
+type stepClock struct{ now time.Time }
+
+func (c *stepClock) Now() time.Time                         { return c.now }
+func (c *stepClock) After(d time.Duration) <-chan time.Time { return make(chan time.Time) }
+
+// TestResumeHandlesDeferredInputsInTheirOrder: a payment deferred before
+// the deadline's firing cancels it on Resume — as it would have without
+// the parking — so the deadline never reaches Handle.
+func TestResumeHandlesDeferredInputsInTheirOrder(t *testing.T) {
+	clock := &stepClock{now: time.Unix(0, 0)}
+	m, err := NewMachine(holdDefinition(), clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, _, err := m.Event(m.New("h"), holdStart{"h"}, nil)
+	if err != nil || inst.Status != Parked {
+		t.Fatalf("start: %+v, %v", inst, err)
+	}
+	if inst, _, err = m.Event(inst, holdPaid{"h"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	clock.now = clock.now.Add(time.Minute)
+	if inst, _, err = m.Timer(inst, "deadline"); err != nil || inst.Parked.Deferred() != 2 {
+		t.Fatalf("the deadline while parked: %v, %d deferred", err, inst.Parked.Deferred())
+	}
+	if _, ok := inst.Timers["deadline"]; ok {
+		t.Fatal("a deferred firing is still a pending timer")
+	}
+	inst, _, err = m.Resume(inst)
+	if err != nil || inst.Status != Running || len(inst.State) != 1 || inst.State[0] != "paid" || len(inst.Timers) != 0 {
+		t.Fatalf("resumed: %+v, %v; want the payment alone handled", inst, err)
+	}
+}
+
+// TestParkingDecisionDispatchesNothing: commands a parking decision
+// dispatches stay pending, unsent, until Resume.
+func TestParkingDecisionDispatchesNothing(t *testing.T) {
+	def := holdDefinition()
+	def.Commands = persistence.NewRegistry()
+	if err := persistence.Register[holdNote](def.Commands, "hold.command"); err != nil {
+		t.Fatal(err)
+	}
+	def.Handle = func(_ []string, in Input, _ struct{}) (Decision[holdNote], error) {
+		if _, ok := in.Event.(holdStart); ok {
+			return Decision[holdNote]{Dispatch: []Command{{Step: "s", Aggregate: "a", ID: "1", Command: holdNote{"x"}}}, Park: "hold"}, nil
+		}
+		return Decision[holdNote]{}, nil
+	}
+	m, err := NewMachine(def, &stepClock{now: time.Unix(0, 0)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, out, err := m.Event(m.New("h"), holdStart{"h"}, nil)
+	if err != nil || inst.Status != Parked || len(out.Dispatched) != 0 || len(inst.Pending) != 1 {
+		t.Fatalf("parking decision: %+v dispatched %v, %v", inst, out.Dispatched, err)
+	}
+	inst, out, err = m.Resume(inst)
+	if err != nil || inst.Status != Running || len(out.Dispatched) != 1 || out.Dispatched[0].Step != "s" {
+		t.Fatalf("resumed: %+v dispatched %v, %v", inst, out.Dispatched, err)
+	}
+}

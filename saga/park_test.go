@@ -360,3 +360,43 @@ func TestEventRoutedToAnInvalidIDIsPermanent(t *testing.T) {
 	f.deliver(t, TransferRequested{Transfer: "good", From: "alice", To: "bob", Amount: 10})
 	f.waitFor(t, "good", debited)
 }
+
+// TestTimerFiringThatFailsParksAndFiresOnResume: under ParkOnError the
+// deadline's handling panics; the firing waits with the parked instance
+// (its row is gone) and, resumed once fixed, compensates the transfer.
+func TestTimerFiringThatFailsParksAndFiresOnResume(t *testing.T) {
+	for name, store := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			var bug atomic.Bool
+			bug.Store(true)
+			def := transferDefinition()
+			def.OnError = saga.ParkOnError
+			handle := def.Handle
+			def.Handle = func(s transfer, in saga.Input, env struct{}) (saga.Decision[any], error) {
+				if in.Timer == "deadline" && bug.Load() {
+					panic("deadline bug")
+				}
+				return handle(s, in, env)
+			}
+			f := newFixtureDef(t, store, testkit.NewManualClock(time.Unix(0, 0)), def, saga.Options{})
+			f.deliver(t, TransferRequested{Transfer: "d1", From: "alice", To: "bob", Amount: 10})
+			f.waitFor(t, "d1", debited)
+			f.clock.Advance(time.Minute)
+			inst := f.waitParked(t, "d1")
+			if inst.Parked.Deferred() != 1 || len(inst.Timers) != 0 {
+				t.Fatalf("parked %+v, timers %v", inst.Parked, inst.Timers)
+			}
+			if got := timerNames(t, store, "d1"); !slices.Equal(got, []string{"parked"}) {
+				t.Fatalf("timers %v, want the mark alone", got)
+			}
+			bug.Store(false)
+			if err := f.transfers.Resume(ctxT(t), "d1"); err != nil {
+				t.Fatal(err)
+			}
+			inst = f.waitFor(t, "d1", saga.Instance[transfer].Ended)
+			if inst.Status != saga.Failed || inst.Reason != "approval deadline missed" || f.balance(t, "alice") != 100 {
+				t.Fatalf("resumed: %+v, alice %d", inst, f.balance(t, "alice"))
+			}
+		})
+	}
+}

@@ -249,6 +249,9 @@ func (s *Store) Marks(ctx context.Context, owner, name, after string, limit int)
 	if limit <= 0 {
 		return nil, fmt.Errorf("%w: %d", persistence.ErrBadLimit, limit)
 	}
+	if !persistence.ValidStreamID(after + "x") {
+		return nil, fmt.Errorf("%w: the id to list marks after", persistence.ErrInvalidText)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -484,7 +484,8 @@ func newQueries(schema string) queries {
 		deleteTimer: "DELETE FROM " + timers + " WHERE owner = $1 AND id = $2 AND name = $3 AND fire_id = $4",
 		// Marks share one due time: the (owner, due_ns) index finds the
 		// owner's marks, and only them.
-		marks: fmt.Sprintf("SELECT id, name, due_ns, fire_id FROM %s WHERE owner = $1 AND name = $2 AND due_ns = %d AND id > $3 ORDER BY id LIMIT $4",
+		// Byte order (COLLATE "C"), as every store pages them.
+		marks: fmt.Sprintf(`SELECT id, name, due_ns, fire_id FROM %s WHERE owner = $1 AND name = $2 AND due_ns = %d AND id > $3 COLLATE "C" ORDER BY id COLLATE "C" LIMIT $4`,
 			timers, persistence.Never.UnixNano()),
 		channel: fmt.Sprintf("composable_events_%016x", uint64(lockKey("notify", schema))),
 		names: struct{ insert, head, timers string }{

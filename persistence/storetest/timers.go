@@ -260,7 +260,7 @@ func testConditionalCancels(t *testing.T, s Store) {
 func testMarks(t *testing.T, s Store) {
 	ctx := ctxFor(t)
 	var changes []persistence.TimerChange
-	for _, id := range []string{"c", "a", "e", "b", "d"} {
+	for _, id := range []string{"c", "a", "e", "b", "d", "B", "é"} {
 		changes = append(changes, arm("saga-x", id, "parked", persistence.Never, "m-"+id))
 	}
 	changes = append(changes,
@@ -294,11 +294,14 @@ func testMarks(t *testing.T, s Store) {
 		}
 		after = got[len(got)-1].ID
 	}
-	if want := []string{"a", "b", "c", "d", "e"}; !slices.Equal(ids, want) {
+	if want := []string{"B", "a", "b", "c", "d", "e", "é"}; !slices.Equal(ids, want) { // byte order
 		t.Fatalf("marks %v, want %v", ids, want)
 	}
 	if _, err := s.Marks(ctx, "saga-x", "parked", "", 0); !errors.Is(err, persistence.ErrBadLimit) {
 		t.Fatalf("Marks with limit 0: %v, want ErrBadLimit", err)
+	}
+	if _, err := s.Marks(ctx, "saga-x", "parked", "a\x00", 10); !errors.Is(err, persistence.ErrInvalidText) {
+		t.Fatalf("Marks after an invalid id: %v, want ErrInvalidText", err)
 	}
 	// Due times are kept exactly: Never comes back as Never, also from
 	// the scheduler's read (which lists marks last).
