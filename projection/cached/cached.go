@@ -123,8 +123,10 @@ func New(ctx context.Context, pool *pgxpool.Pool, client redis.UniversalClient, 
 // cache.
 func (s *Store) Postgres() *postgres.Store { return s.pg }
 
-// cacheKey is the Redis key of key in projection name's cache.
-func (s *Store) cacheKey(name, key string) string { return s.prefix + ":{" + name + "}:" + key }
+// cacheKey is the Redis key of key in projection name's cache. Callers'
+// keys live under "k:", apart from the store's own (epochKey): no key a
+// caller picks can overwrite them.
+func (s *Store) cacheKey(name, key string) string { return s.prefix + ":{" + name + "}:k:" + key }
 
 // epochKey holds projection name's cache epoch, bumped by each rebuild.
 func (s *Store) epochKey(name string) string { return s.prefix + ":{" + name + "}:epoch" }
