@@ -199,14 +199,32 @@ local gen = redis.call('HGET', KEYS[1], 'gen')
 if not gen then return false end
 return redis.call(ARGV[1], KEYS[2] .. gen .. ':' .. ARGV[2], unpack(ARGV, 3))`)
 
+// readCommands are the commands Read runs: read-only, with one key, the
+// first argument — their other arguments are fields, members or ranges,
+// never keys, so a read cannot reach beyond its projection's model.
+var readCommands = map[string]bool{
+	"GET": true, "STRLEN": true, "GETRANGE": true, "EXISTS": true, "TYPE": true,
+	"HGET": true, "HMGET": true, "HGETALL": true, "HKEYS": true, "HVALS": true, "HLEN": true, "HEXISTS": true, "HSTRLEN": true,
+	"LRANGE": true, "LLEN": true, "LINDEX": true, "LPOS": true,
+	"SMEMBERS": true, "SISMEMBER": true, "SMISMEMBER": true, "SCARD": true,
+	"ZRANGE": true, "ZREVRANGE": true, "ZRANGEBYSCORE": true, "ZREVRANGEBYSCORE": true, "ZRANGEBYLEX": true, "ZREVRANGEBYLEX": true,
+	"ZSCORE": true, "ZMSCORE": true, "ZCARD": true, "ZRANK": true, "ZREVRANK": true, "ZCOUNT": true, "ZLEXCOUNT": true,
+}
+
 // Read runs a read-only, single-key command — "GET", "HGETALL",
 // "LRANGE", "ZREVRANGE", ... — on key of the current model of the
 // projection name, with args after the key. Resolving the generation and
 // reading happen in one server-side script, so a read never straddles a
 // rebuild's switch-over. A model that does not exist yet reads as
-// redis.Nil.
+// redis.Nil. A command that writes or takes several keys (MGET, say) is
+// refused with projection.ErrInvalid: it could read keys of other
+// projections or applications.
 func (s *Store) Read(ctx context.Context, name, command, key string, args ...any) *redis.Cmd {
-	if err := checkName(name); err != nil {
+	err := checkName(name)
+	if err == nil && !readCommands[strings.ToUpper(command)] {
+		err = fmt.Errorf("%w: %s is not a single-key read", projection.ErrInvalid, persistence.Quote(command))
+	}
+	if err != nil {
 		cmd := redis.NewCmd(ctx)
 		cmd.SetErr(err)
 		return cmd
