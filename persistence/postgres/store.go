@@ -78,6 +78,7 @@ type config struct {
 	notify         bool
 	batchTimeout   time.Duration
 	logger         *slog.Logger
+	connectTimeout time.Duration // Open's
 }
 
 // Option configures a [Store].
@@ -104,6 +105,11 @@ func WithNotify(on bool) Option { return func(c *config) { c.notify = on } }
 // WithLogger sets where the store logs connection trouble. Default
 // [slog.Default].
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithConnectTimeout bounds how long [Open] and the pool it opens wait for
+// a connection to be established, unless the URL sets connect_timeout.
+// Default 10 seconds.
+func WithConnectTimeout(d time.Duration) Option { return func(c *config) { c.connectTimeout = d } }
 
 // New applies the embedded migrations (idempotently, safe when several
 // processes start at once) and starts the store's writer. The pool stays
@@ -150,11 +156,31 @@ var ErrUnreachable = errors.New("postgres: server unreachable")
 
 // Open connects to the database at url (a pgx connection string) with a
 // pool of its own and returns a store on it, as New does; Close closes the
-// pool too. A bad URL fails with an error matching
-// persistence.ErrInvalidInput, a server that does not answer with one
-// matching ErrUnreachable.
+// pool too. An empty or bad URL fails with an error matching
+// persistence.ErrInvalidInput — which never quotes the URL, whatever its
+// spelling: it may hold a password — and a server that does not answer
+// (within the connect timeout, see [WithConnectTimeout]) with one matching
+// ErrUnreachable.
 func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
-	pool, err := pgxpool.New(ctx, url)
+	if strings.TrimSpace(url) == "" {
+		// pgx would connect with the libpq defaults: the OS user, the
+		// default database, whatever the environment says.
+		return nil, fmt.Errorf("%w: empty postgres connection string", persistence.ErrInvalidInput)
+	}
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// Not wrapped, not quoted: pgx's redaction of passwords is best
+		// effort, and the cause may quote the string.
+		return nil, fmt.Errorf("%w: postgres connection string cannot be parsed (not shown: it may hold a password)", persistence.ErrInvalidInput)
+	}
+	cfg := config{connectTimeout: 10 * time.Second}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if pcfg.ConnConfig.ConnectTimeout == 0 && cfg.connectTimeout > 0 {
+		pcfg.ConnConfig.ConnectTimeout = cfg.connectTimeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: postgres connection string: %w", persistence.ErrInvalidInput, err)
 	}

@@ -498,3 +498,63 @@ func TestWriterKeepsItsConnectionOnlyWhenThePoolHasOthers(t *testing.T) {
 		w.releaseConn()
 	}
 }
+
+// TestOpenRefusesWhatItCannotUseSafely: an empty URL is refused (pgx
+// would connect with the libpq defaults); a URL that does not parse is
+// refused without quoting it, whatever the password's spelling; and a
+// server that accepts connections but never answers is given up on after
+// the connect timeout, even with a context that never ends.
+func TestOpenRefusesWhatItCannotUseSafely(t *testing.T) {
+	for _, url := range []string{"", "  "} {
+		if _, err := Open(context.Background(), url); !errors.Is(err, persistence.ErrInvalidInput) {
+			t.Fatalf("Open(%q) = %v, want ErrInvalidInput", url, err)
+		}
+	}
+	const secret = "s3cret-Pa55"
+	for _, url := range []string{
+		"host=127.0.0.1 password = " + secret + " port=notaport",
+		"host=127.0.0.1 password=" + secret + " port=notaport",
+		"host=127.0.0.1 password='" + secret + " x' port=notaport",
+		"host=127.0.0.1 password= '" + secret + "' port=notaport",
+		"postgres://u:" + secret + "@127.0.0.1:notaport/db",
+		"postgres://u:" + secret + "@127.0.0.1/db?port=x&password=" + secret,
+		"postgresql://u:" + secret + "@[::1/db",
+		"user=u password=" + secret + "\x00",
+	} {
+		_, err := Open(context.Background(), url)
+		if !errors.Is(err, persistence.ErrInvalidInput) {
+			t.Fatalf("Open of a bad URL = %v, want ErrInvalidInput", err)
+		}
+		if strings.Contains(err.Error(), secret) || strings.Contains(fmt.Sprintf("%+v", err), secret) {
+			t.Fatalf("the error shows the password: %v", err)
+		}
+	}
+
+	// A server that accepts and then says nothing.
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	held := make(chan net.Conn, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(held)
+				return
+			}
+			held <- c
+		}
+	}()
+	defer func() {
+		_ = ln.Close()
+		for c := range held {
+			_ = c.Close()
+		}
+	}()
+	_, err = Open(context.Background(), "postgres://postgres@"+ln.Addr().String()+"/test?sslmode=disable", WithConnectTimeout(200*time.Millisecond))
+	if !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("Open(a silent server) = %v, want ErrUnreachable", err)
+	}
+}
