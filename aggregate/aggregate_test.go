@@ -433,6 +433,15 @@ func TestUntypedSendAndValidation(t *testing.T) {
 	if _, err := aggregate.Register(f.rt, accountDefinition(), aggregate.Options{}); !errors.Is(err, aggregate.ErrInvalidDefinition) {
 		t.Fatalf("duplicate type: %v", err)
 	}
+	// Types no stream can be named after are refused at Register, not at
+	// every command.
+	for _, typ := range []string{"a\x00b", "a\xffb", strings.Repeat("t", 256)} {
+		def := accountDefinition()
+		def.Type = typ
+		if _, err := aggregate.Register(f.rt, def, aggregate.Options{}); !errors.Is(err, aggregate.ErrInvalidDefinition) || len(err.Error()) > 256 {
+			t.Fatalf("type %.20q: %v, want a short ErrInvalidDefinition", typ, err)
+		}
+	}
 }
 
 // failingSnapshots fails every snapshot write while failing is set.

@@ -139,7 +139,11 @@ func (d Definition[S, C, E, Env]) Validate() error {
 	case d.Type == "":
 		bad("Type is required")
 	case strings.Contains(d.Type, "/"):
-		bad("Type %q contains '/'", d.Type)
+		bad("Type %s contains '/'", persistence.Quote(d.Type))
+	case !persistence.ValidStreamID(d.Type):
+		bad("Type %s is not valid UTF-8 or holds a NUL byte", persistence.Quote(d.Type))
+	case len(d.Type) > 255:
+		bad("Type %s is longer than 255 bytes", persistence.Quote(d.Type))
 	}
 	if d.Handle == nil {
 		bad("Handle is required")

@@ -153,7 +153,7 @@ func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]persiste
 	if after >= int64(len(s.all)) {
 		return nil, nil
 	}
-	end := min(int64(len(s.all)), after+int64(limit))
+	end := after + min(int64(limit), int64(len(s.all))-after) // no overflow, whatever limit
 	out := make([]persistence.RecordedEvent, 0, end-after)
 	for _, e := range s.all[after:end] {
 		out = append(out, copyRecorded(e))

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -202,10 +203,10 @@ func (c config) validate() error {
 	switch {
 	case c.schema == "":
 		errs = append(errs, errors.New("empty schema"))
-	case len(c.schema) > 63 || strings.ContainsRune(c.schema, 0):
+	case len(c.schema) > 63 || strings.ContainsRune(c.schema, 0) || !utf8.ValidString(c.schema):
 		// PostgreSQL would truncate or mangle it, and two options naming one
 		// schema would get different locks.
-		errs = append(errs, fmt.Errorf("schema %q: at most 63 bytes, no NUL", c.schema))
+		errs = append(errs, fmt.Errorf("schema %s: at most 63 bytes of UTF-8, no NUL", persistence.Quote(c.schema)))
 	}
 	if c.maxEventSize <= 0 {
 		errs = append(errs, fmt.Errorf("max event size %d", c.maxEventSize))

@@ -432,6 +432,16 @@ func testReadAllPaging(t *testing.T, s Store) {
 			t.Errorf("ReadAll(limit %d) err = %v, want ErrBadLimit", limit, err)
 		}
 	}
+	// Extreme positions and limits read what there is, and never panic.
+	if page, err := s.ReadAll(ctxFor(t), mid, math.MaxInt); err != nil || len(page) != 15 {
+		t.Errorf("ReadAll(limit MaxInt) = %d events, %v; want 15", len(page), err)
+	}
+	if page, err := s.ReadAll(ctxFor(t), math.MaxInt64, math.MaxInt); err != nil || len(page) != 0 {
+		t.Errorf("ReadAll(after MaxInt64) = %d events, %v", len(page), err)
+	}
+	if page, err := s.ReadAll(ctxFor(t), math.MinInt64, 5); err != nil || len(page) != 5 {
+		t.Errorf("ReadAll(after MinInt64) = %d events, %v; want 5", len(page), err)
+	}
 }
 
 func sameIDs(a, b []persistence.RecordedEvent) bool {
