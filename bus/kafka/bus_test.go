@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,4 +47,16 @@ func newBus(t testing.TB, broker *kafkatest.Broker, retry bus.Retry) *kafka.Bus 
 func TestConformance(t *testing.T) {
 	broker := kafkatest.Start(t)
 	bustest.Run(t, func(t *testing.T, r bus.Retry) bustest.Bus { return newBus(t, broker, r) })
+}
+
+func TestLegalTopic(t *testing.T) {
+	for name, want := range map[string]bool{
+		"events.order": true, "a-b_c.D9": true, strings.Repeat("t", 249): true,
+		"": false, ".": false, "..": false, "events.Order Service": false, "events/x": false,
+		"événements": false, strings.Repeat("t", 250): false, "a\x00": false,
+	} {
+		if got := kafka.LegalTopic(name); got != want {
+			t.Errorf("LegalTopic(%.20q) = %v, want %v", name, got, want)
+		}
+	}
 }

@@ -8,6 +8,21 @@
 // a service, and when the active one dies another takes over from the last
 // checkpoint. Delivery is at-least-once: events published after the last
 // checkpoint are published again by the next holder.
+//
+// # Poison events
+//
+// An event the bus refuses for good — a [bus.Permanent] error, such as a
+// stream type that is no legal topic name or a message over the producer's
+// size limit — would stop the feed: every later event waits behind it. By
+// default ([DeadLetterPoison]) the relay then publishes the batch one event
+// at a time, and for each event refused for good publishes a dead letter
+// to [Config].DeadLetterTopic — the event's coordinates (id, stream,
+// version, position, type) and the reason, without its data or metadata,
+// which stay in the store — logs it at error level, counts it
+// ([Relay.DeadLettered]) and goes on. A dead letter the bus refuses for
+// good too is logged and passed over; one refused for a while (the bus
+// down) is retried. With [StopOnPoison] the relay retries the event until
+// the cause is fixed, as every transient failure.
 package relay
 
 import (
@@ -19,6 +34,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/composable-go/composable/bus"
 	"github.com/composable-go/composable/persistence"
@@ -57,7 +73,33 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Logger receives failures. Default [slog.Default].
 	Logger *slog.Logger
+	// OnPoison says what an event the bus refuses for good does (see the
+	// package documentation). Default DeadLetterPoison.
+	OnPoison PoisonPolicy
+	// DeadLetterTopic receives the dead letters of poison events. Default
+	// Name + ".dead-letters".
+	DeadLetterTopic string
 }
+
+// PoisonPolicy says what the relay does with an event the bus refuses for
+// good.
+type PoisonPolicy int
+
+const (
+	// DeadLetterPoison publishes a dead letter for the event and goes on.
+	DeadLetterPoison PoisonPolicy = iota
+	// StopOnPoison retries the event, holding every later one, until the
+	// cause is fixed.
+	StopOnPoison
+)
+
+// The metadata of a dead letter the relay publishes.
+const (
+	// MetadataDeadLetterError holds why the bus refused the event.
+	MetadataDeadLetterError = "dead-letter-error"
+	// MetadataDeadLetterTopic holds the topic it was meant for.
+	MetadataDeadLetterTopic = "dead-letter-topic"
+)
 
 // ErrInvalidConfig is matched by the errors of [Config.Validate].
 var ErrInvalidConfig = errors.New("relay: invalid config")
@@ -79,6 +121,9 @@ func (c Config) Validate() error {
 	if c.BatchSize < 0 {
 		errs = append(errs, fmt.Errorf("%w: BatchSize %d", ErrInvalidConfig, c.BatchSize))
 	}
+	if c.OnPoison != DeadLetterPoison && c.OnPoison != StopOnPoison {
+		errs = append(errs, fmt.Errorf("%w: OnPoison %d", ErrInvalidConfig, c.OnPoison))
+	}
 	return errors.Join(errs...)
 }
 
@@ -94,8 +139,9 @@ func TopicByType(prefix string) func(persistence.RecordedEvent) string {
 // Relay publishes the feed; see the package documentation. It is safe for
 // concurrent use; run it once per process with Run.
 type Relay struct {
-	cfg       Config
-	published atomic.Int64 // position of the last event the bus acknowledged
+	cfg          Config
+	published    atomic.Int64 // position of the last event the bus acknowledged
+	deadLettered atomic.Int64
 
 	saveMu sync.Mutex // serialises checkpoint saves
 	saved  int64      // last checkpoint saved
@@ -130,8 +176,15 @@ func New(cfg Config) (*Relay, error) {
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = 250 * time.Millisecond
 	}
+	if cfg.DeadLetterTopic == "" {
+		cfg.DeadLetterTopic = cfg.Name + ".dead-letters"
+	}
 	return &Relay{cfg: cfg}, nil
 }
+
+// DeadLettered returns how many poison events this relay dead-lettered
+// and passed over since it was created.
+func (r *Relay) DeadLettered() int64 { return r.deadLettered.Load() }
 
 // Published returns the position of the last event this relay published
 // and the bus acknowledged (or passed over, see Config.Include), 0 before
@@ -240,8 +293,14 @@ func (r *Relay) publish(ctx context.Context, events []persistence.RecordedEvent)
 			return ctx.Err()
 		}
 		level := slog.LevelWarn
-		if !bus.IsRetryable(err) { // e.g. an event the broker can never take: stuck until fixed
-			level = slog.LevelError
+		if !bus.IsRetryable(err) {
+			if r.cfg.OnPoison == DeadLetterPoison {
+				if err := r.publishEach(ctx, msgs); err != nil {
+					return err
+				}
+				break
+			}
+			level = slog.LevelError // an event the bus can never take: stuck until fixed
 		}
 		r.cfg.Logger.Log(ctx, level, "relay: publish failed; retrying", slog.String("relay", r.cfg.Name), slog.Int("events", len(msgs)), slog.Any("error", err))
 		if !sleep(ctx, backoff) {
@@ -254,6 +313,79 @@ func (r *Relay) publish(ctx context.Context, events []persistence.RecordedEvent)
 		return r.save(ctx)
 	}
 	return nil
+}
+
+// publishEach publishes msgs one at a time, in order, after the bus
+// refused their batch for good: each one it refuses for good on its own is
+// dead-lettered; transient failures are retried.
+func (r *Relay) publishEach(ctx context.Context, msgs []bus.Message) error {
+	for _, m := range msgs {
+		err := r.retry(ctx, m)
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.deadLettered.Add(1)
+		r.cfg.Logger.Error("relay: the bus refuses the event for good; dead-lettered and passed over", slog.String("relay", r.cfg.Name),
+			slog.String("event", persistence.Quote(m.Event.ID)), slog.String("stream", persistence.Quote(m.Event.StreamID)),
+			slog.Int64("position", m.Event.GlobalPosition), slog.Any("error", err))
+		if err := r.retry(ctx, r.deadLetter(m, err)); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			r.cfg.Logger.Error("relay: the dead letter is refused too; the event is passed over, recorded only here", slog.String("relay", r.cfg.Name),
+				slog.String("event", persistence.Quote(m.Event.ID)), slog.Int64("position", m.Event.GlobalPosition), slog.Any("error", err))
+		}
+	}
+	return nil
+}
+
+// retry publishes m until the bus takes it, refuses it for good (that
+// error is returned), or ctx ends.
+func (r *Relay) retry(ctx context.Context, m bus.Message) error {
+	backoff := r.cfg.MinBackoff
+	for {
+		err := r.cfg.Publisher.Publish(ctx, m)
+		if err == nil || !bus.IsRetryable(err) || ctx.Err() != nil {
+			return err
+		}
+		r.cfg.Logger.Warn("relay: publish failed; retrying", slog.String("relay", r.cfg.Name), slog.Int("events", 1), slog.Any("error", err))
+		if !sleep(ctx, backoff) {
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, r.cfg.MaxBackoff)
+	}
+}
+
+// deadLetter is the dead letter of m, refused with cause: its coordinates
+// and the reason, bounded in size, without its data and metadata (the
+// store keeps them).
+func (r *Relay) deadLetter(m bus.Message, cause error) bus.Message {
+	e := m.Event
+	return bus.Message{Topic: r.cfg.DeadLetterTopic, Key: truncate(m.Key, persistence.MaxIDLength), Event: persistence.RecordedEvent{
+		EventData: persistence.EventData{
+			ID: truncate(e.ID, persistence.MaxIDLength), Type: truncate(e.Type, persistence.MaxIDLength), SchemaVersion: e.SchemaVersion,
+			Data: []byte{},
+			Metadata: map[string]string{
+				MetadataDeadLetterError: truncate(cause.Error(), 1024),
+				MetadataDeadLetterTopic: truncate(m.Topic, 256),
+			},
+		},
+		StreamID: truncate(e.StreamID, persistence.MaxIDLength), Version: e.Version, GlobalPosition: e.GlobalPosition, RecordedAt: e.RecordedAt,
+	}}
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // saveEvery saves the checkpoint every CheckpointInterval until ctx ends.

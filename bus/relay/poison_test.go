@@ -1,0 +1,161 @@
+package relay_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/composable-go/composable/bus"
+	"github.com/composable-go/composable/bus/relay"
+	"github.com/composable-go/composable/persistence"
+	"github.com/composable-go/composable/persistence/memory"
+	"github.com/composable-go/composable/testkit"
+)
+
+// picky is a publisher that refuses for good, batch and all, any message
+// whose topic holds a space — as a broker refuses an illegal topic name —
+// and records the rest.
+type picky struct {
+	recorder
+	refusals atomic.Int64
+}
+
+func (p *picky) Publish(ctx context.Context, msgs ...bus.Message) error {
+	for _, m := range msgs {
+		if strings.Contains(m.Topic, " ") {
+			p.refusals.Add(1)
+			return bus.Permanent(fmt.Errorf("%w: topic %q", bus.ErrInvalidMessage, m.Topic))
+		}
+	}
+	return p.recorder.Publish(ctx, msgs...)
+}
+
+// TestPoisonEventIsDeadLetteredAndTheFeedGoesOn: an event the bus refuses
+// for good, in the middle of a batch, is dead-lettered with its
+// coordinates and the reason; the events before and after it are
+// published, in order, and the checkpoint moves past it.
+func TestPoisonEventIsDeadLetteredAndTheFeedGoesOn(t *testing.T) {
+	store := memory.New()
+	seed(t, store, []string{"order/1"}, 3)
+	if _, err := store.Append(context.Background(), "Order Service/1", persistence.NoStream,
+		persistence.EventData{ID: "poison", Type: "t", Data: []byte("x"), Metadata: map[string]string{"k": "v"}}); err != nil {
+		t.Fatal(err)
+	}
+	seed(t, store, []string{"order/2"}, 3)
+	pub := &picky{}
+	r, _ := start(t, relay.Config{Store: store, Publisher: pub, Checkpoints: memory.NewCheckpoints(), Lease: memory.NewLeases(), BatchSize: 10})
+	testkit.Eventually(t, 10*time.Second, func() bool { return r.Published() == 7 })
+
+	var published, dead []bus.Message
+	for _, m := range pub.published() {
+		if m.Topic == "relay.dead-letters" {
+			dead = append(dead, m)
+		} else {
+			published = append(published, m)
+		}
+	}
+	if len(published) != 6 || published[2].Event.ID != "order/1-3" || published[3].Event.ID != "order/2-1" {
+		t.Fatalf("published %d events around the poison: %+v", len(published), published)
+	}
+	if len(dead) != 1 || r.DeadLettered() != 1 {
+		t.Fatalf("%d dead letters (counted %d), want 1", len(dead), r.DeadLettered())
+	}
+	d := dead[0].Event
+	if d.ID != "poison" || d.StreamID != "Order Service/1" || d.GlobalPosition != 4 || d.Version != 1 || len(d.Data) != 0 ||
+		d.Metadata[relay.MetadataDeadLetterTopic] != "events.Order Service" || !strings.Contains(d.Metadata[relay.MetadataDeadLetterError], "topic") ||
+		d.Metadata["k"] != "" {
+		t.Fatalf("dead letter %+v", d)
+	}
+}
+
+// refuseAll refuses everything for good, dead letters too.
+type refuseAll struct {
+	mu    sync.Mutex
+	calls int
+}
+
+func (p *refuseAll) Publish(context.Context, ...bus.Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls++
+	return bus.Permanent(errors.New("never"))
+}
+
+// TestRefusedDeadLetterIsPassedOver: when the bus refuses the dead letter
+// too, the relay logs it and goes on — it never retries it forever.
+func TestRefusedDeadLetterIsPassedOver(t *testing.T) {
+	store := memory.New()
+	seed(t, store, []string{"order/1"}, 5)
+	r, _ := start(t, relay.Config{Store: store, Publisher: &refuseAll{}, Checkpoints: memory.NewCheckpoints(), Lease: memory.NewLeases(), BatchSize: 2})
+	testkit.Eventually(t, 10*time.Second, func() bool { return r.Published() == 5 })
+	if n := r.DeadLettered(); n != 5 {
+		t.Fatalf("dead-lettered %d, want 5", n)
+	}
+}
+
+// TestStopOnPoisonHoldsTheFeed: under StopOnPoison the relay keeps
+// retrying the poison event, and nothing after it is published.
+func TestStopOnPoisonHoldsTheFeed(t *testing.T) {
+	store := memory.New()
+	if _, err := store.Append(context.Background(), "Order Service/1", persistence.NoStream,
+		persistence.EventData{ID: "poison", Type: "t", Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	seed(t, store, []string{"order/1"}, 2)
+	pub := &picky{}
+	r, stop := start(t, relay.Config{Store: store, Publisher: pub, Checkpoints: memory.NewCheckpoints(), Lease: memory.NewLeases(),
+		OnPoison: relay.StopOnPoison})
+	testkit.Eventually(t, 10*time.Second, func() bool { return pub.refusals.Load() >= 3 }) // retried, again and again
+	stop()
+	if r.Published() != 0 || len(pub.published()) != 0 || r.DeadLettered() != 0 {
+		t.Fatalf("published up to %d (%d messages), dead-lettered %d: the feed moved past the poison", r.Published(), len(pub.published()), r.DeadLettered())
+	}
+}
+
+// TestIllegalTopicOverKafka: on PostgreSQL and the Kafka protocol, an
+// event whose stream type is no legal topic name is dead-lettered, and
+// the events after it reach their topic.
+func TestIllegalTopicOverKafka(t *testing.T) {
+	store, _, _, b := pgKafka(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := b.CreateTopics(ctx, "relay.dead-letters"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Append(ctx, "Order Service/1", persistence.NoStream, persistence.EventData{ID: "poison", Type: "t", Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	appendSome(t, store, "after", []string{"order/1"}, 0, 3)
+	r, _ := start(t, relay.Config{Store: store, Publisher: b, Checkpoints: store, Lease: memory.NewLeases()})
+	testkit.Eventually(t, 30*time.Second, func() bool { return r.Published() == 4 })
+
+	var mu sync.Mutex
+	got := map[string][]string{} // by topic
+	subCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- b.Subscribe(subCtx, "verify-poison", []string{"events.order", "relay.dead-letters"}, func(_ context.Context, d bus.Delivery) error {
+			mu.Lock()
+			defer mu.Unlock()
+			got[d.Topic] = append(got[d.Topic], d.Event.ID)
+			return nil
+		})
+	}()
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got["events.order"]) >= 3 && len(got["relay.dead-letters"]) >= 1
+	})
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if dl := got["relay.dead-letters"]; dl[0] != "poison" || r.DeadLettered() != 1 {
+		t.Fatalf("dead letters %v (counted %d)", dl, r.DeadLettered())
+	}
+}
