@@ -42,6 +42,10 @@ type DeadLetterInfo struct {
 	Partition int32
 	Offset    int64
 	Group     string
+	// Truncated, when set, says what the dead letter left out to fit the
+	// bus's message size limit (the original's data and other headers,
+	// say); the original's coordinates are kept.
+	Truncated string
 }
 
 // Handler handles one delivery. It runs on the consumer's goroutine for

@@ -332,7 +332,15 @@ func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 			}
 		}
 		deadLetter := func(ctx context.Context, _ bus.Delivery, info bus.DeadLetterInfo) error {
-			return g.bus.send(ctx, []*sarama.ProducerMessage{deadLetterMessage(retry.DeadLetterTopicFor(msg.Topic), msg, info)})
+			topic := retry.DeadLetterTopicFor(msg.Topic)
+			pm := deadLetterMessage(topic, msg, info, g.bus.sarama.Producer.MaxMessageBytes)
+			err := g.bus.send(ctx, []*sarama.ProducerMessage{pm})
+			if err != nil && ctx.Err() == nil {
+				// Retried until it goes (the partition waits): say so.
+				g.bus.cfg.Logger.Error("kafka bus: dead-letter publish failed; retrying", "group", g.group, "topic", msg.Topic,
+					"partition", msg.Partition, "offset", msg.Offset, "dead-letter topic", topic, "error", err)
+			}
+			return err
 		}
 		for {
 			err := retry.Deliver(ctx, g.group, d, h, deadLetter)

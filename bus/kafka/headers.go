@@ -35,6 +35,9 @@ const (
 	HeaderDLQPartition = "dlq-original-partition"
 	HeaderDLQOffset    = "dlq-original-offset"
 	HeaderDLQGroup     = "dlq-group"
+	// HeaderDLQTruncated says what a dead letter left out to fit the
+	// producer's size limit.
+	HeaderDLQTruncated = "dlq-truncated"
 )
 
 // encode turns a bus message into a sarama message.
@@ -116,6 +119,8 @@ func decode(msg *sarama.ConsumerMessage) (bus.Delivery, error) {
 			dl.Offset, err = atoi64(k, v, err)
 		case HeaderDLQGroup:
 			dl.Group = v
+		case HeaderDLQTruncated:
+			dl.Truncated = v
 		default:
 			if meta, ok := strings.CutPrefix(k, metaPrefix); ok {
 				if e.Metadata == nil {
@@ -135,7 +140,39 @@ func decode(msg *sarama.ConsumerMessage) (bus.Delivery, error) {
 // value, every header — bound for the dead-letter topic with the failure
 // added in dlq-* headers (earlier dlq-* headers, from a message that was
 // dead-lettered before, are kept).
-func deadLetterMessage(topic string, msg *sarama.ConsumerMessage, info bus.DeadLetterInfo) *sarama.ProducerMessage {
+//
+// A dead letter over maxBytes (the producer's limit: a message just under
+// it, plus the dlq-* headers) would be refused for ever; it goes without
+// the original's value and without headers other than the event's
+// coordinates, each cut to 1 KiB, and says so in dlq-truncated.
+func deadLetterMessage(topic string, msg *sarama.ConsumerMessage, info bus.DeadLetterInfo, maxBytes int) *sarama.ProducerMessage {
+	pm := fullDeadLetter(topic, msg, info)
+	if pm.ByteSize(2) <= maxBytes {
+		return pm
+	}
+	const cut = 1 << 10
+	keep := map[string]bool{HeaderEventID: true, HeaderEventType: true, HeaderSchemaVersion: true, HeaderStreamID: true,
+		HeaderStreamVersion: true, HeaderGlobalPosition: true, HeaderRecordedAt: true}
+	pm = &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder{}}
+	if msg.Key != nil {
+		pm.Key = sarama.ByteEncoder(truncate(msg.Key, cut))
+	}
+	for _, h := range msg.Headers {
+		if h != nil && keep[string(h.Key)] {
+			pm.Headers = append(pm.Headers, sarama.RecordHeader{Key: h.Key, Value: truncate(h.Value, cut)})
+		}
+	}
+	info.Error = string(truncate([]byte(info.Error), cut))
+	info.Truncated = fmt.Sprintf("the value (%d bytes) and other headers: the dead letter was over the producer's limit of %d bytes", len(msg.Value), maxBytes)
+	pm.Headers = append(pm.Headers, dlqHeaders(info)...)
+	return pm
+}
+
+// truncate cuts b to at most n bytes.
+func truncate(b []byte, n int) []byte { return b[:min(len(b), n)] }
+
+// fullDeadLetter is the consumed message with the dlq-* headers added.
+func fullDeadLetter(topic string, msg *sarama.ConsumerMessage, info bus.DeadLetterInfo) *sarama.ProducerMessage {
 	pm := &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(msg.Value)}
 	if msg.Key != nil {
 		pm.Key = sarama.ByteEncoder(msg.Key)
@@ -145,15 +182,23 @@ func deadLetterMessage(topic string, msg *sarama.ConsumerMessage, info bus.DeadL
 			pm.Headers = append(pm.Headers, *h)
 		}
 	}
-	pm.Headers = append(pm.Headers,
-		sarama.RecordHeader{Key: []byte(HeaderDLQError), Value: []byte(info.Error)},
-		sarama.RecordHeader{Key: []byte(HeaderDLQAttempts), Value: []byte(strconv.Itoa(info.Attempts))},
-		sarama.RecordHeader{Key: []byte(HeaderDLQTopic), Value: []byte(info.Topic)},
-		sarama.RecordHeader{Key: []byte(HeaderDLQPartition), Value: []byte(strconv.FormatInt(int64(info.Partition), 10))},
-		sarama.RecordHeader{Key: []byte(HeaderDLQOffset), Value: []byte(strconv.FormatInt(info.Offset, 10))},
-		sarama.RecordHeader{Key: []byte(HeaderDLQGroup), Value: []byte(info.Group)},
-	)
+	pm.Headers = append(pm.Headers, dlqHeaders(info)...)
 	return pm
+}
+
+func dlqHeaders(info bus.DeadLetterInfo) []sarama.RecordHeader {
+	h := []sarama.RecordHeader{
+		{Key: []byte(HeaderDLQError), Value: []byte(info.Error)},
+		{Key: []byte(HeaderDLQAttempts), Value: []byte(strconv.Itoa(info.Attempts))},
+		{Key: []byte(HeaderDLQTopic), Value: []byte(info.Topic)},
+		{Key: []byte(HeaderDLQPartition), Value: []byte(strconv.FormatInt(int64(info.Partition), 10))},
+		{Key: []byte(HeaderDLQOffset), Value: []byte(strconv.FormatInt(info.Offset, 10))},
+		{Key: []byte(HeaderDLQGroup), Value: []byte(info.Group)},
+	}
+	if info.Truncated != "" {
+		h = append(h, sarama.RecordHeader{Key: []byte(HeaderDLQTruncated), Value: []byte(info.Truncated)})
+	}
+	return h
 }
 
 func atoi(k, v string, prev error) (int, error) {
