@@ -76,3 +76,43 @@ func rowsRead(node map[string]any) int {
 	}
 	return n
 }
+
+// TestCorruptMetadataRowsDoNotStopReaders: metadata written to the table
+// by other means — values that are not strings, or not an object at all —
+// is read leniently, so that reads over those rows (the relay's,
+// projections') go on.
+func TestCorruptMetadataRowsDoNotStopReaders(t *testing.T) {
+	pool := pgtest.Pool(t)
+	schema := pgtest.Schema(t, pool, "corrupt_md")
+	s := newStore(t, pool, schema)
+	ctx := ctxFor(t)
+	for _, id := range []string{"e1", "e2", "e3"} {
+		if _, err := s.Append(ctx, "s", persistence.Any, persistence.EventData{ID: id, Type: "t", Data: []byte("{}"), Metadata: map[string]string{"k": "v"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	events := pgx.Identifier{schema, "events"}.Sanitize()
+	for id, md := range map[string]string{"e1": `{"n": 5, "o": {"x": 1}, "s": "str", "z": null}`, "e2": `[1, 2]`} {
+		if _, err := pool.Exec(ctx, "UPDATE "+events+" SET metadata = $1::jsonb WHERE event_id = $2", md, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := s.ReadAll(ctx, 0, 10)
+	if err != nil || len(all) != 3 {
+		t.Fatalf("ReadAll over corrupt metadata: %d events, %v", len(all), err)
+	}
+	loaded, err := s.Load(ctx, "s", 1)
+	if err != nil || len(loaded) != 3 {
+		t.Fatalf("Load over corrupt metadata: %d events, %v", len(loaded), err)
+	}
+	md := all[0].Metadata
+	if md["n"] != "5" || md["o"] != `{"x": 1}` || md["s"] != "str" || md["z"] != "" {
+		t.Fatalf("lenient metadata %q", md)
+	}
+	if md := all[1].Metadata; md[UnreadableMetadata] != "[1, 2]" || len(md) != 1 {
+		t.Fatalf("non-object metadata read as %q", md)
+	}
+	if md := all[2].Metadata; md["k"] != "v" {
+		t.Fatalf("the next row's metadata %q", md)
+	}
+}

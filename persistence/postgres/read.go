@@ -127,22 +127,49 @@ func (in interner) intern(b []byte) string {
 // decodeMetadata decodes a JSON object of strings; empty objects and NULL
 // give nil. Objects without escapes — the usual ids and trace headers — take
 // a fast path; anything else goes through encoding/json.
+//
+// The store writes only objects of strings, but the column is jsonb, and a
+// row written by other means may hold anything: one such row must not make
+// every read over it fail (the relay and projections would stop there for
+// good). A value that is not a string is read as its JSON text (null as
+// ""), and
+// metadata that is not an object as the single key UnreadableMetadata.
 func decodeMetadata(b []byte, in interner, prev map[string]string) (map[string]string, error) {
 	if len(b) == 0 {
 		return nil, nil
 	}
 	m, ok := decodeFlat(b, in, prev)
 	if !ok {
-		var slow map[string]string // its own variable: taking m's address would move m to the heap
-		if err := json.Unmarshal(b, &slow); err != nil {
-			return nil, err
-		}
-		m = slow
+		m = decodeLenient(b)
 	}
 	if len(m) == 0 {
 		return nil, nil
 	}
 	return m, nil
+}
+
+// UnreadableMetadata is the metadata key under which a read returns stored
+// metadata that is not a JSON object (its JSON text, cut to 1 KiB).
+const UnreadableMetadata = "unreadable-metadata"
+
+func decodeLenient(b []byte) map[string]string {
+	var strs map[string]string
+	if err := json.Unmarshal(b, &strs); err == nil {
+		return strs
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return map[string]string{UnreadableMetadata: string(b[:min(len(b), 1<<10)])}
+	}
+	out := make(map[string]string, len(raw))
+	for k, v := range raw {
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			s = string(v)
+		}
+		out[k] = s
+	}
+	return out
 }
 
 // decodeFlat parses {"k": "v", ...} where strings are valid UTF-8 without
