@@ -34,6 +34,7 @@ var (
 	ErrBadLimit           = fmt.Errorf("%w: bad limit", ErrInvalidInput)
 	ErrInvalidTimer       = fmt.Errorf("%w: invalid timer", ErrInvalidInput)
 	ErrTooLong            = fmt.Errorf("%w: id or name too long", ErrInvalidInput)
+	ErrAppendTooLarge     = fmt.Errorf("%w: append too large", ErrInvalidInput)
 )
 
 // ConcurrencyError reports an append whose expected version did not match.

@@ -11,6 +11,12 @@ import (
 // keys and values — a store accepts unless configured otherwise.
 const DefaultMaxEventSize = 1 << 20
 
+// AppendSizeFactor bounds one append: its events together (data and
+// metadata) may hold at most this many times the event size limit — 64
+// MiB by default. A larger append would hold every other writer behind it
+// for as long as it takes, and reach the wire protocol's limits.
+const AppendSizeFactor = 64
+
 // MaxIDLength is the longest stream id, event id or event type, in bytes,
 // a store accepts: far beyond any real name, and well within what an
 // index entry can hold.
@@ -55,6 +61,7 @@ func ValidateAppend(stream string, expected ExpectedVersion, events []EventData,
 	if len(events) == 0 {
 		return ErrNoEvents
 	}
+	total := 0
 	var seen map[string]struct{} // only for long appends; short ones compare
 	if len(events) > 8 {
 		seen = make(map[string]struct{}, len(events))
@@ -83,6 +90,9 @@ func ValidateAppend(stream string, expected ExpectedVersion, events []EventData,
 		}
 		if size > maxEventSize {
 			return fmt.Errorf("%w: event %d has %d bytes with its metadata, limit %d", ErrEventTooLarge, i, size, maxEventSize)
+		}
+		if total += size; total > AppendSizeFactor*maxEventSize {
+			return fmt.Errorf("%w: events 0 to %d hold %d bytes, limit %d for one append", ErrAppendTooLarge, i, total, AppendSizeFactor*maxEventSize)
 		}
 		if seen == nil {
 			for _, before := range events[:i] {

@@ -132,8 +132,8 @@ func (in interner) intern(b []byte) string {
 // row written by other means may hold anything: one such row must not make
 // every read over it fail (the relay and projections would stop there for
 // good). A value that is not a string is read as its JSON text (null as
-// ""), and
-// metadata that is not an object as the single key UnreadableMetadata.
+// ""), and metadata that is not an object as the single key
+// UnreadableMetadata.
 func decodeMetadata(b []byte, in interner, prev map[string]string) (map[string]string, error) {
 	if len(b) == 0 {
 		return nil, nil

@@ -544,6 +544,17 @@ func testConcurrentSnapshots(t *testing.T, s Store) {
 	}
 }
 
+// manyBig returns n events, each exactly at the size limit, sharing one
+// buffer.
+func manyBig(n int) []persistence.EventData {
+	data := make([]byte, persistence.DefaultMaxEventSize)
+	out := make([]persistence.EventData, n)
+	for i := range out {
+		out[i] = persistence.EventData{ID: fmt.Sprint("big-", i), Type: "t", Data: data}
+	}
+	return out
+}
+
 func testBadInput(t *testing.T, s Store) {
 	big := ev("big")
 	big.Data = make([]byte, persistence.DefaultMaxEventSize+1)
@@ -576,6 +587,7 @@ func testBadInput(t *testing.T, s Store) {
 		{"invalid UTF-8 in event id", "s", persistence.Any, []persistence.EventData{withField(func(e *persistence.EventData) { e.ID = "a\xff" })}, persistence.ErrInvalidText},
 		{"invalid UTF-8 in metadata", "s", persistence.Any, []persistence.EventData{withField(func(e *persistence.EventData) { e.Metadata = map[string]string{"k": "\xff"} })}, persistence.ErrInvalidText},
 		{"event over the size limit", "s", persistence.Any, []persistence.EventData{ev("ok"), big}, persistence.ErrEventTooLarge},
+		{"append over the total size limit", "s", persistence.Any, manyBig(persistence.AppendSizeFactor + 1), persistence.ErrAppendTooLarge},
 		{"stream id over the length limit", strings.Repeat("s", persistence.MaxIDLength+1), persistence.Any, []persistence.EventData{ev("a")}, persistence.ErrTooLong},
 		{"event id over the length limit", "s", persistence.Any, []persistence.EventData{withField(func(e *persistence.EventData) { e.ID = strings.Repeat("i", 10<<10) })}, persistence.ErrTooLong},
 		{"event type over the length limit", "s", persistence.Any, []persistence.EventData{withField(func(e *persistence.EventData) { e.Type = strings.Repeat("t", persistence.MaxIDLength+1) })}, persistence.ErrTooLong},
