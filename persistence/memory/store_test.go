@@ -21,3 +21,5 @@ func TestCheckpointsAndLeases(t *testing.T) {
 	storetest.RunLease(t, func(*testing.T) persistence.Lease { return memory.NewLeases() },
 		func(_ *testing.T, l persistence.Lease, name string) { l.(*memory.Leases).Revoke(name) })
 }
+
+func FuzzAppendLoad(f *testing.F) { storetest.Fuzz(f, memory.New()) }

@@ -558,3 +558,13 @@ func TestOpenRefusesWhatItCannotUseSafely(t *testing.T) {
 		t.Fatalf("Open(a silent server) = %v, want ErrUnreachable", err)
 	}
 }
+
+func FuzzAppendLoad(f *testing.F) {
+	pool := pgtest.Pool(f)
+	s, err := New(context.Background(), pool, WithSchema(pgtest.Schema(f, pool, "fuzz")), WithLogger(quiet()))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = s.Close() })
+	storetest.Fuzz(f, s)
+}
