@@ -3,7 +3,6 @@ package postgres
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"maps"
 	"time"
 	"unicode/utf8"
@@ -68,10 +67,7 @@ func scanEvents(rows pgx.Rows, n int) ([]persistence.RecordedEvent, error) {
 		if prevMD != nil && bytes.Equal(meta, prevMeta) {
 			e.Metadata = maps.Clone(prevMD) // strings are immutable: sharing them is safe
 		} else {
-			md, err := decodeMetadata(meta, in, prevMD)
-			if err != nil {
-				return nil, fmt.Errorf("event %q: metadata: %w", id, err)
-			}
+			md := decodeMetadata(meta, in, prevMD)
 			e.Metadata, prevMD, prevMeta = md, md, append(prevMeta[:0], meta...)
 		}
 		out = append(out, e)
@@ -134,18 +130,18 @@ func (in interner) intern(b []byte) string {
 // good). A value that is not a string is read as its JSON text (null as
 // ""), and metadata that is not an object as the single key
 // UnreadableMetadata.
-func decodeMetadata(b []byte, in interner, prev map[string]string) (map[string]string, error) {
+func decodeMetadata(b []byte, in interner, prev map[string]string) map[string]string {
 	if len(b) == 0 {
-		return nil, nil
+		return nil
 	}
 	m, ok := decodeFlat(b, in, prev)
 	if !ok {
 		m = decodeLenient(b)
 	}
 	if len(m) == 0 {
-		return nil, nil
+		return nil
 	}
-	return m, nil
+	return m
 }
 
 // UnreadableMetadata is the metadata key under which a read returns stored
