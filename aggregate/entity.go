@@ -362,10 +362,10 @@ func (e *entity[S, C, E, Env]) appendFailed(ctx context.Context, m *envelope[S, 
 			return res, false, err
 		}
 		return res, false, fmt.Errorf("aggregate %s: command id %q was used before, beyond the dedup window: %w", e.stream, m.commandID, err)
-	case errors.Is(err, persistence.ErrInvalidInput):
+	case persistence.FaultOf(err) == persistence.FaultInput:
 		// The store refused the events as they stand, before writing
 		// anything: the command's fault, not an outage. No back-off.
-		return res, false, fmt.Errorf("%w: %s: %w", ErrInvalidDecision, e.stream, err)
+		return res, false, e.storeFailed(err)
 	default:
 		e.dirty = true // the append may or may not have landed
 		return res, false, e.storeFailed(err)
@@ -643,10 +643,19 @@ func (e *entity[S, C, E, Env]) startEffect(m *envelope[S, C, E], effect composab
 	})
 }
 
-// storeFailed records a store failure and sets the back-off window.
+// storeFailed records a store failure and sets the back-off window —
+// unless the failure is not the store's (persistence.FaultOf): the data's
+// is returned as it is, with no back-off (a retry cannot cure it), and
+// the caller's input is an invalid decision.
 func (e *entity[S, C, E, Env]) storeFailed(err error) error {
-	if errors.Is(err, ErrCorrupt) {
+	switch persistence.FaultOf(err) {
+	case persistence.FaultData:
+		if !errors.Is(err, ErrCorrupt) {
+			err = fmt.Errorf("%w: %s: %w", ErrCorrupt, e.stream, err)
+		}
 		return err
+	case persistence.FaultInput:
+		return fmt.Errorf("%w: %s: %w", ErrInvalidDecision, e.stream, err)
 	}
 	e.failures++
 	backoff := e.h.opts.MinBackoff << min(e.failures-1, 20)

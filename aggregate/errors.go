@@ -39,8 +39,9 @@ var (
 	// commands: it is the command's fault, not the store's.
 	ErrInvalidDecision = errors.New("aggregate: invalid decision")
 	// ErrCorrupt is matched when stored events or snapshots cannot be
-	// decoded or applied: the aggregate cannot be rebuilt.
-	ErrCorrupt = errors.New("aggregate: corrupt stream")
+	// decoded or applied: the aggregate cannot be rebuilt. It also matches
+	// persistence.ErrCorrupt: the data's fault (persistence.FaultOf).
+	ErrCorrupt = fmt.Errorf("aggregate: corrupt stream: %w", persistence.ErrCorrupt)
 	// ErrInvalidID is returned at once, before any aggregate is touched,
 	// for an aggregate id that is empty, not valid UTF-8, holds a NUL
 	// byte, or makes a stream id longer than persistence.MaxIDLength. It

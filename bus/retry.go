@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+
+	"github.com/composable-go/composable/persistence"
 )
 
 // ErrPermanent is matched by errors marked with [Permanent]: retrying the
@@ -28,11 +30,13 @@ func Permanent(err error) error {
 }
 
 // IsRetryable reports whether retrying a delivery that failed with err may
-// succeed: every error except those marked with [Permanent]. (A handler
-// whose own call was cancelled may well succeed next time; when the
-// delivery itself is cancelled, nothing is retried anyway.)
+// succeed: every error except those marked with [Permanent] and those that
+// are not the infrastructure's fault ([persistence.FaultOf]: the input's
+// or the data's — a retry cannot cure them). (A handler whose own call was
+// cancelled may well succeed next time; when the delivery itself is
+// cancelled, nothing is retried anyway.)
 func IsRetryable(err error) bool {
-	return err != nil && !errors.Is(err, ErrPermanent)
+	return err != nil && !errors.Is(err, ErrPermanent) && persistence.FaultOf(err) == persistence.FaultInfrastructure
 }
 
 // Retry says what a subscriber does with a delivery whose handler fails:

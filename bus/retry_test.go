@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -77,6 +78,10 @@ func TestDeliverStopsWithItsContextAndRecoversPanics(t *testing.T) {
 	}
 	if bus.IsRetryable(bus.Permanent(errors.New("x"))) || !bus.IsRetryable(context.Canceled) || !bus.IsRetryable(errors.New("x")) || bus.IsRetryable(nil) {
 		t.Fatal("IsRetryable")
+	}
+	// Not the infrastructure's fault: no retry cures it.
+	if bus.IsRetryable(fmt.Errorf("handler: %w", persistence.ErrCorrupt)) || bus.IsRetryable(fmt.Errorf("handler: %w", persistence.ErrEventTooLarge)) {
+		t.Fatal("IsRetryable of the data's or the input's fault")
 	}
 	if !errors.Is(bus.Permanent(context.DeadlineExceeded), context.DeadlineExceeded) || bus.Permanent(nil) != nil {
 		t.Fatal("Permanent must keep the cause")

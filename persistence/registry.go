@@ -239,14 +239,14 @@ func (r *Registry) Unmarshal(e EventData) (any, error) {
 		from := version + i
 		next, err := runUpcaster(fn, data)
 		if err != nil {
-			return nil, fmt.Errorf("persistence: upcast event type %q from schema version %d to %d: %w", e.Type, from, from+1, err)
+			return nil, fmt.Errorf("%w: upcast event type %q from schema version %d to %d: %w", ErrCorrupt, e.Type, from, from+1, err)
 		}
 		data = next
 	}
 	v, err := reg.decode(reg.codec, data)
 	if err != nil {
-		return nil, fmt.Errorf("persistence: decode event type %q at schema version %d with the %s codec: %w",
-			e.Type, reg.version, reg.codec.Name(), err)
+		return nil, fmt.Errorf("%w: decode event type %q at schema version %d with the %s codec: %w",
+			ErrCorrupt, e.Type, reg.version, reg.codec.Name(), err)
 	}
 	return v, nil
 }

@@ -479,7 +479,7 @@ func (s *Saga[S, E, Env]) dispatch(ctx context.Context, sagaID string, p Pending
 // transient reports failures a retry may cure. A rejection never is, even
 // one whose handler error wraps an infrastructure error.
 func transient(err error) bool {
-	if errors.Is(err, aggregate.ErrRejected) {
+	if errors.Is(err, aggregate.ErrRejected) || persistence.FaultOf(err) != persistence.FaultInfrastructure {
 		return false
 	}
 	return errors.Is(err, aggregate.ErrUnavailable) || errors.Is(err, aggregate.ErrOverloaded) ||

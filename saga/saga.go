@@ -102,9 +102,9 @@ func (s *Saga[S, E, Env]) Deliver(ctx context.Context, rec persistence.RecordedE
 		return bus.Permanent(fmt.Errorf("saga %s: event %s routed to an empty instance id", s.def.Type, rec.ID))
 	}
 	_, err = s.typ.Send(ctx, route.ID, input{Event: &rec, Mode: route.Mode}, aggregate.WithCommandID("event/"+rec.ID))
-	if errors.Is(err, persistence.ErrInvalidInput) {
-		// Routed to an id no instance can have, or too large to record:
-		// no retry will help.
+	if err != nil && persistence.FaultOf(err) != persistence.FaultInfrastructure {
+		// Routed to an id no instance can have, too large to record, or
+		// the instance's stream cannot be read: no retry will help.
 		return bus.Permanent(fmt.Errorf("saga %s: event %s: %w", s.def.Type, persistence.Quote(rec.ID), err))
 	}
 	return err
