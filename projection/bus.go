@@ -177,8 +177,9 @@ func (h *busHandler[Tx]) handle(ctx context.Context, d bus.Delivery) error {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.As(err, &ae) && !skipping:
-			h.failures.Add(ctx, 1, h.attrs, metric.WithAttributes(attribute.String("policy", h.p.OnFailure.String())))
-			switch h.p.OnFailure {
+			policy := h.p.OnFailure.effective(ae.Err)
+			h.failures.Add(ctx, 1, h.attrs, metric.WithAttributes(attribute.String("policy", policy.String())))
+			switch policy {
 			case Stop:
 				h.opts.Logger.Error("projection: handler failed; the bus dead-letters the event", "projection", h.p.Name, "error", ae)
 				return bus.Permanent(fmt.Errorf("%w: %s: %w", ErrStopped, h.p.Name, ae))

@@ -47,7 +47,10 @@ type FailurePolicy int
 const (
 	// Retry retries the event with exponential back-off until it succeeds
 	// (a bug fixed by a deployment, say). The projection waits meanwhile,
-	// and its lag grows.
+	// and its lag grows. A failure no retry can cure — the event's data
+	// cannot be read, or the handler refused it as invalid input
+	// (persistence.FaultOf is not FaultInfrastructure) — is handled as
+	// SkipAndDeadLetter instead: a poison event never stops the projection.
 	Retry FailurePolicy = iota
 	// SkipAndDeadLetter records the event and the error in the store's
 	// dead letters, advances the checkpoint past it and goes on.
@@ -247,4 +250,13 @@ func recoverInto(err *error) {
 	if v := recover(); v != nil {
 		*err = &composable.PanicError{Value: v, Stack: debug.Stack()}
 	}
+}
+
+// effective is the policy for a handler failure err under policy p: Retry
+// does not retry what no retry can cure.
+func (p FailurePolicy) effective(err error) FailurePolicy {
+	if p == Retry && persistence.FaultOf(err) != persistence.FaultInfrastructure {
+		return SkipAndDeadLetter
+	}
+	return p
 }

@@ -492,3 +492,59 @@ func TestBusHandlerMetrics(t *testing.T) {
 		t.Fatalf("metrics %v; want 2 applied, 1 failure", got)
 	}
 }
+
+// TestPoisonEventsAreSkippedEvenUnderRetry: under the default Retry
+// policy, an event no retry can cure — its data does not decode — is
+// dead-lettered and passed over, from the feed and from the bus; an
+// ordinary handler failure is still retried.
+func TestPoisonEventsAreSkippedEvenUnderRetry(t *testing.T) {
+	reg := persistence.NewRegistry()
+	if err := persistence.Register[OrderPlaced](reg, "order.placed"); err != nil {
+		t.Fatal(err)
+	}
+	feed := evmemory.New()
+	for i, data := range []string{`{"Customer": "ada"}`, `{"Customer": `, `{"Customer": "bob"}`} {
+		if _, err := feed.Append(ctxT(t), "s", persistence.Any, persistence.EventData{ID: fmt.Sprint("e", i+1), Type: "order.placed", SchemaVersion: 1, Data: []byte(data)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	events, _ := feed.ReadAll(ctxT(t), 0, 10)
+	var fails atomic.Int32
+	p := projection.Projection[*memory.Tx]{Name: "orders", // OnFailure: Retry, the default
+		Handle: projection.Decoded(reg, func(ctx context.Context, tx *memory.Tx, _ any, e persistence.RecordedEvent) error {
+			if e.ID == "e3" && fails.Add(1) < 3 {
+				return errors.New("flaky downstream") // retried until it passes
+			}
+			return count(ctx, tx, e)
+		})}
+	store := memory.New()
+	r, err := projection.NewRunner[*memory.Tx](feed, store, p, projection.Options{Lease: evmemory.NewLeases(), Logger: quiet(),
+		PollInterval: time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, r)
+	if err := r.WaitFor(ctxT(t), 3); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	dl, _ := store.DeadLetters(ctxT(t), "orders")
+	if n, _ := store.Get("orders", "s"); n != 2 || len(dl) != 1 || dl[0].Event.ID != "e2" || fails.Load() != 3 {
+		t.Fatalf("count %v, dead letters %+v, e3 tried %d times", n, dl, fails.Load())
+	}
+
+	bstore := memory.New()
+	h, err := projection.BusHandler[*memory.Tx](bstore, p, projection.BusOptions{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fails.Store(3)
+	for _, e := range events {
+		if err := h(ctxT(t), bus.Delivery{Message: bus.Message{Event: e}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if dl, _ := bstore.DeadLetters(ctxT(t), "orders"); len(dl) != 1 || dl[0].Event.ID != "e2" {
+		t.Fatalf("bus-fed: dead letters %+v", dl)
+	}
+}

@@ -353,8 +353,9 @@ func (r *Runner[Tx]) applyBatch(ctx context.Context, p Projection[Tx], from int6
 			events = events[:ae.Index] // the events before the failing one
 			continue
 		}
-		r.failures.Add(ctx, 1, r.attrs, metric.WithAttributes(attribute.String("policy", p.OnFailure.String())))
-		switch p.OnFailure {
+		policy := p.OnFailure.effective(ae.Err)
+		r.failures.Add(ctx, 1, r.attrs, metric.WithAttributes(attribute.String("policy", policy.String())))
+		switch policy {
 		case Stop:
 			r.opts.Logger.Error("projection: handler failed; stopping", "projection", p.Name, "error", ae)
 			return pos, fmt.Errorf("%w: %s: %w", ErrStopped, p.Name, ae)
