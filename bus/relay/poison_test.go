@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
 	"github.com/composable-go/composable/bus"
 	"github.com/composable-go/composable/bus/relay"
 	"github.com/composable-go/composable/persistence"
@@ -48,8 +51,29 @@ func TestPoisonEventIsDeadLetteredAndTheFeedGoesOn(t *testing.T) {
 	}
 	seed(t, store, []string{"order/2"}, 3)
 	pub := &picky{}
-	r, _ := start(t, relay.Config{Store: store, Publisher: pub, Checkpoints: memory.NewCheckpoints(), Lease: memory.NewLeases(), BatchSize: 10})
+	reader := sdkmetric.NewManualReader()
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer func() { _ = provider.Shutdown(context.Background()) }()
+	r, _ := start(t, relay.Config{Store: store, Publisher: pub, Checkpoints: memory.NewCheckpoints(), Lease: memory.NewLeases(), BatchSize: 10,
+		Meter: provider.Meter("test")})
 	testkit.Eventually(t, 10*time.Second, func() bool { return r.Published() == 7 })
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	sums := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if d, ok := m.Data.(metricdata.Sum[int64]); ok {
+				for _, p := range d.DataPoints {
+					sums[m.Name] += p.Value
+				}
+			}
+		}
+	}
+	if sums["composable.relay.dead_letters"] != 1 || sums["composable.relay.published"] != 6 {
+		t.Fatalf("metrics %v, want 1 dead letter and 6 events published", sums)
+	}
 
 	var published, dead []bus.Message
 	for _, m := range pub.published() {

@@ -36,6 +36,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+
 	"github.com/composable-go/composable/bus"
 	"github.com/composable-go/composable/persistence"
 )
@@ -79,6 +83,10 @@ type Config struct {
 	// DeadLetterTopic receives the dead letters of poison events. Default
 	// Name + ".dead-letters".
 	DeadLetterTopic string
+	// Meter records composable.relay.published and
+	// composable.relay.dead_letters (events), with attribute relay = Name.
+	// Default: none recorded.
+	Meter metric.Meter
 }
 
 // PoisonPolicy says what the relay does with an event the bus refuses for
@@ -143,6 +151,9 @@ type Relay struct {
 	published    atomic.Int64 // position of the last event the bus acknowledged
 	deadLettered atomic.Int64
 
+	attrs                     metric.MeasurementOption
+	publishedCount, deadCount metric.Int64Counter
+
 	saveMu sync.Mutex // serialises checkpoint saves
 	saved  int64      // last checkpoint saved
 }
@@ -179,7 +190,20 @@ func New(cfg Config) (*Relay, error) {
 	if cfg.DeadLetterTopic == "" {
 		cfg.DeadLetterTopic = cfg.Name + ".dead-letters"
 	}
-	return &Relay{cfg: cfg}, nil
+	if cfg.Meter == nil {
+		cfg.Meter = noop.NewMeterProvider().Meter("")
+	}
+	r := &Relay{cfg: cfg, attrs: metric.WithAttributes(attribute.String("relay", cfg.Name))}
+	var err error
+	if r.publishedCount, err = cfg.Meter.Int64Counter("composable.relay.published", metric.WithUnit("{event}"),
+		metric.WithDescription("Events the bus acknowledged.")); err != nil {
+		return nil, err
+	}
+	if r.deadCount, err = cfg.Meter.Int64Counter("composable.relay.dead_letters", metric.WithUnit("{event}"),
+		metric.WithDescription("Events the bus refused for good, dead-lettered and passed over.")); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // DeadLettered returns how many poison events this relay dead-lettered
@@ -284,6 +308,7 @@ func (r *Relay) publish(ctx context.Context, events []persistence.RecordedEvent)
 		}
 	}
 	backoff := r.cfg.MinBackoff
+	published := len(msgs)
 	for len(msgs) > 0 {
 		err := r.cfg.Publisher.Publish(ctx, msgs...)
 		if err == nil {
@@ -295,7 +320,7 @@ func (r *Relay) publish(ctx context.Context, events []persistence.RecordedEvent)
 		level := slog.LevelWarn
 		if !bus.IsRetryable(err) {
 			if r.cfg.OnPoison == DeadLetterPoison {
-				if err := r.publishEach(ctx, msgs); err != nil {
+				if published, err = r.publishEach(ctx, msgs); err != nil {
 					return err
 				}
 				break
@@ -309,6 +334,7 @@ func (r *Relay) publish(ctx context.Context, events []persistence.RecordedEvent)
 		backoff = min(2*backoff, r.cfg.MaxBackoff)
 	}
 	r.published.Store(events[len(events)-1].GlobalPosition)
+	r.publishedCount.Add(ctx, int64(published), r.attrs)
 	if r.cfg.CheckpointInterval <= 0 {
 		return r.save(ctx)
 	}
@@ -317,29 +343,33 @@ func (r *Relay) publish(ctx context.Context, events []persistence.RecordedEvent)
 
 // publishEach publishes msgs one at a time, in order, after the bus
 // refused their batch for good: each one it refuses for good on its own is
-// dead-lettered; transient failures are retried.
-func (r *Relay) publishEach(ctx context.Context, msgs []bus.Message) error {
+// dead-lettered; transient failures are retried. It returns how many the
+// bus took.
+func (r *Relay) publishEach(ctx context.Context, msgs []bus.Message) (int, error) {
+	published := 0
 	for _, m := range msgs {
 		err := r.retry(ctx, m)
 		if err == nil {
+			published++
 			continue
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return published, ctx.Err()
 		}
 		r.deadLettered.Add(1)
+		r.deadCount.Add(ctx, 1, r.attrs)
 		r.cfg.Logger.Error("relay: the bus refuses the event for good; dead-lettered and passed over", slog.String("relay", r.cfg.Name),
 			slog.String("event", persistence.Quote(m.Event.ID)), slog.String("stream", persistence.Quote(m.Event.StreamID)),
 			slog.Int64("position", m.Event.GlobalPosition), slog.Any("error", err))
 		if err := r.retry(ctx, r.deadLetter(m, err)); err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return published, ctx.Err()
 			}
 			r.cfg.Logger.Error("relay: the dead letter is refused too; the event is passed over, recorded only here", slog.String("relay", r.cfg.Name),
 				slog.String("event", persistence.Quote(m.Event.ID)), slog.Int64("position", m.Event.GlobalPosition), slog.Any("error", err))
 		}
 	}
-	return nil
+	return published, nil
 }
 
 // retry publishes m until the bus takes it, refuses it for good (that
