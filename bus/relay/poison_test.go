@@ -20,6 +20,14 @@ import (
 	"github.com/composable-go/composable/testkit"
 )
 
+// rawTopic is a topic chooser of one's own that keeps the stream type as
+// it is — "events.Order Service", which a broker refuses; TopicByType
+// would have mapped it to a legal name.
+func rawTopic(e persistence.RecordedEvent) string {
+	typ, _, _ := strings.Cut(e.StreamID, "/")
+	return "events." + typ
+}
+
 // picky is a publisher that refuses for good, batch and all, any message
 // whose topic holds a space — as a broker refuses an illegal topic name —
 // and records the rest.
@@ -55,7 +63,7 @@ func TestPoisonEventIsDeadLetteredAndTheFeedGoesOn(t *testing.T) {
 	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	defer func() { _ = provider.Shutdown(context.Background()) }()
 	r, _ := start(t, relay.Config{Store: store, Publisher: pub, Checkpoints: memory.NewCheckpoints(), Lease: memory.NewLeases(), BatchSize: 10,
-		Meter: provider.Meter("test")})
+		Meter: provider.Meter("test"), Topic: rawTopic})
 	testkit.Eventually(t, 10*time.Second, func() bool { return r.Published() == 7 })
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(context.Background(), &rm); err != nil {
@@ -133,7 +141,7 @@ func TestStopOnPoisonHoldsTheFeed(t *testing.T) {
 	seed(t, store, []string{"order/1"}, 2)
 	pub := &picky{}
 	r, stop := start(t, relay.Config{Store: store, Publisher: pub, Checkpoints: memory.NewCheckpoints(), Lease: memory.NewLeases(),
-		OnPoison: relay.StopOnPoison})
+		OnPoison: relay.StopOnPoison, Topic: rawTopic})
 	testkit.Eventually(t, 10*time.Second, func() bool { return pub.refusals.Load() >= 3 }) // retried, again and again
 	stop()
 	if r.Published() != 0 || len(pub.published()) != 0 || r.DeadLettered() != 0 {
@@ -155,7 +163,7 @@ func TestIllegalTopicOverKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendSome(t, store, "after", []string{"order/1"}, 0, 3)
-	r, _ := start(t, relay.Config{Store: store, Publisher: b, Checkpoints: store, Lease: memory.NewLeases()})
+	r, _ := start(t, relay.Config{Store: store, Publisher: b, Checkpoints: store, Lease: memory.NewLeases(), Topic: rawTopic})
 	testkit.Eventually(t, 30*time.Second, func() bool { return r.Published() == 4 })
 
 	var mu sync.Mutex
@@ -181,5 +189,23 @@ func TestIllegalTopicOverKafka(t *testing.T) {
 	}
 	if dl := got["relay.dead-letters"]; dl[0] != "poison" || r.DeadLettered() != 1 {
 		t.Fatalf("dead letters %v (counted %d)", dl, r.DeadLettered())
+	}
+}
+
+// TestTopicByTypeMapsToLegalNames: the default topic chooser turns any
+// stream type into a legal Kafka topic name.
+func TestTopicByTypeMapsToLegalNames(t *testing.T) {
+	topic := relay.TopicByType("events.")
+	for stream, want := range map[string]string{
+		"order/42":                      "events.order",
+		"Order Service/1":               "events.Order_Service",
+		"ventes-été/1":                  "events.ventes-_t_",
+		"a.b_c-D9/x":                    "events.a.b_c-D9",
+		"bad\x00type/1":                 "events.bad_type",
+		strings.Repeat("t", 300) + "/1": "events." + strings.Repeat("t", 249-len("events.")),
+	} {
+		if got := topic(persistence.RecordedEvent{StreamID: stream}); got != want {
+			t.Errorf("TopicByType(%.20q) = %q, want %q", stream, got, want)
+		}
 	}
 }

@@ -12,8 +12,9 @@
 // # Poison events
 //
 // An event the bus refuses for good — a [bus.Permanent] error, such as a
-// stream type that is no legal topic name or a message over the producer's
-// size limit — would stop the feed: every later event waits behind it. By
+// topic name the broker cannot have (from a Config.Topic of your own:
+// [TopicByType] maps types to legal names) or a message over the
+// producer's size limit — would stop the feed: every later event waits behind it. By
 // default ([DeadLetterPoison]) the relay then publishes the batch one event
 // at a time, and for each event refused for good publishes a dead letter
 // to [Config].DeadLetterTopic — the event's coordinates (id, stream,
@@ -137,11 +138,40 @@ func (c Config) Validate() error {
 
 // TopicByType returns a topic chooser that names a topic after the
 // aggregate type of the event's stream ("order/42" goes to prefix+"order").
+// The name is mapped to a legal Kafka topic name: each character other
+// than a-z, A-Z, 0-9, '.', '_' and '-' becomes '_' ("Order Service/1" goes
+// to prefix+"Order_Service"), and the name is cut to Kafka's 249 bytes —
+// so that a type the broker could not take still reaches a topic (types
+// that differ only there share it).
 func TopicByType(prefix string) func(persistence.RecordedEvent) string {
 	return func(e persistence.RecordedEvent) string {
 		typ, _, _ := strings.Cut(e.StreamID, "/")
-		return prefix + typ
+		return legalTopic(prefix + typ)
 	}
+}
+
+// legalTopic maps name to a legal Kafka topic name (see TopicByType).
+func legalTopic(name string) string {
+	legal := true
+	for i := 0; i < len(name); i++ {
+		legal = legal && topicChar(name[i])
+	}
+	if legal && len(name) <= 249 {
+		return name
+	}
+	var b strings.Builder
+	for _, r := range name {
+		if r < utf8.RuneSelf && topicChar(byte(r)) {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return truncate(b.String(), 249)
+}
+
+func topicChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-'
 }
 
 // Relay publishes the feed; see the package documentation. It is safe for
