@@ -158,3 +158,32 @@ func TestMetadataCountsTowardsTheEventSize(t *testing.T) {
 		t.Fatalf("the next command: %v", err)
 	}
 }
+
+// TestOverlongTimerNameLeavesTheAggregateAvailable: a timer name no store
+// can index (PostgreSQL would fail the whole batch with "index row size
+// exceeds the maximum") is refused as an invalid decision, with no
+// back-off: the next command goes through at once. On memory and
+// PostgreSQL.
+func TestOverlongTimerNameLeavesTheAggregateAvailable(t *testing.T) {
+	pool := pgtest.Pool(t)
+	for name, store := range map[string]persistence.EventStore{
+		"memory":   memory.New(),
+		"postgres": pgStore(t, pool, pgtest.Schema(t, pool, "agg_timer_name")),
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newAlarms(t, store, testkit.NewManualClock(epoch), aggregate.Options{})
+			ctx := ctxT(t)
+			long := strings.Repeat("n", 8<<10)
+			_, err := f.alarms.Send(ctx, "a1", setAlarm{Name: long, At: epoch.Add(time.Minute)})
+			if !errors.Is(err, aggregate.ErrInvalidDecision) || !errors.Is(err, persistence.ErrTooLong) || errors.Is(err, aggregate.ErrUnavailable) {
+				t.Fatalf("an overlong timer name: %v, want ErrInvalidDecision and ErrTooLong", err)
+			}
+			if len(err.Error()) > 1024 {
+				t.Fatalf("the error quotes %d bytes", len(err.Error()))
+			}
+			if _, err := f.alarms.Send(ctx, "a1", setAlarm{Name: "wake", At: epoch.Add(time.Minute)}); err != nil {
+				t.Fatalf("the next command: %v", err)
+			}
+		})
+	}
+}

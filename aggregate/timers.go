@@ -327,8 +327,8 @@ func (s *scheduler) settle(ctx context.Context, f fired) {
 	r.at = s.clock.Now().Add(s.backoff(r.failures))
 	s.failed[t.FireID] = r
 	if ctx.Err() == nil {
-		s.logger.Warn("aggregate: timer firing failed; will retry", slog.String("type", s.owner), slog.String("id", t.ID),
-			slog.String("timer", t.Name), slog.Int("failures", r.failures), slog.Any("error", f.err))
+		s.logger.Warn("aggregate: timer firing failed; will retry", slog.String("type", s.owner), slog.String("id", persistence.Quote(t.ID)),
+			slog.String("timer", persistence.Quote(t.Name)), slog.Int("failures", r.failures), slog.Any("error", f.err))
 	}
 }
 
@@ -341,12 +341,14 @@ func (s *scheduler) fireOne(ctx context.Context, t persistence.Timer) error {
 	appended, err := s.fire(ctx, t)
 	switch {
 	case errors.Is(err, ErrRejected):
-		s.logger.Warn("aggregate: timer firing rejected; the timer is dropped", slog.String("type", s.owner), slog.String("id", t.ID),
-			slog.String("timer", t.Name), slog.Any("error", err))
+		s.logger.Warn("aggregate: timer firing rejected; the timer is dropped", slog.String("type", s.owner), slog.String("id", persistence.Quote(t.ID)),
+			slog.String("timer", persistence.Quote(t.Name)), slog.Any("error", err))
 		err = nil
-	case errors.Is(err, ErrInvalidDecision):
-		s.logger.Error("aggregate: timer firing cannot be carried out; the timer is dropped", slog.String("type", s.owner), slog.String("id", t.ID),
-			slog.String("timer", t.Name), slog.Any("error", err))
+	case errors.Is(err, ErrInvalidDecision) || (err != nil && persistence.FaultOf(err) == persistence.FaultInput):
+		// An invalid decision, or input no store takes (an id stored
+		// before the limits, say): it would fail again.
+		s.logger.Error("aggregate: timer firing cannot be carried out; the timer is dropped", slog.String("type", s.owner), slog.String("id", persistence.Quote(t.ID)),
+			slog.String("timer", persistence.Quote(t.Name)), slog.Any("error", err))
 		err = nil
 	}
 	if err != nil || appended {

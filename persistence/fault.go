@@ -40,10 +40,10 @@ func (f Fault) String() string {
 // FaultOf classifies err (which must not be nil).
 func FaultOf(err error) Fault {
 	switch {
+	case errors.Is(err, ErrCorrupt): // first: data that does not decode may wrap a codec's invalid-input error
+		return FaultData
 	case errors.Is(err, ErrInvalidInput):
 		return FaultInput
-	case errors.Is(err, ErrCorrupt):
-		return FaultData
 	}
 	return FaultInfrastructure
 }

@@ -88,10 +88,16 @@ func ValidateTimers(timers []TimerChange) error {
 			return fmt.Errorf("%w: timer change %d needs an owner, an id and a name", ErrInvalidTimer, i)
 		case !validText(t.Owner) || !validText(t.ID) || !validText(t.Name) || !validText(t.FireID):
 			return fmt.Errorf("%w: timer change %d", ErrInvalidText, i)
+		case len(t.Owner) > MaxIDLength || len(t.ID) > MaxIDLength || len(t.Name) > MaxIDLength ||
+			len(t.Owner)+len(t.ID)+len(t.Name) > 2*MaxIDLength || len(t.FireID) > 4*MaxIDLength:
+			// Owner, id and name are one index entry (at most about 2.7 KB
+			// on PostgreSQL).
+			return fmt.Errorf("%w: timer change %d: timer %s of %s/%s, limits %d bytes each and %d together (fire id %d)",
+				ErrTooLong, i, Quote(t.Name), Quote(t.Owner), Quote(t.ID), MaxIDLength, 2*MaxIDLength, 4*MaxIDLength)
 		case !c.Cancel && t.FireID == "":
-			return fmt.Errorf("%w: timer %q of %s/%s is armed without a fire id", ErrInvalidTimer, t.Name, t.Owner, t.ID)
+			return fmt.Errorf("%w: timer %s of %s/%s is armed without a fire id", ErrInvalidTimer, Quote(t.Name), Quote(t.Owner), Quote(t.ID))
 		case !c.Cancel && (t.Due.Before(minDue) || t.Due.After(maxDue)):
-			return fmt.Errorf("%w: timer %q of %s/%s is due at %v", ErrInvalidTimer, t.Name, t.Owner, t.ID, t.Due)
+			return fmt.Errorf("%w: timer %s of %s/%s is due at %v", ErrInvalidTimer, Quote(t.Name), Quote(t.Owner), Quote(t.ID), t.Due)
 		}
 	}
 	return nil

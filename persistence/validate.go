@@ -131,7 +131,7 @@ func ValidateSnapshot(s Snapshot, maxSize int) error {
 	case s.StreamID == "":
 		return ErrEmptyStreamID
 	case !validText(s.StreamID):
-		return fmt.Errorf("%w: stream id %q", ErrInvalidText, s.StreamID)
+		return fmt.Errorf("%w: stream id %s", ErrInvalidText, Quote(s.StreamID))
 	case s.Version < 1:
 		return fmt.Errorf("%w: snapshot version %d", ErrBadVersion, s.Version)
 	case s.SchemaVersion < 0 || s.SchemaVersion > math.MaxInt32:

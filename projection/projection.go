@@ -50,7 +50,9 @@ const (
 	// and its lag grows. A failure no retry can cure — the event's data
 	// cannot be read, or the handler refused it as invalid input
 	// (persistence.FaultOf is not FaultInfrastructure) — is handled as
-	// SkipAndDeadLetter instead: a poison event never stops the projection.
+	// SkipAndDeadLetter instead, so an event that does not decode does
+	// not stop the projection (after fixing a codec, rebuild). A panic, or
+	// a schema version newer than the registry knows, is retried.
 	Retry FailurePolicy = iota
 	// SkipAndDeadLetter records the event and the error in the store's
 	// dead letters, advances the checkpoint past it and goes on.

@@ -112,7 +112,7 @@ func (b *Bus) Publish(ctx context.Context, msgs ...bus.Message) error {
 	pms := make([]*sarama.ProducerMessage, len(msgs))
 	for i, m := range msgs {
 		if m.Topic == "" {
-			return fmt.Errorf("%w: message %d has no topic", bus.ErrInvalidMessage, i)
+			return bus.Permanent(fmt.Errorf("%w: message %d has no topic", bus.ErrInvalidMessage, i))
 		}
 		if !LegalTopic(m.Topic) {
 			return bus.Permanent(fmt.Errorf("%w: message %d (%s): topic %s is not a legal Kafka topic name",
@@ -143,6 +143,28 @@ func LegalTopic(name string) bool {
 	return true
 }
 
+// refusedForGood reports whether the broker refused every message of a
+// failed send for a reason no retry cures: too large for the topic, an
+// invalid topic, a record it cannot take.
+func refusedForGood(err error) bool {
+	var pes sarama.ProducerErrors
+	if !errors.As(err, &pes) || len(pes) == 0 {
+		return false
+	}
+	for _, pe := range pes {
+		var kerr sarama.KError
+		if !errors.As(pe.Err, &kerr) {
+			return false
+		}
+		switch kerr {
+		case sarama.ErrMessageSizeTooLarge, sarama.ErrInvalidTopic, sarama.ErrInvalidMessage, sarama.ErrInvalidRecord:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 func topicChar(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-'
 }
@@ -161,10 +183,14 @@ func (b *Bus) send(ctx context.Context, pms []*sarama.ProducerMessage) error {
 	}()
 	select {
 	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("kafka bus: publish: %w", err)
+		if err == nil {
+			return nil
 		}
-		return nil
+		err = fmt.Errorf("kafka bus: publish: %w", err)
+		if refusedForGood(err) {
+			return bus.Permanent(err)
+		}
+		return err
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -202,10 +202,26 @@ func TestTopicByTypeMapsToLegalNames(t *testing.T) {
 		"ventes-été/1":                  "events.ventes-_t_",
 		"a.b_c-D9/x":                    "events.a.b_c-D9",
 		"bad\x00type/1":                 "events.bad_type",
-		strings.Repeat("t", 300) + "/1": "events." + strings.Repeat("t", 249-len("events.")),
+		strings.Repeat("t", 300) + "/1": "events." + strings.Repeat("t", 200-len("events.")),
 	} {
 		if got := topic(persistence.RecordedEvent{StreamID: stream}); got != want {
 			t.Errorf("TopicByType(%.20q) = %q, want %q", stream, got, want)
 		}
+	}
+}
+
+// TestDeadLetterTopicIsLegal: a relay name that is no legal topic name
+// does not make the dead letters unpublishable.
+func TestDeadLetterTopicIsLegal(t *testing.T) {
+	store := memory.New()
+	if _, err := store.Append(context.Background(), "Order Service/1", persistence.NoStream,
+		persistence.EventData{ID: "poison", Type: "t", Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	pub := &picky{}
+	r, _ := start(t, relay.Config{Name: "billing/outbox", Store: store, Publisher: pub, Checkpoints: memory.NewCheckpoints(), Lease: memory.NewLeases(), Topic: rawTopic})
+	testkit.Eventually(t, 10*time.Second, func() bool { return r.Published() == 1 })
+	if got := pub.published(); len(got) != 1 || got[0].Topic != "billing_outbox.dead-letters" {
+		t.Fatalf("published %+v, want one dead letter on billing_outbox.dead-letters", got)
 	}
 }

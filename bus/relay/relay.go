@@ -82,7 +82,9 @@ type Config struct {
 	// package documentation). Default DeadLetterPoison.
 	OnPoison PoisonPolicy
 	// DeadLetterTopic receives the dead letters of poison events. Default
-	// Name + ".dead-letters".
+	// Name + ".dead-letters", mapped to a legal Kafka topic name as
+	// TopicByType maps. It must exist where the broker does not create
+	// topics on first use.
 	DeadLetterTopic string
 	// Meter records composable.relay.published and
 	// composable.relay.dead_letters (events), with attribute relay = Name.
@@ -140,9 +142,10 @@ func (c Config) Validate() error {
 // aggregate type of the event's stream ("order/42" goes to prefix+"order").
 // The name is mapped to a legal Kafka topic name: each character other
 // than a-z, A-Z, 0-9, '.', '_' and '-' becomes '_' ("Order Service/1" goes
-// to prefix+"Order_Service"), and the name is cut to Kafka's 249 bytes —
-// so that a type the broker could not take still reaches a topic (types
-// that differ only there share it).
+// to prefix+"Order_Service"), and the name is cut to 200 bytes — Kafka
+// takes 249, and consumers add a dead-letter suffix — so that a type the
+// broker could not take still reaches a topic (types that differ only
+// there share it).
 func TopicByType(prefix string) func(persistence.RecordedEvent) string {
 	return func(e persistence.RecordedEvent) string {
 		typ, _, _ := strings.Cut(e.StreamID, "/")
@@ -156,7 +159,7 @@ func legalTopic(name string) string {
 	for i := 0; i < len(name); i++ {
 		legal = legal && topicChar(name[i])
 	}
-	if legal && len(name) <= 249 {
+	if legal && len(name) <= maxTopic {
 		return name
 	}
 	var b strings.Builder
@@ -167,8 +170,11 @@ func legalTopic(name string) string {
 			b.WriteByte('_')
 		}
 	}
-	return truncate(b.String(), 249)
+	return truncate(b.String(), maxTopic)
 }
+
+// maxTopic leaves room under Kafka's 249 bytes for a dead-letter suffix.
+const maxTopic = 200
 
 func topicChar(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-'
@@ -218,7 +224,7 @@ func New(cfg Config) (*Relay, error) {
 		cfg.CheckpointInterval = 250 * time.Millisecond
 	}
 	if cfg.DeadLetterTopic == "" {
-		cfg.DeadLetterTopic = cfg.Name + ".dead-letters"
+		cfg.DeadLetterTopic = legalTopic(cfg.Name + ".dead-letters") // a Name like "billing/outbox" too
 	}
 	if cfg.Meter == nil {
 		cfg.Meter = noop.NewMeterProvider().Meter("")

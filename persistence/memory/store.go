@@ -126,7 +126,7 @@ func (s *Store) Load(ctx context.Context, stream string, fromVersion int64) ([]p
 	defer s.mu.RUnlock()
 	idx, ok := s.streams[stream]
 	if !ok {
-		return nil, fmt.Errorf("%w: %q", persistence.ErrStreamNotFound, stream)
+		return nil, fmt.Errorf("%w: %s", persistence.ErrStreamNotFound, persistence.Quote(stream))
 	}
 	fromVersion = max(fromVersion, 1)
 	if fromVersion > int64(len(idx)) {

@@ -338,7 +338,7 @@ func (s *Store) enqueue(ctx context.Context, r *request) error {
 // Load implements [persistence.EventStore].
 func (s *Store) Load(ctx context.Context, stream string, fromVersion int64) ([]persistence.RecordedEvent, error) {
 	if !persistence.ValidStreamID(stream) { // PostgreSQL would refuse the text
-		return nil, fmt.Errorf("%w: %q", persistence.ErrStreamNotFound, stream)
+		return nil, fmt.Errorf("%w: %s", persistence.ErrStreamNotFound, persistence.Quote(stream))
 	}
 	fromVersion = max(fromVersion, 1)
 	// One round trip: the stream's version (which says whether it exists
@@ -356,7 +356,7 @@ func (s *Store) Load(ctx context.Context, stream string, fromVersion int64) ([]p
 		return nil, fmt.Errorf("postgres: load %q: %w", stream, err)
 	}
 	if version == 0 {
-		return nil, fmt.Errorf("%w: %q", persistence.ErrStreamNotFound, stream)
+		return nil, fmt.Errorf("%w: %s", persistence.ErrStreamNotFound, persistence.Quote(stream))
 	}
 	return events, nil
 }

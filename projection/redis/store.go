@@ -203,7 +203,7 @@ return redis.call(ARGV[1], KEYS[2] .. gen .. ':' .. ARGV[2], unpack(ARGV, 3))`)
 // first argument — their other arguments are fields, members or ranges,
 // never keys, so a read cannot reach beyond its projection's model.
 var readCommands = map[string]bool{
-	"GET": true, "STRLEN": true, "GETRANGE": true, "EXISTS": true, "TYPE": true,
+	"GET": true, "STRLEN": true, "GETRANGE": true, "TYPE": true, // not EXISTS: it takes several keys
 	"HGET": true, "HMGET": true, "HGETALL": true, "HKEYS": true, "HVALS": true, "HLEN": true, "HEXISTS": true, "HSTRLEN": true,
 	"LRANGE": true, "LLEN": true, "LINDEX": true, "LPOS": true,
 	"SMEMBERS": true, "SISMEMBER": true, "SMISMEMBER": true, "SCARD": true,

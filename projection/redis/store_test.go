@@ -235,7 +235,7 @@ func TestReadIsReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Del(context.Background(), "session:admin") })
-	for _, cmd := range []string{"MGET", "mget", "SUNION", "EVAL"} {
+	for _, cmd := range []string{"MGET", "mget", "SUNION", "EVAL", "EXISTS"} {
 		if v, err := s.Read(ctx, "ro", cmd, "counts", "session:admin").Result(); !errors.Is(err, projection.ErrInvalid) {
 			t.Fatalf("Read %s = %v, %v; want ErrInvalid", cmd, v, err)
 		}
