@@ -293,3 +293,21 @@ func eventually(t *testing.T, cond func() bool) {
 		runtime.Gosched()
 	}
 }
+
+// TestForgetPrunesBehindMarks: a read filled up by marks (parked saga
+// instances, say) saw every timer that can fire, so the retry records of
+// firings no longer pending are dropped — they would otherwise pile up
+// once an owner has as many marks as a read takes.
+func TestForgetPrunesBehindMarks(t *testing.T) {
+	s := &scheduler{failed: map[string]retry{"gone": {failures: 1}, "kept": {failures: 2}}}
+	read := []persistence.Timer{{FireID: "kept", Due: time.Unix(60, 0)}, {FireID: "m1", Due: persistence.Never}, {FireID: "m2", Due: persistence.Never}}
+	s.forget(read, len(read)) // full, but ending in marks
+	if _, ok := s.failed["gone"]; ok || len(s.failed) != 1 {
+		t.Fatalf("retry records %v, want only kept", s.failed)
+	}
+	s.failed["gone"] = retry{failures: 1}
+	s.forget(read[:1], 1) // full, ending in a timer: more may be pending
+	if len(s.failed) != 2 {
+		t.Fatalf("retry records %v after a full read: nothing can be known gone", s.failed)
+	}
+}

@@ -276,7 +276,7 @@ func (s *scheduler) fireDue(ctx context.Context, lost <-chan struct{}) (time.Tim
 		// Read again once half the firings are done — or, if this read saw
 		// every pending timer, once all are: nothing else can be due.
 		wait := s.width / 2
-		if len(timers) < limit {
+		if sawAll(timers, limit) {
 			wait = 0
 		}
 		collect()
@@ -361,7 +361,7 @@ func (s *scheduler) fireOne(ctx context.Context, t persistence.Timer) error {
 // read timers are kept, the rest — fired or cancelled since — go. Only a
 // read that saw every pending timer can tell.
 func (s *scheduler) forget(read []persistence.Timer, limit int) {
-	if len(read) >= limit || len(s.failed) == 0 {
+	if !sawAll(read, limit) || len(s.failed) == 0 {
 		return
 	}
 	pending := make(map[string]bool, len(read))
@@ -373,6 +373,13 @@ func (s *scheduler) forget(read []persistence.Timer, limit int) {
 			delete(s.failed, id)
 		}
 	}
+}
+
+// sawAll reports whether a read of up to limit timers, earliest first,
+// saw every timer that can fire: it was not full, or it reached the marks,
+// which come last and never fire.
+func sawAll(read []persistence.Timer, limit int) bool {
+	return len(read) < limit || read[len(read)-1].Due.Equal(persistence.Never)
 }
 
 func (s *scheduler) backoff(failures int) time.Duration {
