@@ -261,14 +261,16 @@ func (h *host[S, C, E, Env]) shutdown() {
 
 // validID refuses an id no stream can be named after, before an actor is
 // spawned for it.
+// It runs on every command: it builds no stream name (the type was
+// checked at Register).
 func (h *host[S, C, E, Env]) validID(id string) error {
-	switch stream := streamName(h.def.Type, id); {
+	switch n := len(h.def.Type) + 1 + len(id); {
 	case id == "":
 		return fmt.Errorf("%w: empty, for type %s", ErrInvalidID, persistence.Quote(h.def.Type))
-	case !persistence.ValidStreamID(stream):
+	case !persistence.ValidStreamID(id):
 		return fmt.Errorf("%w: %s is not valid UTF-8 or holds a NUL byte", ErrInvalidID, persistence.Quote(id))
-	case len(stream) > persistence.MaxIDLength:
-		return fmt.Errorf("%w: %s makes a stream id of %d bytes, limit %d", ErrInvalidID, persistence.Quote(id), len(stream), persistence.MaxIDLength)
+	case n > persistence.MaxIDLength:
+		return fmt.Errorf("%w: %s makes a stream id of %d bytes, limit %d", ErrInvalidID, persistence.Quote(id), n, persistence.MaxIDLength)
 	}
 	return nil
 }
