@@ -114,7 +114,7 @@ func (b *Bus) Publish(ctx context.Context, msgs ...bus.Message) error {
 		if m.Topic == "" {
 			return bus.Permanent(fmt.Errorf("%w: message %d has no topic", bus.ErrInvalidMessage, i))
 		}
-		if !LegalTopic(m.Topic) {
+		if !bus.LegalTopic(m.Topic) {
 			return bus.Permanent(fmt.Errorf("%w: message %d (%s): topic %s is not a legal Kafka topic name",
 				bus.ErrInvalidMessage, i, persistence.Quote(m.Event.ID), persistence.Quote(m.Topic)))
 		}
@@ -127,20 +127,6 @@ func (b *Bus) Publish(ctx context.Context, msgs ...bus.Message) error {
 		}
 	}
 	return b.send(ctx, pms)
-}
-
-// LegalTopic reports whether name is a topic name Kafka accepts: 1 to 249
-// of the characters a-z, A-Z, 0-9, '.', '_' and '-', and not "." or "..".
-func LegalTopic(name string) bool {
-	if name == "" || len(name) > 249 || name == "." || name == ".." {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		if !topicChar(name[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 // refusedForGood reports whether the broker refused every message of a
@@ -163,10 +149,6 @@ func refusedForGood(err error) bool {
 		}
 	}
 	return true
-}
-
-func topicChar(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-'
 }
 
 func (b *Bus) send(ctx context.Context, pms []*sarama.ProducerMessage) error {

@@ -53,18 +53,6 @@ func TestConformance(t *testing.T) {
 	bustest.Run(t, func(t *testing.T, r bus.Retry) bustest.Bus { return newBus(t, broker, r) })
 }
 
-func TestLegalTopic(t *testing.T) {
-	for name, want := range map[string]bool{
-		"events.order": true, "a-b_c.D9": true, strings.Repeat("t", 249): true,
-		"": false, ".": false, "..": false, "events.Order Service": false, "events/x": false,
-		"événements": false, strings.Repeat("t", 250): false, "a\x00": false,
-	} {
-		if got := kafka.LegalTopic(name); got != want {
-			t.Errorf("LegalTopic(%.20q) = %v, want %v", name, got, want)
-		}
-	}
-}
-
 // TestOversizedDeadLetterIsTruncated: a record just under the producer's
 // limit fails for good; its dead letter, which would be over the limit,
 // goes without the record's value, saying so — and the partition moves

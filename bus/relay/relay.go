@@ -154,31 +154,10 @@ func TopicByType(prefix string) func(persistence.RecordedEvent) string {
 }
 
 // legalTopic maps name to a legal Kafka topic name (see TopicByType).
-func legalTopic(name string) string {
-	legal := true
-	for i := 0; i < len(name); i++ {
-		legal = legal && topicChar(name[i])
-	}
-	if legal && len(name) <= maxTopic {
-		return name
-	}
-	var b strings.Builder
-	for _, r := range name {
-		if r < utf8.RuneSelf && topicChar(byte(r)) {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	return truncate(b.String(), maxTopic)
-}
+func legalTopic(name string) string { return bus.SanitizeTopic(name, maxTopic) }
 
 // maxTopic leaves room under Kafka's 249 bytes for a dead-letter suffix.
 const maxTopic = 200
-
-func topicChar(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-'
-}
 
 // Relay publishes the feed; see the package documentation. It is safe for
 // concurrent use; run it once per process with Run.
