@@ -46,7 +46,7 @@ type ConcurrencyError struct {
 }
 
 func (e *ConcurrencyError) Error() string {
-	return fmt.Sprintf("persistence: stream %q: expected version %d, actual %d", e.Stream, e.Expected, e.Actual)
+	return fmt.Sprintf("persistence: stream %s: expected version %d, actual %d", Quote(e.Stream), e.Expected, e.Actual)
 }
 
 // Is reports whether target is ErrConcurrency.
@@ -58,7 +58,7 @@ type DuplicateEventError struct {
 }
 
 func (e *DuplicateEventError) Error() string {
-	return fmt.Sprintf("persistence: event id %q already stored", e.ID)
+	return fmt.Sprintf("persistence: event id %s already stored", Quote(e.ID))
 }
 
 // Is reports whether target is ErrDuplicateEvent.
@@ -70,7 +70,7 @@ type UnknownEventTypeError struct {
 }
 
 func (e *UnknownEventTypeError) Error() string {
-	return fmt.Sprintf("persistence: unknown event type %q", e.Type)
+	return fmt.Sprintf("persistence: unknown event type %s", Quote(e.Type))
 }
 
 // Is reports whether target is ErrUnknownEventType.
@@ -112,12 +112,12 @@ type SchemaVersionError struct {
 func (e *SchemaVersionError) Error() string {
 	switch {
 	case e.MissingUpcaster > 0:
-		return fmt.Sprintf("persistence: event type %q: no upcaster from schema version %d to %d (event at %d, current %d)",
-			e.Type, e.MissingUpcaster, e.MissingUpcaster+1, e.Version, e.Current)
+		return fmt.Sprintf("persistence: event type %s: no upcaster from schema version %d to %d (event at %d, current %d)",
+			Quote(e.Type), e.MissingUpcaster, e.MissingUpcaster+1, e.Version, e.Current)
 	case e.Version > e.Current:
-		return fmt.Sprintf("persistence: event type %q: schema version %d is newer than the current %d", e.Type, e.Version, e.Current)
+		return fmt.Sprintf("persistence: event type %s: schema version %d is newer than the current %d", Quote(e.Type), e.Version, e.Current)
 	default:
-		return fmt.Sprintf("persistence: event type %q: invalid schema version %d", e.Type, e.Version)
+		return fmt.Sprintf("persistence: event type %s: invalid schema version %d", Quote(e.Type), e.Version)
 	}
 }
 
