@@ -400,3 +400,32 @@ func TestTimerFiringThatFailsParksAndFiresOnResume(t *testing.T) {
 		})
 	}
 }
+
+// TestParkedInstanceEvicted: under MaxLive 1 a parked instance is evicted
+// by the next one; a note for it reactivates it and is deferred; resumed,
+// it dispatches its debit again. Nothing of the parking is lost with the
+// eviction.
+func TestParkedInstanceEvicted(t *testing.T) {
+	for name, store := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			f := newFixtureWith(t, store, testkit.NewManualClock(time.Unix(0, 0)), saga.Options{MaxLive: 1})
+			f.wallet(t, "alice", Close{})
+			f.deliver(t, TransferRequested{Transfer: "e1", From: "alice", To: "bob", Amount: 10, Policy: saga.Park})
+			f.waitParked(t, "e1")
+			f.deliver(t, TransferRequested{Transfer: "e2", From: "carol", To: "bob", Amount: 10}) // evicts e1
+			f.waitFor(t, "e2", debited)
+			f.deliver(t, TransferNoted{Transfer: "e1", Note: "while evicted"})
+			if inst := f.waitParked(t, "e1"); inst.Parked.Deferred() != 1 || inst.Parked.Step != "debit" {
+				t.Fatalf("after eviction: %+v", inst.Parked)
+			}
+			f.wallet(t, "alice", Reopen{})
+			if err := f.transfers.Resume(ctxT(t), "e1"); err != nil {
+				t.Fatal(err)
+			}
+			inst := f.waitFor(t, "e1", func(i saga.Instance[transfer]) bool { return i.Status == saga.Running && len(i.Pending) == 0 })
+			if !slices.Equal(inst.State.Notes, []string{"while evicted"}) || f.balance(t, "alice") != 90 {
+				t.Fatalf("resumed after eviction: %+v, alice %d", inst, f.balance(t, "alice"))
+			}
+		})
+	}
+}
