@@ -198,7 +198,10 @@ func (w *writer) write(ctx context.Context, conn *pgx.Conn, st *txStatements, ro
 			}})
 	}
 	if len(timers) > 0 {
-		steps = append(steps, step{sd: st.timers, params: encodeTimers(timers)})
+		// Planned for the table as it is now: a plan cached while the
+		// table was small scans all of it once it has grown, until an
+		// ANALYZE invalidates the plan.
+		steps = append(steps, step{sd: st.customPlans}, step{sd: st.timers, params: encodeTimers(timers)})
 	}
 	if hook := w.store.beforeCommit; hook != nil {
 		if err := roundTrip(ctx, conn, steps); err != nil {

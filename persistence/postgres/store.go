@@ -500,10 +500,13 @@ func newQueries(schema string) queries {
 		// by one primary-key probe per change (LATERAL), then deleted by
 		// ctid: a join of the table with the unnested changes would be
 		// planned as a hash join over the whole table, in every
-		// transaction that carries a timer change.
+		// transaction that carries a timer change. LIMIT 1 (the key is
+		// unique) keeps the planner from flattening the LATERAL subquery
+		// into just such a join, which it does once a batch holds a few
+		// dozen changes.
 		changeTimers: "WITH gone AS (DELETE FROM " + timers + " WHERE ctid = ANY (ARRAY(SELECT x.ctid " +
 			"FROM unnest($6::text[], $7::text[], $8::text[], $9::text[]) AS c(o, i, n, f) CROSS JOIN LATERAL " +
-			"(SELECT t.ctid FROM " + timers + " t WHERE t.owner = c.o AND t.id = c.i AND t.name = c.n AND (c.f = '' OR t.fire_id = c.f)) AS x))) " +
+			"(SELECT t.ctid FROM " + timers + " t WHERE t.owner = c.o AND t.id = c.i AND t.name = c.n AND (c.f = '' OR t.fire_id = c.f) LIMIT 1) AS x))) " +
 			"INSERT INTO " + timers + " (owner, id, name, due_ns, fire_id) " +
 			"SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[]) " +
 			"ON CONFLICT (owner, id, name) DO UPDATE SET due_ns = EXCLUDED.due_ns, fire_id = EXCLUDED.fire_id",

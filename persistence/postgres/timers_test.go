@@ -1,0 +1,84 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/composable-go/composable/persistence"
+	"github.com/composable-go/composable/testkit/pgtest"
+)
+
+// TestTimerChangesProbeByKeyAfterGrowth: the writer's statement that
+// applies timer changes finds the rows by key, also once the table has
+// grown far past its size when the statement was first planned — a plan
+// cached then would scan the whole table in every transaction with a timer
+// change. The plans come from auto_explain, sent to the client as notices.
+func TestTimerChangesProbeByKeyAfterGrowth(t *testing.T) {
+	var mu sync.Mutex
+	var plans []string
+	pool := pgtest.PoolConfig(t, func(cfg *pgxpool.Config) {
+		cfg.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+			if strings.Contains(n.Message, "WITH gone") {
+				mu.Lock()
+				plans = append(plans, n.Message)
+				mu.Unlock()
+			}
+		}
+		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+			_, err := c.Exec(ctx, "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; SET auto_explain.log_level = notice")
+			return err
+		}
+	})
+	schema := pgtest.Schema(t, pool, "timer_plans")
+	s := newStore(t, pool, schema)
+	ctx := ctxFor(t)
+	due := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	arm := func(id string) persistence.TimerChange {
+		return persistence.TimerChange{Timer: persistence.Timer{Owner: "o", ID: id, Name: "t", Due: due, FireID: "f" + id}}
+	}
+	// Planned, and cached if it would be, while the table is small.
+	for i := range 12 {
+		if _, err := s.AppendWithTimers(ctx, fmt.Sprint("small-", i), persistence.NoStream, []persistence.EventData{ev(fmt.Sprint("s", i))},
+			[]persistence.TimerChange{arm(fmt.Sprint("s", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var changes []persistence.TimerChange
+	for i := range 5000 {
+		changes = append(changes, arm(fmt.Sprint(i)))
+	}
+	if _, err := s.AppendWithTimers(ctx, "big", persistence.NoStream, []persistence.EventData{ev("big")}, changes); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	plans = nil
+	mu.Unlock()
+	for i := range 8 { // cancels, as firings make them
+		var cancels []persistence.TimerChange
+		for j := range 100 {
+			c := arm(fmt.Sprint(i*100 + j))
+			cancels = append(cancels, persistence.TimerChange{Timer: c.Timer, Cancel: true})
+		}
+		if _, err := s.AppendWithTimers(ctx, "big", persistence.ExpectedVersion(i+1), []persistence.EventData{ev(fmt.Sprint("c", i))}, cancels); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(plans) < 8 {
+		t.Fatalf("%d plans of the timer statement seen, want 8 (is auto_explain installed?)", len(plans))
+	}
+	for _, p := range plans {
+		if strings.Contains(p, "Seq Scan on timers") || strings.Contains(p, "Hash Join") {
+			t.Fatalf("the timer statement scans the table:\n%s", p)
+		}
+	}
+}
