@@ -107,37 +107,43 @@ func ValidateTimers(timers []TimerChange) error {
 // applied in order, for stores that apply them in one statement: per
 // timer, either one arm, one unconditional cancel, or the conditional
 // cancels that still depend on what is stored — never an arm and a cancel
-// of one timer together. Their order is not significant.
+// of one timer together. Their order is not significant. It may return
+// changes itself.
 func CollapseTimers(changes []TimerChange) []TimerChange {
+	if len(changes) <= 1 {
+		return changes
+	}
 	type key struct{ owner, id, name string }
 	type net struct {
-		final *TimerChange  // an arm or an unconditional cancel, known to win
-		conds []TimerChange // conditional cancels against the stored timer
+		final    TimerChange // with hasFinal: an arm or an unconditional cancel, known to win
+		hasFinal bool
+		conds    []TimerChange // conditional cancels against the stored timer
 	}
-	nets := make(map[key]*net, len(changes))
-	var order []key
+	index := make(map[key]int, len(changes)) // into nets, in order of first change
+	nets := make([]net, 0, len(changes))
 	for _, c := range changes {
 		k := key{c.Timer.Owner, c.Timer.ID, c.Timer.Name}
-		n := nets[k]
-		if n == nil {
-			n = &net{}
-			nets[k] = n
-			order = append(order, k)
+		i, ok := index[k]
+		if !ok {
+			i = len(nets)
+			index[k] = i
+			nets = append(nets, net{})
 		}
+		n := &nets[i]
 		switch {
 		case !c.Cancel || c.Timer.FireID == "":
-			n.final, n.conds = &c, nil
-		case n.final == nil:
+			n.final, n.hasFinal, n.conds = c, true, nil
+		case !n.hasFinal:
 			n.conds = append(n.conds, c)
 		case !n.final.Cancel && c.Applies(n.final.Timer):
-			n.final = &TimerChange{Timer: c.Timer, Cancel: true}
+			n.final = TimerChange{Timer: c.Timer, Cancel: true}
 			n.final.Timer.FireID = "" // the arm it cancels is known: unconditional now
 		}
 	}
-	out := make([]TimerChange, 0, len(order))
-	for _, k := range order {
-		if n := nets[k]; n.final != nil {
-			out = append(out, *n.final)
+	out := make([]TimerChange, 0, len(nets))
+	for _, n := range nets {
+		if n.hasFinal {
+			out = append(out, n.final)
 		} else {
 			out = append(out, n.conds...)
 		}
