@@ -294,20 +294,40 @@ func eventually(t *testing.T, cond func() bool) {
 	}
 }
 
-// TestForgetPrunesBehindMarks: a read filled up by marks (parked saga
-// instances, say) saw every timer that can fire, so the retry records of
-// firings no longer pending are dropped — they would otherwise pile up
-// once an owner has as many marks as a read takes.
-func TestForgetPrunesBehindMarks(t *testing.T) {
-	s := &scheduler{failed: map[string]retry{"gone": {failures: 1}, "kept": {failures: 2}}}
-	read := []persistence.Timer{{FireID: "kept", Due: time.Unix(60, 0)}, {FireID: "m1", Due: persistence.Never}, {FireID: "m2", Due: persistence.Never}}
-	s.forget(read, len(read)) // full, but ending in marks
+// TestPassPrunesRetryRecords: a pass that reads up to the marks (parked
+// saga instances, say), page after page, has seen every timer that can
+// fire, so the retry records of firings no longer pending are dropped —
+// they would otherwise pile up — while those of pending timers in back-off
+// stay, and nothing in back-off is fired.
+func TestPassPrunesRetryRecords(t *testing.T) {
+	ctx := context.Background()
+	store := memory.New()
+	now := time.Unix(600, 0)
+	changes := []persistence.TimerChange{{Timer: persistence.Timer{Owner: "o", ID: "a", Name: "t", Due: time.Unix(60, 0), FireID: "kept"}}}
+	for i := range 7 {
+		changes = append(changes, persistence.TimerChange{Timer: persistence.Timer{Owner: "o", ID: fmt.Sprint("m", i), Name: "parked", Due: persistence.Never, FireID: fmt.Sprint("m", i)}})
+	}
+	if _, err := store.AppendWithTimers(ctx, "o/a", persistence.NoStream, []persistence.EventData{{ID: "e1", Type: "x", Data: []byte("{}")}}, changes); err != nil {
+		t.Fatal(err)
+	}
+	s := &scheduler{owner: "o", store: store, clock: fixedClock{now}, batch: 2, width: 2,
+		failed: map[string]retry{"gone": {failures: 1, at: now.Add(time.Hour)}, "kept": {failures: 2, at: now.Add(time.Minute)}}}
+	f := s.newFiring(ctx)
+	defer f.stop()
+	dispatched, next, err := s.pass(ctx, nil, f)
+	if err != nil || dispatched {
+		t.Fatalf("pass: dispatched %v, %v; want nothing fired while in back-off", dispatched, err)
+	}
 	if _, ok := s.failed["gone"]; ok || len(s.failed) != 1 {
 		t.Fatalf("retry records %v, want only kept", s.failed)
 	}
-	s.failed["gone"] = retry{failures: 1}
-	s.forget(read[:1], 1) // full, ending in a timer: more may be pending
-	if len(s.failed) != 2 {
-		t.Fatalf("retry records %v after a full read: nothing can be known gone", s.failed)
+	if !next.Equal(now.Add(time.Minute)) {
+		t.Fatalf("next %v, want the end of kept's back-off", next)
 	}
 }
+
+// fixedClock reads one time.
+type fixedClock struct{ t time.Time }
+
+func (c fixedClock) Now() time.Time                     { return c.t }
+func (fixedClock) After(time.Duration) <-chan time.Time { return nil }

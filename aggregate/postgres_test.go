@@ -143,7 +143,7 @@ func TestPostgresDurableTimers(t *testing.T) {
 	_ = a.rt.Close() // its scheduler, if it held the lease, lets go
 	clock.Advance(time.Minute)
 	waitStoredRings(t, storeB, ids, "second")
-	if timers, err := storeB.Timers(ctx, "alarm", 10); err != nil || len(timers) != 0 {
+	if timers, err := storeB.Timers(ctx, "alarm", persistence.Timer{}, 10); err != nil || len(timers) != 0 {
 		t.Fatalf("timers left: %+v, %v", timers, err)
 	}
 }

@@ -223,86 +223,141 @@ func (s *scheduler) hold(ctx context.Context, lost <-chan struct{}) {
 }
 
 // fireDue fires every due timer and returns when the next one is due
-// (zero: none is pending, or the read failed). It keeps up to width
-// firings in flight, and while more timers wait than it read, reads the
-// table again whenever half of them are done, skipping the rows of
-// firings still in flight: the database never waits for the slowest
-// firing of a batch.
+// (zero: none is pending, or the read failed).
+//
+// It reads the table in passes. A pass pages through the due timers by
+// keyset — each read starts after the last row read — so it reads each
+// row once, however many firings are in flight; it ends at the first
+// timer not yet due. Up to width firings are in flight at once, each
+// dispatched as soon as one ends, also while the next page is read. A
+// timer armed behind the cursor during a pass, and a failed firing whose
+// back-off ends, are found by the next pass, which starts from the
+// beginning once every firing of this one has ended. A pass that finds
+// nothing to fire ends the call.
 func (s *scheduler) fireDue(ctx context.Context, lost <-chan struct{}) (time.Time, error) {
-	inflight := map[string]bool{} // by fire id
-	done := make(chan fired, s.width)
-	collect := func() {
-		f := <-done
-		delete(inflight, f.timer.FireID)
-		s.settle(ctx, f)
-	}
-	defer func() {
-		for len(inflight) > 0 {
-			collect()
-		}
-	}()
+	f := s.newFiring(ctx)
+	defer f.stop()
 	for {
-		// Rows in flight or waiting to be retried are read but skipped:
-		// read past them, or they would hide the timers behind them.
-		limit := s.batch + len(inflight) + s.retrying(s.clock.Now())
-		timers, err := s.store.Timers(ctx, s.owner, limit)
-		if err != nil {
+		dispatched, next, err := s.pass(ctx, lost, f)
+		if err != nil || ctx.Err() != nil {
 			return time.Time{}, err
 		}
-		now := s.clock.Now()
-		var next time.Time
-		later := func(t time.Time) {
-			if next.IsZero() || t.Before(next) {
-				next = t
-			}
-		}
-		for _, t := range timers {
-			r, failed := s.failed[t.FireID]
-			switch {
-			case inflight[t.FireID], t.Due.Equal(persistence.Never): // a mark never fires
-			case t.Due.After(now):
-				later(t.Due)
-			case failed && r.at.After(now):
-				later(r.at)
-			case len(inflight) < s.width:
-				inflight[t.FireID] = true
-				go func() { done <- fired{t, s.fireOne(ctx, t)} }()
-			}
-		}
-		if len(inflight) == 0 {
-			s.forget(timers, limit)
+		f.wait(0)
+		if !dispatched || isLost(lost) {
 			return next, nil
-		}
-		// Read again once half the firings are done — or, if this read saw
-		// every pending timer, once all are: nothing else can be due.
-		wait := s.width / 2
-		if sawAll(timers, limit) {
-			wait = 0
-		}
-		collect()
-		for len(inflight) > wait {
-			collect()
-		}
-		select {
-		case <-lost:
-			return time.Time{}, nil
-		default:
-		}
-		if ctx.Err() != nil {
-			return time.Time{}, ctx.Err()
 		}
 	}
 }
 
-// retrying returns how many failed firings wait to be retried after now.
-func (s *scheduler) retrying(now time.Time) int {
-	n := 0
-	for _, r := range s.failed {
-		if r.at.After(now) {
-			n++
+// pass reads the due timers from the beginning and fires them; it reports
+// whether it dispatched any firing, and when the next timer not fired is
+// due.
+func (s *scheduler) pass(ctx context.Context, lost <-chan struct{}, f *firing) (dispatched bool, next time.Time, err error) {
+	later := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
 		}
 	}
-	return n
+	// Retry records of firings no longer pending — fired or cancelled
+	// since — go once a whole pass has not seen them.
+	stale := make(map[string]bool, len(s.failed))
+	for id := range s.failed {
+		stale[id] = true
+	}
+	var after persistence.Timer
+	for {
+		timers, err := s.store.Timers(ctx, s.owner, after, s.batch)
+		if err != nil {
+			return dispatched, time.Time{}, err
+		}
+		now := s.clock.Now()
+		for _, t := range timers {
+			delete(stale, t.FireID)
+			if t.Due.After(now) {
+				// t is not due (or a mark, which never fires and comes
+				// last): so are the rest.
+				if !t.Due.Equal(persistence.Never) {
+					later(t.Due)
+				}
+				for id := range stale {
+					delete(s.failed, id)
+				}
+				return dispatched, next, nil
+			}
+			if r, failed := s.failed[t.FireID]; failed && r.at.After(now) {
+				later(r.at) // in back-off
+				continue
+			}
+			f.start(t)
+			dispatched = true
+		}
+		if len(timers) < s.batch {
+			for id := range stale {
+				delete(s.failed, id)
+			}
+			return dispatched, next, nil
+		}
+		if isLost(lost) || ctx.Err() != nil {
+			return dispatched, next, ctx.Err()
+		}
+		after = timers[len(timers)-1]
+	}
+}
+
+// firing runs the firings of one fireDue call on workers that live as
+// long as the call: a firing runs the aggregate's command on its
+// goroutine, and a goroutine per firing would grow its stack anew for
+// every one.
+type firing struct {
+	s        *scheduler
+	ctx      context.Context
+	inflight int // firings started and not yet settled
+	done     chan fired
+	work     chan persistence.Timer
+}
+
+func (s *scheduler) newFiring(ctx context.Context) *firing {
+	return &firing{s: s, ctx: ctx, done: make(chan fired, s.width), work: make(chan persistence.Timer)}
+}
+
+// start fires t once fewer than width firings are in flight.
+func (f *firing) start(t persistence.Timer) {
+	f.wait(f.s.width - 1)
+	f.inflight++
+	select {
+	case f.work <- t: // an idle worker takes it
+		return
+	default:
+	}
+	go func() {
+		for ok := true; ok; t, ok = <-f.work {
+			f.done <- fired{t, f.s.fireOne(f.ctx, t)}
+		}
+	}()
+}
+
+// wait settles the outcomes of firings until at most n are in flight.
+func (f *firing) wait(n int) {
+	for f.inflight > n {
+		r := <-f.done
+		f.inflight--
+		f.s.settle(f.ctx, r)
+	}
+}
+
+// stop waits for the firings in flight and ends the workers.
+func (f *firing) stop() {
+	f.wait(0)
+	close(f.work)
+}
+
+func isLost(lost <-chan struct{}) bool {
+	select {
+	case <-lost:
+		return true
+	default:
+		return false
+	}
 }
 
 // fired is the outcome of one firing.
@@ -355,31 +410,6 @@ func (s *scheduler) fireOne(ctx context.Context, t persistence.Timer) error {
 		return err
 	}
 	return s.store.DeleteTimer(ctx, t)
-}
-
-// forget drops retry records of firings no longer pending: those of the
-// read timers are kept, the rest — fired or cancelled since — go. Only a
-// read that saw every pending timer can tell.
-func (s *scheduler) forget(read []persistence.Timer, limit int) {
-	if !sawAll(read, limit) || len(s.failed) == 0 {
-		return
-	}
-	pending := make(map[string]bool, len(read))
-	for _, t := range read {
-		pending[t.FireID] = true
-	}
-	for id := range s.failed {
-		if !pending[id] {
-			delete(s.failed, id)
-		}
-	}
-}
-
-// sawAll reports whether a read of up to limit timers, earliest first,
-// saw every timer that can fire: it was not full, or it reached the marks,
-// which come last and never fire.
-func sawAll(read []persistence.Timer, limit int) bool {
-	return len(read) < limit || read[len(read)-1].Due.Equal(persistence.Never)
 }
 
 func (s *scheduler) backoff(failures int) time.Duration {

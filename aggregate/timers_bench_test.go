@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/composable-go/composable/aggregate"
+	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/testkit"
 	"github.com/composable-go/composable/testkit/pgtest"
 )
@@ -53,7 +54,7 @@ func BenchmarkTimersFired(b *testing.B) {
 	start := time.Now()
 	clock.Advance(time.Minute)
 	for {
-		timers, err := store.Timers(ctx, "alarm", 1)
+		timers, err := store.Timers(ctx, "alarm", persistence.Timer{}, 1)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -191,7 +191,7 @@ func TestDurableTimerFiresOnceAtItsDueTime(t *testing.T) {
 	}
 	f.clock.Advance(time.Minute)
 	f.waitRang(t, []string{"a"}, "wake")
-	if timers, _ := store.Timers(ctx, "alarm", 10); len(timers) != 0 {
+	if timers, _ := store.Timers(ctx, "alarm", persistence.Timer{}, 10); len(timers) != 0 {
 		t.Fatalf("a fired timer is still stored: %+v", timers)
 	}
 }
@@ -211,7 +211,7 @@ func TestCancelledTimersNeverFire(t *testing.T) {
 	if _, err := f.alarms.Send(ctx, "a", cancelAlarm{Name: "later-command"}); err != nil {
 		t.Fatal(err)
 	}
-	if timers, _ := store.Timers(ctx, "alarm", 10); len(timers) != 0 {
+	if timers, _ := store.Timers(ctx, "alarm", persistence.Timer{}, 10); len(timers) != 0 {
 		t.Fatalf("cancelled timers are stored: %+v", timers)
 	}
 	if _, err := f.alarms.Send(ctx, "a", setAlarm{Name: "control", At: epoch.Add(time.Minute)}); err != nil {
@@ -302,7 +302,7 @@ func TestTenThousandTimersUnderMaxLive(t *testing.T) {
 		// A generous bound: a wave is 1,000 activations and evictions,
 		// slow under the race detector on a loaded machine.
 		testkit.Eventually(t, 2*time.Minute, func() bool {
-			timers, err := store.Timers(ctx, "alarm", 1)
+			timers, err := store.Timers(ctx, "alarm", persistence.Timer{}, 1)
 			return err == nil && (len(timers) == 0 || timers[0].Due.After(f.clock.Now()))
 		})
 		if w+1 < waves { // the next wave has not rung
@@ -339,7 +339,7 @@ func TestTwoSchedulersFireEachTimerOnce(t *testing.T) {
 	// an id misses what the other appended (a cluster would route both to
 	// one activation).
 	waitStoredRings(t, store, ids, "wake")
-	if timers, _ := store.Timers(ctx, "alarm", 10); len(timers) != 0 {
+	if timers, _ := store.Timers(ctx, "alarm", persistence.Timer{}, 10); len(timers) != 0 {
 		t.Fatalf("timers left: %+v", timers)
 	}
 	_ = g
@@ -389,14 +389,14 @@ type flakyTimers struct {
 
 func (s *flakyTimers) setDown(down bool) { s.mu.Lock(); s.down = down; s.mu.Unlock() }
 
-func (s *flakyTimers) Timers(ctx context.Context, owner string, limit int) ([]persistence.Timer, error) {
+func (s *flakyTimers) Timers(ctx context.Context, owner string, after persistence.Timer, limit int) ([]persistence.Timer, error) {
 	s.mu.Lock()
 	down := s.down
 	s.mu.Unlock()
 	if down {
 		return nil, errors.New("database down")
 	}
-	return s.Store.Timers(ctx, owner, limit)
+	return s.Store.Timers(ctx, owner, after, limit)
 }
 
 // TestTimerDueWhileTheStoreIsDownFiresWhenItIsBack.
@@ -441,7 +441,7 @@ func TestFiringRemovesItsTimerWithItsEvents(t *testing.T) {
 	}
 	f.clock.Advance(time.Minute)
 	f.waitRang(t, []string{"a"}, "wake")
-	if timers, _ := store.Timers(ctx, "alarm", 10); len(timers) != 0 {
+	if timers, _ := store.Timers(ctx, "alarm", persistence.Timer{}, 10); len(timers) != 0 {
 		t.Fatalf("the firing's transaction left its timer: %+v", timers)
 	}
 }
@@ -537,7 +537,7 @@ func TestFaultyFiringsAreDroppedAndStarveNothing(t *testing.T) {
 		t.Fatal("the timer behind the failing ones never fired")
 	}
 	testkit.Eventually(t, 10*time.Second, func() bool {
-		timers, err := store.Timers(ctx, "alarm", 10)
+		timers, err := store.Timers(ctx, "alarm", persistence.Timer{}, 10)
 		return err == nil && len(timers) == 5 && timers[0].Name == "poison" && timers[4].Name == "poison"
 	})
 	res, err := typ.State(ctx, "fx")
@@ -575,7 +575,7 @@ func TestOnTimerPanicDropsTheTimer(t *testing.T) {
 	clock.Advance(time.Minute)
 	waitStoredRings(t, store, []string{"a"}, "good")
 	testkit.Eventually(t, 10*time.Second, func() bool {
-		timers, err := store.Timers(ctx, "alarm", 10)
+		timers, err := store.Timers(ctx, "alarm", persistence.Timer{}, 10)
 		return err == nil && len(timers) == 0
 	})
 }

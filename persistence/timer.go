@@ -27,6 +27,22 @@ type Timer struct {
 	FireID string
 }
 
+// Before reports whether t comes before u in timer order: earliest due
+// first, then by ID and Name in byte order. Every store returns timers in
+// this order. The zero Timer comes before every timer.
+func (t Timer) Before(u Timer) bool {
+	if t.ID == "" || u.ID == "" { // the zero Timer: the start of the order
+		return t.ID == "" && u.ID != ""
+	}
+	if c := t.Due.Compare(u.Due); c != 0 {
+		return c < 0
+	}
+	if t.ID != u.ID {
+		return t.ID < u.ID
+	}
+	return t.Name < u.Name
+}
+
 // TimerChange arms a timer, or with Cancel disarms it. A cancel names the
 // timer by Owner, ID and Name; with a FireID it is conditional: the timer
 // goes only if it is still that arming — how a firing removes its own
@@ -49,9 +65,12 @@ type TimerStore interface {
 	// AppendWithTimers is Append that also applies timer changes, in
 	// order, atomically with the events: both are written or neither is.
 	AppendWithTimers(ctx context.Context, stream string, expected ExpectedVersion, events []EventData, timers []TimerChange) (AppendResult, error)
-	// Timers returns up to limit pending timers of owner, earliest due
-	// first (ties in no promised order).
-	Timers(ctx context.Context, owner string, limit int) ([]Timer, error)
+	// Timers returns up to limit pending timers of owner in timer order
+	// (see [Timer.Before]), starting after the timer after — for the
+	// first page, the zero Timer. Paging on with the last timer returned
+	// reads each row once, however many come before it: a scheduler
+	// keeps its firings in flight without reading them again.
+	Timers(ctx context.Context, owner string, after Timer, limit int) ([]Timer, error)
 	// DeleteTimer removes t if its FireID is still the pending one — for a
 	// firing its aggregate took without disarming it. A timer re-armed
 	// since stays, and so does every timer when t.FireID is empty.

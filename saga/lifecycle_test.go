@@ -216,7 +216,7 @@ func TestPendingCommandResumesAfterARestart(t *testing.T) {
 	if counts := countTypes(t, mem, "wallet/alice"); counts["wallet.debited"] != 1 || counts["wallet.credited"] != 1 {
 		t.Fatalf("alice's stream %v, want one debit and one refund", counts)
 	}
-	if timers, _ := mem.Timers(context.Background(), "saga-transfer", 10); len(timers) != 0 {
+	if timers, _ := mem.Timers(context.Background(), "saga-transfer", persistence.Timer{}, 10); len(timers) != 0 {
 		t.Fatalf("an ended instance left timers: %+v", timers)
 	}
 	_ = g
@@ -240,8 +240,8 @@ func (s *countingStore) ReadAll(ctx context.Context, after int64, limit int) ([]
 	return events, err
 }
 
-func (s *countingStore) Timers(ctx context.Context, owner string, limit int) ([]persistence.Timer, error) {
-	timers, err := s.Store.Timers(ctx, owner, limit)
+func (s *countingStore) Timers(ctx context.Context, owner string, after persistence.Timer, limit int) ([]persistence.Timer, error) {
+	timers, err := s.Store.Timers(ctx, owner, after, limit)
 	s.rows.Add(int64(len(timers)))
 	return timers, err
 }
@@ -282,7 +282,7 @@ func TestRecoveryIsOActive(t *testing.T) {
 		f.deliver(t, TransferRequested{Transfer: id, From: "w" + id, To: "bob", Amount: 10})
 	}
 	testkit.Eventually(t, 10*time.Second, func() bool {
-		timers, err := mem.Timers(ctx, "saga-transfer", 1000)
+		timers, err := mem.Timers(ctx, "saga-transfer", persistence.Timer{}, 1000)
 		return err == nil && len(timers) == 100 // the debits done: only the deadlines
 	})
 	_ = f.rt.Close()
@@ -348,7 +348,7 @@ func TestEndingLeavesNoTimers(t *testing.T) {
 	f.deliver(t, TransferRequested{Transfer: "t2", From: "carol", To: "dan", Amount: 10})
 	f.deliver(t, TransferApproved{Transfer: "t2"})
 	waitStoredEnds(t, mem, []string{"t2"}, "")
-	if timers, _ := mem.Timers(context.Background(), "saga-transfer", 10); len(timers) != 0 {
+	if timers, _ := mem.Timers(context.Background(), "saga-transfer", persistence.Timer{}, 10); len(timers) != 0 {
 		t.Fatalf("ended instances left timers: %+v", timers)
 	}
 }

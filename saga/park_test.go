@@ -53,7 +53,7 @@ func (f *fixture) parked(t *testing.T) []string {
 // timerNames lists the durable timers of the transfer saga's instance id.
 func timerNames(t *testing.T, store persistence.EventStore, id string) []string {
 	t.Helper()
-	all, err := store.(persistence.TimerStore).Timers(ctxT(t), "saga-transfer", 1000)
+	all, err := store.(persistence.TimerStore).Timers(ctxT(t), "saga-transfer", persistence.Timer{}, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,8 +61,8 @@ func (s *holdingStore) AppendWithTimers(ctx context.Context, stream string, expe
 }
 
 // Timers implements persistence.TimerStore.
-func (s *holdingStore) Timers(ctx context.Context, owner string, limit int) ([]persistence.Timer, error) {
-	return s.EventStore.(persistence.TimerStore).Timers(ctx, owner, limit)
+func (s *holdingStore) Timers(ctx context.Context, owner string, after persistence.Timer, limit int) ([]persistence.Timer, error) {
+	return s.EventStore.(persistence.TimerStore).Timers(ctx, owner, after, limit)
 }
 
 // DeleteTimer implements persistence.TimerStore.

@@ -230,17 +230,33 @@ func (s *Store) changeTimer(c persistence.TimerChange) {
 }
 
 // Timers implements [persistence.TimerStore].
-func (s *Store) Timers(ctx context.Context, owner string, limit int) ([]persistence.Timer, error) {
+func (s *Store) Timers(ctx context.Context, owner string, after persistence.Timer, limit int) ([]persistence.Timer, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("%w: %d", persistence.ErrBadLimit, limit)
+	}
+	if after.ID != "" && (!persistence.ValidStreamID(after.ID) || !persistence.ValidStreamID(after.Name+"x")) {
+		return nil, fmt.Errorf("%w: the timer to list timers after", persistence.ErrInvalidText)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	var out []persistence.Timer
 	s.mu.RLock()
-	out := slices.Collect(maps.Values(s.timers[owner]))
+	for _, t := range s.timers[owner] {
+		if after.Before(t) {
+			out = append(out, t)
+		}
+	}
 	s.mu.RUnlock()
-	slices.SortFunc(out, func(a, b persistence.Timer) int { return a.Due.Compare(b.Due) })
+	slices.SortFunc(out, func(a, b persistence.Timer) int {
+		switch {
+		case a.Before(b):
+			return -1
+		case b.Before(a):
+			return 1
+		}
+		return 0
+	})
 	return out[:min(limit, len(out))], nil
 }
 

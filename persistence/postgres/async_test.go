@@ -213,7 +213,7 @@ func TestTwoUnknownCommitsInARow(t *testing.T) {
 	if stored, err := s.Load(ctx, "s", 1); err != nil || len(stored) != 1 {
 		t.Fatalf("stored %d events (%v), want 1", len(stored), err)
 	}
-	if timers, err := s.Timers(ctx, "o", 10); err != nil || len(timers) != 1 || !timers[0].Due.Equal(due) {
+	if timers, err := s.Timers(ctx, "o", persistence.Timer{}, 10); err != nil || len(timers) != 1 || !timers[0].Due.Equal(due) {
 		t.Fatalf("timers %+v (%v), want the one armed", timers, err)
 	}
 }

@@ -459,7 +459,7 @@ type queries struct {
 	load, streamVersion, readAll                                    string
 	saveSnapshots, loadSnapshot                                     string
 	loadCheckpoint, saveCheckpoint                                  string
-	changeTimers, timers, deleteTimer, marks                        string
+	changeTimers, timers, timersAfter, deleteTimer, marks           string
 	channel                                                         string
 	names                                                           struct{ insert, head, timers string } // of the writer's prepared statements
 }
@@ -510,10 +510,14 @@ func newQueries(schema string) queries {
 			"INSERT INTO " + timers + " (owner, id, name, due_ns, fire_id) " +
 			"SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[]) " +
 			"ON CONFLICT (owner, id, name) DO UPDATE SET due_ns = EXCLUDED.due_ns, fire_id = EXCLUDED.fire_id",
-		timers:      "SELECT id, name, due_ns, fire_id FROM " + timers + " WHERE owner = $1 ORDER BY due_ns LIMIT $2",
+		// Timer order: due time, then id and name in byte order, as the
+		// index keeps them; the row comparison pages on by that index.
+		timers: "SELECT id, name, due_ns, fire_id FROM " + timers + ` WHERE owner = $1 ORDER BY due_ns, id COLLATE "C", name COLLATE "C" LIMIT $2`,
+		timersAfter: "SELECT id, name, due_ns, fire_id FROM " + timers + ` WHERE owner = $1 AND (due_ns, id COLLATE "C", name COLLATE "C") > ($2, $3, $4) ` +
+			`ORDER BY due_ns, id COLLATE "C", name COLLATE "C" LIMIT $5`,
 		deleteTimer: "DELETE FROM " + timers + " WHERE owner = $1 AND id = $2 AND name = $3 AND fire_id = $4",
-		// Marks share one due time: the (owner, due_ns) index finds the
-		// owner's marks, and only them.
+		// Marks share one due time: the timer index finds the owner's
+		// marks, and only them, in id order.
 		// Byte order (COLLATE "C"), as every store pages them.
 		marks: fmt.Sprintf(`SELECT id, name, due_ns, fire_id FROM %s WHERE owner = $1 AND name = $2 AND due_ns = %d AND id > $3 COLLATE "C" ORDER BY id COLLATE "C" LIMIT $4`,
 			timers, persistence.Never.UnixNano()),

@@ -11,15 +11,24 @@ import (
 var _ persistence.TimerStore = (*Store)(nil)
 
 // Timers implements [persistence.TimerStore]: an index scan of the
-// owner's timers in due order.
-func (s *Store) Timers(ctx context.Context, owner string, limit int) ([]persistence.Timer, error) {
+// owner's timers in timer order, from the one after after.
+func (s *Store) Timers(ctx context.Context, owner string, after persistence.Timer, limit int) ([]persistence.Timer, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("%w: %d", persistence.ErrBadLimit, limit)
+	}
+	if after.ID != "" && (!persistence.ValidStreamID(after.ID) || !persistence.ValidStreamID(after.Name+"x")) {
+		return nil, fmt.Errorf("%w: the timer to list timers after", persistence.ErrInvalidText)
 	}
 	if !persistence.ValidStreamID(owner) { // PostgreSQL would refuse the text
 		return nil, nil
 	}
-	out, err := s.queryTimers(ctx, owner, s.q.timers, owner, limit)
+	var out []persistence.Timer
+	var err error
+	if after.ID == "" {
+		out, err = s.queryTimers(ctx, owner, s.q.timers, owner, limit)
+	} else {
+		out, err = s.queryTimers(ctx, owner, s.q.timersAfter, owner, after.Due.UnixNano(), after.ID, after.Name, limit)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("postgres: timers of %q: %w", owner, err)
 	}
@@ -27,7 +36,7 @@ func (s *Store) Timers(ctx context.Context, owner string, limit int) ([]persiste
 }
 
 // Marks implements [persistence.TimerStore]: marks share their due time,
-// so the (owner, due_ns) index finds the owner's marks and only them.
+// so the timer index finds the owner's marks, and only them, in id order.
 func (s *Store) Marks(ctx context.Context, owner, name, after string, limit int) ([]persistence.Timer, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("%w: %d", persistence.ErrBadLimit, limit)

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -15,6 +16,50 @@ import (
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/testkit/pgtest"
 )
+
+// TestTimersPageByKeyset: a page of timers after a cursor is read from the
+// index at the cursor, whatever the number of timers before it.
+func TestTimersPageByKeyset(t *testing.T) {
+	pool := pgtest.Pool(t)
+	schema := pgtest.Schema(t, pool, "timer_pages")
+	s := newStore(t, pool, schema)
+	ctx := ctxFor(t)
+	due := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	var changes []persistence.TimerChange
+	for i := range 5000 {
+		changes = append(changes, persistence.TimerChange{Timer: persistence.Timer{
+			Owner: "saga-x", ID: fmt.Sprintf("%05d", i), Name: "t", Due: due.Add(time.Duration(i%7) * time.Second), FireID: fmt.Sprint("f", i)}})
+	}
+	if _, err := s.AppendWithTimers(ctx, "s", persistence.NoStream, []persistence.EventData{ev("e1")}, changes); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, "ANALYZE "+pgx.Identifier{schema, "timers"}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.Timers(ctx, "saga-x", persistence.Timer{}, 5000)
+	if err != nil || len(all) != 5000 {
+		t.Fatalf("Timers: %d, %v", len(all), err)
+	}
+	after := all[3999]
+	page, err := s.Timers(ctx, "saga-x", after, 10)
+	if err != nil || len(page) != 10 || page[0] != all[4000] {
+		t.Fatalf("page after the 4000th: %v, %v; want from %v", page, err, all[4000])
+	}
+	var plan []struct {
+		Plan map[string]any `json:"Plan"`
+	}
+	var raw []byte
+	if err := pool.QueryRow(ctx, "EXPLAIN (ANALYZE, FORMAT JSON) "+s.q.timersAfter,
+		"saga-x", after.Due.UnixNano(), after.ID, after.Name, 10).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &plan); err != nil || len(plan) != 1 {
+		t.Fatalf("plan %s: %v", raw, err)
+	}
+	if read := rowsRead(plan[0].Plan); read > 10 {
+		t.Fatalf("a page of 10 after 4000 timers read %d rows: %s", read, raw)
+	}
+}
 
 // TestTimerChangesProbeByKeyAfterGrowth: the writer's statement that
 // applies timer changes finds the rows by key, also once the table has

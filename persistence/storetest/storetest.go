@@ -72,6 +72,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"ConditionalCancels", testConditionalCancels},
 		{"TimersOfRacingWriters", testTimersOfRacingWriters},
 		{"MarksAreListedByName", testMarks},
+		{"TimersPageInTimerOrder", testTimersPageInTimerOrder},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -28,7 +28,7 @@ func disarm(owner, id, name string) persistence.TimerChange {
 
 func timers(t *testing.T, s Store, owner string) []persistence.Timer {
 	t.Helper()
-	got, err := s.Timers(ctxFor(t), owner, 1000)
+	got, err := s.Timers(ctxFor(t), owner, persistence.Timer{}, 1000)
 	if err != nil {
 		t.Fatalf("Timers(%q): %v", owner, err)
 	}
@@ -61,10 +61,10 @@ func testTimersRoundTrip(t *testing.T, s Store) {
 	if got[0].Due != timerBase {
 		t.Fatalf("due %#v, want %#v exactly, in UTC", got[0].Due, timerBase)
 	}
-	if first, err := s.Timers(ctx, "saga-x", 1); err != nil || timerList(first) != "[saga-x/1 soon@0s f-soon]" {
+	if first, err := s.Timers(ctx, "saga-x", persistence.Timer{}, 1); err != nil || timerList(first) != "[saga-x/1 soon@0s f-soon]" {
 		t.Fatalf("limit 1: %s, %v", timerList(first), err)
 	}
-	if _, err := s.Timers(ctx, "saga-x", 0); !errors.Is(err, persistence.ErrInvalidInput) {
+	if _, err := s.Timers(ctx, "saga-x", persistence.Timer{}, 0); !errors.Is(err, persistence.ErrInvalidInput) {
 		t.Fatalf("limit 0: %v, want ErrInvalidInput", err)
 	}
 	// Re-arming a pending name replaces it; cancelling removes it.
@@ -308,5 +308,74 @@ func testMarks(t *testing.T, s Store) {
 	all := timers(t, s, "saga-x")
 	if last := all[len(all)-1]; !last.Due.Equal(persistence.Never) {
 		t.Fatalf("Timers lists %s last, want a mark", timerList([]persistence.Timer{last}))
+	}
+}
+
+// testTimersPageInTimerOrder: timers come in timer order — due time, then
+// id and name in byte order — and paging on after the last one read
+// returns every timer once; timers armed behind the last one read wait for
+// the next pass from the start. A cursor that is not text is refused.
+func testTimersPageInTimerOrder(t *testing.T, s Store) {
+	ctx := ctxFor(t)
+	var changes []persistence.TimerChange
+	var want []persistence.Timer
+	for i, id := range []string{"b", "a", "B", "é", "ab", "a\u0080"} {
+		for j, name := range []string{"y", "x", "X"} {
+			due := timerBase.Add(time.Duration((i*3+j)%4) * time.Second) // ties in due time
+			c := arm("owner-p", id, name, due, fmt.Sprint("f-", i, "-", j))
+			changes = append(changes, c)
+			want = append(want, c.Timer)
+		}
+	}
+	changes = append(changes, arm("owner-p", "m", "parked", persistence.Never, "f-mark"))
+	want = append(want, changes[len(changes)-1].Timer)
+	if _, err := s.AppendWithTimers(ctx, "owner-p/1", persistence.NoStream, evs("p", 1), changes); err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(want, func(a, b persistence.Timer) int {
+		if a.Before(b) {
+			return -1
+		}
+		return 1
+	})
+	var got []persistence.Timer
+	var after persistence.Timer
+	for page := 0; ; page++ {
+		ts, err := s.Timers(ctx, "owner-p", after, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page == 1 {
+			// Armed behind the cursor, and armed ahead of it: the first
+			// is seen by the next pass, the second in this one.
+			late := arm("owner-p", "0", "late", timerBase.Add(time.Hour), "f-late")
+			if _, err := s.AppendWithTimers(ctx, "owner-p/1", 1, evs("q", 1), []persistence.TimerChange{
+				arm("owner-p", "0", "early", timerBase.Add(-time.Hour), "f-early"), late,
+			}); err != nil {
+				t.Fatal(err)
+			}
+			want = slices.Insert(want, len(want)-1, late.Timer) // before the mark
+		}
+		got = append(got, ts...)
+		if len(ts) < 4 {
+			break
+		}
+		if page > len(want) {
+			t.Fatalf("paging does not end: %s", timerList(got))
+		}
+		after = ts[len(ts)-1]
+	}
+	if timerList(got) != timerList(want) {
+		t.Fatalf("paged\n %s\nwant\n %s", timerList(got), timerList(want))
+	}
+	if first, err := s.Timers(ctx, "owner-p", persistence.Timer{}, 1); err != nil || len(first) != 1 || first[0].Name != "early" {
+		t.Fatalf("a new pass starts with %s (%v), want the timer armed behind the cursor", timerList(first), err)
+	}
+	if rest, err := s.Timers(ctx, "owner-p", want[len(want)-1], 10); err != nil || len(rest) != 0 {
+		t.Fatalf("after the last timer: %s, %v", timerList(rest), err)
+	}
+	bad := persistence.Timer{Owner: "owner-p", ID: "a\x00", Name: "x", Due: timerBase}
+	if _, err := s.Timers(ctx, "owner-p", bad, 10); !errors.Is(err, persistence.ErrInvalidText) {
+		t.Fatalf("Timers after an invalid id: %v, want ErrInvalidText", err)
 	}
 }
