@@ -63,3 +63,24 @@ func ExampleSaga_Resume() {
 	// parked instances: [t1]
 	// completed
 }
+
+// ExampleSaga_Upgrade gives the instances a version without timer rows
+// left behind their rows, once, after upgrading. On a store that version
+// never wrote to there is nothing to do.
+func ExampleSaga_Upgrade() {
+	ctx := context.Background()
+	sys := actor.NewSystem(actor.WithLogger(quiet()))
+	defer sys.Close()
+	rt := aggregate.NewRuntime(sys, memory.New(), aggregate.WithLogger(quiet()))
+	defer rt.Close()
+	if _, err := aggregate.Register(rt, walletDefinition(), aggregate.Options{}); err != nil {
+		panic(err)
+	}
+	transfers, err := saga.Register(rt, transferDefinition(), nil, saga.Options{})
+	if err != nil {
+		panic(err)
+	}
+	n, err := transfers.Upgrade(ctx)
+	fmt.Println("instances upgraded:", n, err)
+	// Output: instances upgraded: 0 <nil>
+}

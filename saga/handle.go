@@ -27,6 +27,9 @@ type input struct {
 	Due    time.Time                  `json:",omitzero"`
 	// Unpark resumes a parked instance (Saga.Resume).
 	Unpark bool `json:",omitempty"`
+	// Upgrade arms the rows of an instance started before timer rows
+	// (Saga.Upgrade).
+	Upgrade bool `json:",omitempty"`
 }
 
 type decision = aggregate.Decision[input, event]
@@ -61,6 +64,8 @@ func onTimer(name string, due time.Time) input {
 // events and effects.
 func (s *Saga[S, E, Env]) handle(inst Instance[S], in input, _ struct{}) (decision, error) {
 	switch {
+	case in.Upgrade:
+		return s.upgrade(inst), nil
 	case inst.Status == Parked:
 		return s.whileParked(inst, in), nil
 	case in.Unpark:
