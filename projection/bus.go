@@ -58,6 +58,10 @@ func (e *GapError) Unwrap() error { return ErrOutOfOrder }
 // ErrOutOfOrder is matched by a *GapError.
 var ErrOutOfOrder = errors.New("projection: event out of stream order")
 
+// ErrSkippedByRelay is matched by the cause recorded with a dead letter of
+// a skip marker ([bus.SkipMarker]): the relay passed that event over.
+var ErrSkippedByRelay = errors.New("projection: the relay passed the event over")
+
 // BusOptions tunes [BusHandler].
 type BusOptions struct {
 	// Logger receives passed-over and failing events. Default
@@ -81,7 +85,10 @@ type BusOptions struct {
 //	err = sub.Subscribe(ctx, "projection."+p.Name, topics, h)
 //
 // Duplicates, normal with at-least-once delivery, are skipped by stream
-// version. An event that arrives before an earlier one of its stream (the
+// version. A skip marker — the relay's stand-in for an event the bus
+// refused for good — is recorded in the dead letters (its cause matches
+// ErrSkippedByRelay) and moves the stream past that version, whatever the
+// policy. An event that arrives before an earlier one of its stream (the
 // relay re-sends a batch the broker refused in part, so the earlier one
 // comes again later in the partition) is passed over with a warning: it
 // will come again too. If it never does — the bus no longer retains the
@@ -149,6 +156,13 @@ func (h *busHandler[Tx]) handle(ctx context.Context, d bus.Delivery) error {
 	}
 	skipping := false // the handler failed under SkipAndDeadLetter: record it
 	var cause error
+	if skip, ok := bus.Skipped(d.Event); ok {
+		// The relay passed the event over: record its marker in the dead
+		// letters and move the stream past it, whatever the policy.
+		skipping, cause = true, fmt.Errorf("%w: %s event: %s", ErrSkippedByRelay, persistence.Quote(skip.Type), skip.Reason)
+		h.opts.Logger.Error("projection: the relay passed over an event; dead-lettering its marker", "projection", h.p.Name,
+			"stream", persistence.Quote(d.Event.StreamID), "version", d.Event.Version, "type", persistence.Quote(skip.Type), "reason", skip.Reason)
+	}
 	for {
 		var err error
 		if skipping {

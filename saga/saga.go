@@ -84,9 +84,17 @@ func Register[S, E, Env any](rt *aggregate.Runtime, def Definition[S, E, Env], c
 
 // Deliver routes one domain event to its instance and waits until the
 // instance has handled it. Events of types the saga's registry does not know
-// and events routed to Ignore are skipped. A redelivered event is handled
+// and events routed to Ignore are skipped; so is a skip marker
+// (bus.SkipMarker), with a warning. A redelivered event is handled
 // once: the event id is the instance command's id.
 func (s *Saga[S, E, Env]) Deliver(ctx context.Context, rec persistence.RecordedEvent) error {
+	if skip, ok := bus.Skipped(rec); ok {
+		// The relay could not publish the event: an instance waiting for
+		// it waits on (its timers run).
+		s.logger.Warn("saga: the relay passed over an event; it does not reach the saga", "saga", s.def.Type,
+			"event", persistence.Quote(rec.ID), "type", persistence.Quote(skip.Type), "stream", persistence.Quote(rec.StreamID), "reason", skip.Reason)
+		return nil
+	}
 	ev, err := s.def.Events.Unmarshal(rec.EventData)
 	if errors.Is(err, persistence.ErrUnknownEventType) {
 		return nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/composable-go/composable/actor"
 	"github.com/composable-go/composable/aggregate"
+	"github.com/composable-go/composable/bus"
 	busmemory "github.com/composable-go/composable/bus/memory"
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/persistence/memory"
@@ -332,5 +333,24 @@ func TestStreams(t *testing.T) {
 	}
 	if !saga.IsSagaStream("saga-other/1") || saga.IsSagaStream("wallet/alice") {
 		t.Fatal("IsSagaStream misclassifies")
+	}
+}
+
+// TestSkipMarkerIsPassedOver: a skip marker — the relay's stand-in for an
+// event it could not publish — reaches no instance and is no failure.
+func TestSkipMarkerIsPassedOver(t *testing.T) {
+	f := newFixture(t, memory.New(), testkit.NewManualClock(time.Unix(0, 0)))
+	data, err := transferDefinition().Events.Marshal(TransferRequested{Transfer: "m1", From: "alice", To: "bob", Amount: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data.ID = "skipped-1"
+	marker := bus.SkipMarker(bus.Message{Topic: "transfers", Key: "transfer/m1",
+		Event: persistence.RecordedEvent{EventData: data, StreamID: "transfer/m1", Version: 1}}, "too large")
+	if err := f.transfers.Deliver(ctxT(t), marker.Event); err != nil {
+		t.Fatalf("Deliver(marker) = %v", err)
+	}
+	if _, err := f.store.Load(ctxT(t), "saga-transfer/m1", 1); !errors.Is(err, persistence.ErrStreamNotFound) {
+		t.Fatalf("the marker reached an instance: %v", err)
 	}
 }

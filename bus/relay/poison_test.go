@@ -30,7 +30,7 @@ func rawTopic(e persistence.RecordedEvent) string {
 
 // picky is a publisher that refuses for good, batch and all, any message
 // whose topic holds a space — as a broker refuses an illegal topic name —
-// and records the rest.
+// or whose data is over 100 bytes, and records the rest.
 type picky struct {
 	recorder
 	refusals atomic.Int64
@@ -41,6 +41,10 @@ func (p *picky) Publish(ctx context.Context, msgs ...bus.Message) error {
 		if strings.Contains(m.Topic, " ") {
 			p.refusals.Add(1)
 			return bus.Permanent(fmt.Errorf("%w: topic %q", bus.ErrInvalidMessage, m.Topic))
+		}
+		if len(m.Event.Data) > 100 {
+			p.refusals.Add(1)
+			return bus.Permanent(fmt.Errorf("%w: %d bytes, too large", bus.ErrInvalidMessage, len(m.Event.Data)))
 		}
 	}
 	return p.recorder.Publish(ctx, msgs...)
@@ -102,6 +106,42 @@ func TestPoisonEventIsDeadLetteredAndTheFeedGoesOn(t *testing.T) {
 		d.Metadata[relay.MetadataDeadLetterTopic] != "events.Order Service" || !strings.Contains(d.Metadata[relay.MetadataDeadLetterError], "topic") ||
 		d.Metadata["k"] != "" {
 		t.Fatalf("dead letter %+v", d)
+	}
+}
+
+// TestSkipMarkerTakesTheRefusedEventsPlace: an event refused for its size
+// is dead-lettered, and a skip marker takes its place on its topic, in
+// its stream's order — between the versions before and after it — so that
+// consumers that follow the stream's versions move past it. A marker for
+// a topic the bus refuses (the poison's own) is passed over.
+func TestSkipMarkerTakesTheRefusedEventsPlace(t *testing.T) {
+	store := memory.New()
+	ctx := context.Background()
+	for i, data := range []string{"{}", strings.Repeat("x", 200), "{}"} {
+		if _, err := store.Append(ctx, "order/1", persistence.Any, persistence.EventData{ID: fmt.Sprint("o", i+1), Type: "order.touched", Data: []byte(data)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := &picky{}
+	r, _ := start(t, relay.Config{Store: store, Publisher: pub, Checkpoints: memory.NewCheckpoints(), Lease: memory.NewLeases()})
+	testkit.Eventually(t, 10*time.Second, func() bool { return r.Published() == 3 })
+	var onTopic []persistence.RecordedEvent
+	for _, m := range pub.published() {
+		if m.Topic == "events.order" {
+			onTopic = append(onTopic, m.Event)
+		}
+	}
+	if len(onTopic) != 3 || onTopic[0].ID != "o1" || onTopic[2].ID != "o3" {
+		t.Fatalf("on the topic: %+v", onTopic)
+	}
+	mk := onTopic[1]
+	skip, ok := bus.Skipped(mk)
+	if !ok || mk.ID != "o2" || mk.StreamID != "order/1" || mk.Version != 2 || mk.GlobalPosition != 2 || len(mk.Data) > 200 ||
+		skip.Type != "order.touched" || !strings.Contains(skip.Reason, "too large") {
+		t.Fatalf("marker %+v (%+v, %v)", mk, skip, ok)
+	}
+	if r.DeadLettered() != 1 {
+		t.Fatalf("dead-lettered %d, want 1", r.DeadLettered())
 	}
 }
 

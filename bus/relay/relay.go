@@ -20,9 +20,12 @@
 // to [Config].DeadLetterTopic — the event's coordinates (id, stream,
 // version, position, type) and the reason, without its data or metadata,
 // which stay in the store — logs it at error level, counts it
-// ([Relay.DeadLettered]) and goes on. A dead letter the bus refuses for
-// good too is logged and passed over; one refused for a while (the bus
-// down) is retried. With [StopOnPoison] the relay retries the event until
+// ([Relay.DeadLettered]), publishes a skip marker in the event's place on
+// its own topic ([bus.SkipMarker]: the event's coordinates, type and
+// reason, so that a bus-fed projection moves past it instead of waiting
+// for that version of the stream), and goes on. A dead letter or marker
+// the bus refuses for good too is logged and passed over; one refused for
+// a while (the bus down) is retried. With [StopOnPoison] the relay retries the event until
 // the cause is fixed, as every transient failure.
 package relay
 
@@ -383,8 +386,24 @@ func (r *Relay) publishEach(ctx context.Context, msgs []bus.Message) (int, error
 			r.cfg.Logger.Error("relay: the dead letter is refused too; the event is passed over, recorded only here", slog.String("relay", r.cfg.Name),
 				slog.String("event", persistence.Quote(m.Event.ID)), slog.Int64("position", m.Event.GlobalPosition), slog.Any("error", err))
 		}
+		if err := r.retry(ctx, r.skipMarker(m, err)); err != nil {
+			if ctx.Err() != nil {
+				return published, ctx.Err()
+			}
+			r.cfg.Logger.Error("relay: the skip marker is refused too; consumers of the stream wait for the event", slog.String("relay", r.cfg.Name),
+				slog.String("event", persistence.Quote(m.Event.ID)), slog.String("topic", persistence.Quote(m.Topic)), slog.Any("error", err))
+		}
 	}
 	return published, nil
+}
+
+// skipMarker is the marker that stands for m's event, refused with cause,
+// on its own topic (bus.SkipMarker), bounded in size as a dead letter is.
+func (r *Relay) skipMarker(m bus.Message, cause error) bus.Message {
+	dl := r.deadLetter(m, cause)
+	e := m.Event
+	e.ID, e.Type, e.StreamID = dl.Event.ID, dl.Event.Type, dl.Event.StreamID
+	return bus.SkipMarker(bus.Message{Topic: m.Topic, Key: dl.Key, Event: e}, dl.Event.Metadata[MetadataDeadLetterError])
 }
 
 // retry publishes m until the bus takes it, refuses it for good (that

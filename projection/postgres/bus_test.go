@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,5 +94,79 @@ func TestBusFedOverKafka(t *testing.T) {
 		if got[k] != n {
 			t.Fatalf("model %v, want %v", got, want)
 		}
+	}
+}
+
+// TestBusFedProjectionMovesPastARelayDeadLetter: an event too large for
+// the producer is dead-lettered by the relay, which publishes a skip
+// marker in its place; the bus-fed projection records the marker in its
+// dead letters and applies the stream's later events instead of waiting
+// for the missing version. Real parts, as above.
+func TestBusFedProjectionMovesPastARelayDeadLetter(t *testing.T) {
+	pool := pgtest.Pool(t)
+	ctx := ctxFor(t)
+	events, err := evpostgres.New(ctx, pool, evpostgres.WithSchema(pgtest.Schema(t, pool, "projskip")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = events.Close() })
+	broker := kafkatest.Start(t)
+	broker.CreateTopic(t, "orders", 2)
+	broker.CreateTopic(t, "relay.dead-letters", 1)
+	sc := kafkatest.SaramaConfig()
+	sc.Producer.MaxMessageBytes = 4096
+	b, err := kafka.New(ctx, kafka.Config{
+		Brokers: broker.Addrs(), Partitions: 2, CommitInterval: 100 * time.Millisecond, Sarama: sc, Logger: testkit.QuietLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	s := newStore(t, pool)
+	for i, size := range []int{2, 8000, 2, 2} {
+		data := []byte("{}")
+		if size > 2 {
+			data = []byte(`"` + strings.Repeat("x", size) + `"`)
+		}
+		if _, err := events.Append(ctx, "order-1", persistence.Any, persistence.EventData{ID: "e" + strconv.Itoa(i+1), Type: "order.touched", Data: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := relay.New(relay.Config{
+		Store: events, Publisher: b, Checkpoints: events, Lease: events,
+		Topic:        func(persistence.RecordedEvent) string { return "orders" },
+		PollInterval: 10 * time.Millisecond, Logger: testkit.QuietLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := projection.BusHandler(s, counting("bus_skip", true, nil), projection.BusOptions{Logger: testkit.QuietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 2)
+	go func() { done <- r.Run(runCtx) }()
+	go func() { done <- b.Subscribe(runCtx, "projection.bus_skip", []string{"orders"}, h) }()
+	defer func() {
+		stop()
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	if err := projection.WaitForStream(ctx, s, "bus_skip", "order-1", 4, 10*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if got := counts(t, pool, s, "bus_skip"); got["order-1"] != 3 {
+		t.Fatalf("model %v, want the three events that fit", got)
+	}
+	dl, err := s.DeadLetters(ctx, "bus_skip")
+	if err != nil || len(dl) != 1 || dl[0].Event.ID != "e2" || dl[0].Event.Version != 2 || !strings.Contains(dl[0].Error, "relay passed the event over") {
+		t.Fatalf("dead letters %+v (%v), want e2's marker", dl, err)
+	}
+	if r.DeadLettered() != 1 {
+		t.Fatalf("the relay dead-lettered %d events, want 1", r.DeadLettered())
 	}
 }

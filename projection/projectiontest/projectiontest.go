@@ -32,6 +32,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -91,6 +92,7 @@ func Run[Tx any](t *testing.T, newHarness func(t *testing.T) Harness[Tx]) {
 		{"BusFedHandlerFailureAppliesNothing", testStreamFailure[Tx]},
 		{"BusFedGapsAreRefused", testStreamGap[Tx]},
 		{"BusFedFailurePolicies", testBusPolicies[Tx]},
+		{"BusFedSkipMarkers", testBusSkipMarkers[Tx]},
 		{"BusFedStreamsApplyConcurrently", testStreamConcurrency[Tx]},
 		{"BusFedThroughTheBus", testBusFed[Tx]},
 	}
@@ -892,6 +894,48 @@ func testBusPolicies[Tx any](t *testing.T, s *suite[Tx]) {
 	}
 	if v, err := a.StreamVersion(s.ctx, "bus_stop", bad.StreamID); err != nil || v != bad.Version-1 {
 		t.Fatalf("under Stop, %s at version %d (%v), want %d", bad.StreamID, v, err, bad.Version-1)
+	}
+}
+
+// testBusSkipMarkers: a skip marker in an event's place — the relay could
+// not publish the event — is dead-lettered and moves its stream past that
+// version under every policy; the handler never sees it, and the stream's
+// later events are applied.
+func testBusSkipMarkers[Tx any](t *testing.T, s *suite[Tx]) {
+	a := s.applier(t)
+	events := s.seed(t, 9)
+	bad := byStream(events)["order-2"][1]
+	for i, policy := range []projection.FailurePolicy{projection.Retry, projection.SkipAndDeadLetter, projection.Stop} {
+		name := fmt.Sprint("bus_marker_", i)
+		p := s.projection(name, func(e persistence.RecordedEvent) error {
+			if _, ok := bus.Skipped(e); ok {
+				return errors.New("the handler saw a marker")
+			}
+			return nil
+		})
+		p.OnFailure = policy
+		h, err := projection.BusHandler(a, p, projection.BusOptions{Logger: quiet(), MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range events {
+			m := bus.Message{Topic: "orders", Key: e.StreamID, Event: e}
+			if e.ID == bad.ID {
+				m = bus.SkipMarker(m, "too large for the broker")
+			}
+			if err := h(s.ctx, bus.Delivery{Message: m}); err != nil {
+				t.Fatalf("%s: %v", policy, err)
+			}
+		}
+		kept := slices.DeleteFunc(slices.Clone(events), func(e persistence.RecordedEvent) bool { return e.ID == bad.ID })
+		if got, _ := s.h.Read(s.ctx, name, "order-2"); !slices.Equal(got, want(kept)["order-2"]) {
+			t.Fatalf("%s: order-2 holds %v, want %v", policy, got, want(kept)["order-2"])
+		}
+		dl, err := s.h.Store.DeadLetters(s.ctx, name)
+		if err != nil || len(dl) != 1 || dl[0].Event.ID != bad.ID || dl[0].Event.Version != bad.Version ||
+			!strings.Contains(dl[0].Error, "relay passed the event over") || !strings.Contains(dl[0].Error, "too large for the broker") {
+			t.Fatalf("%s: dead letters %+v (%v)", policy, dl, err)
+		}
 	}
 }
 
