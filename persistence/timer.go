@@ -29,7 +29,9 @@ type Timer struct {
 
 // Before reports whether t comes before u in timer order: earliest due
 // first, then by ID and Name in byte order. Every store returns timers in
-// this order. The zero Timer comes before every timer.
+// this order (PostgreSQL in a UTF-8 database, its default, where byte order
+// of the stored text is byte order of the Go strings). The zero Timer
+// comes before every timer.
 func (t Timer) Before(u Timer) bool {
 	if t.ID == "" || u.ID == "" { // the zero Timer: the start of the order
 		return t.ID == "" && u.ID != ""
@@ -41,6 +43,21 @@ func (t Timer) Before(u Timer) bool {
 		return t.ID < u.ID
 	}
 	return t.Name < u.Name
+}
+
+// ValidateTimerCursor checks the timer a [TimerStore.Timers] read pages
+// after: the zero Timer, or one with text ids and a due time a store can
+// keep. It returns an error matching ErrInvalidInput.
+func ValidateTimerCursor(after Timer) error {
+	switch {
+	case after.ID == "":
+		return nil
+	case !ValidStreamID(after.ID) || !ValidStreamID(after.Name+"x"):
+		return fmt.Errorf("%w: the timer to list timers after", ErrInvalidText)
+	case after.Due.Before(minDue) || after.Due.After(maxDue):
+		return fmt.Errorf("%w: the timer to list timers after is due at %v", ErrInvalidTimer, after.Due)
+	}
+	return nil
 }
 
 // TimerChange arms a timer, or with Cancel disarms it. A cancel names the

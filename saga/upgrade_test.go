@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/composable-go/composable/aggregate"
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/persistence/memory"
 	"github.com/composable-go/composable/saga"
@@ -57,10 +59,10 @@ func writeIndex(t *testing.T, store persistence.EventStore, sagaType string, sta
 }
 
 // TestUpgradeArmsTheTimersOfIndexedInstances: an instance waiting for its
-// approval deadline, with no row, never compensates; Upgrade arms the row,
-// and the deadline fires once. An instance the index lists as ended is
-// left alone, and a second Upgrade changes nothing. On the memory store
-// and on PostgreSQL.
+// approval deadline, with no row, never compensates; Upgrade — run twice —
+// arms one row, and the deadline fires once. An instance the index lists
+// as ended is left alone, and an Upgrade after the end changes nothing. On
+// the memory store and on PostgreSQL.
 func TestUpgradeArmsTheTimersOfIndexedInstances(t *testing.T) {
 	for name, store := range stores(t) {
 		t.Run(name, func(t *testing.T) {
@@ -73,9 +75,11 @@ func TestUpgradeArmsTheTimersOfIndexedInstances(t *testing.T) {
 			writeIndex(t, store, "transfer", []string{"u1", "gone"}, []string{"gone"})
 
 			g := newFixtureWith(t, store, clock, saga.Options{})
-			n, err := g.transfers.Upgrade(ctxT(t))
-			if err != nil || n != 1 {
-				t.Fatalf("Upgrade = %d, %v; want 1 instance", n, err)
+			for range 2 { // a second Upgrade records the same again
+				n, err := g.transfers.Upgrade(ctxT(t))
+				if err != nil || n != 1 {
+					t.Fatalf("Upgrade = %d, %v; want 1 instance", n, err)
+				}
 			}
 			rows, _ := store.(persistence.TimerStore).Timers(ctxT(t), "saga-transfer", persistence.Timer{}, 10)
 			if len(rows) != 1 || rows[0].ID != "u1" || !strings.HasPrefix(rows[0].Name, "timer:") || !rows[0].Due.Equal(time.Unix(60, 0)) {
@@ -139,5 +143,68 @@ func TestUpgradeRefusesACorruptIndex(t *testing.T) {
 	}
 	if _, err := f.transfers.Upgrade(ctxT(t)); !errors.Is(err, persistence.ErrCorrupt) || !strings.Contains(err.Error(), "bad-entry") {
 		t.Fatalf("Upgrade of a corrupt index: %v, want ErrCorrupt naming the entry", err)
+	}
+}
+
+// TestUpgradeArmsTheTimersOfAParkedInstance: an instance of the earlier
+// version parked after the upgrade, before Upgrade ran: it has its mark
+// but no row for its deadline. Upgrade arms the deadline; once resumed,
+// the instance compensates when it falls due.
+func TestUpgradeArmsTheTimersOfAParkedInstance(t *testing.T) {
+	store := memory.New()
+	clock := testkit.NewManualClock(time.Unix(0, 0))
+	f := newFixtureWith(t, store, clock, saga.Options{})
+	f.wallet(t, "alice", Close{})
+	f.deliver(t, TransferRequested{Transfer: "p1", From: "alice", To: "bob", Amount: 10, Policy: saga.Park})
+	f.waitParked(t, "p1")
+	rows, _ := store.Timers(ctxT(t), "saga-transfer", persistence.Timer{}, 10)
+	for _, r := range rows {
+		if strings.HasPrefix(r.Name, "timer:") { // armed by the earlier version: no row
+			if err := store.DeleteTimer(ctxT(t), r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	writeIndex(t, store, "transfer", []string{"p1"}, nil)
+	if n, err := f.transfers.Upgrade(ctxT(t)); err != nil || n != 1 {
+		t.Fatalf("Upgrade = %d, %v", n, err)
+	}
+	if got, want := timerNames(t, store, "p1"), []string{"parked", "timer:deadline"}; !slices.Equal(got, want) {
+		t.Fatalf("rows of the parked instance %v, want %v (no guard while parked)", got, want)
+	}
+	f.wallet(t, "alice", Reopen{})
+	if err := f.transfers.Resume(ctxT(t), "p1"); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool { return countTypes(t, store, "wallet/alice")["wallet.debited"] == 1 })
+	clock.Advance(2 * time.Minute)
+	waitStoredEnds(t, store, []string{"p1"}, "approval deadline missed")
+	if n := countTypes(t, store, "wallet/alice")["wallet.credited"]; n != 1 {
+		t.Fatalf("refunded %d times, want once", n)
+	}
+}
+
+// TestUpgradePassesOverWhatItCannotUpgrade: an index entry with an id no
+// instance can have (longer than any stream id) does not stop the upgrade of the others; the error
+// counts and names it.
+func TestUpgradePassesOverWhatItCannotUpgrade(t *testing.T) {
+	store := memory.New()
+	clock := testkit.NewManualClock(time.Unix(0, 0))
+	f := newFixtureWith(t, store, clock, saga.Options{})
+	f.deliver(t, TransferRequested{Transfer: "u1", From: "alice", To: "bob", Amount: 10})
+	testkit.Eventually(t, 10*time.Second, func() bool { return countTypes(t, store, "wallet/alice")["wallet.debited"] == 1 })
+	dropRows(t, store, "saga-transfer")
+	long, _ := json.Marshal(map[string]string{"id": strings.Repeat("x", 1100)}) // longer than any stream id
+	if _, err := store.Append(ctxT(t), "saga-index/transfer", persistence.NoStream,
+		persistence.EventData{ID: "long-entry", Type: "saga.index", SchemaVersion: 1, Data: long}); err != nil {
+		t.Fatal(err)
+	}
+	writeIndex(t, store, "transfer", []string{"u1"}, nil)
+	n, err := f.transfers.Upgrade(ctxT(t))
+	if n != 1 || err == nil || !strings.Contains(err.Error(), "1 instances not upgraded") || !errors.Is(err, aggregate.ErrInvalidID) {
+		t.Fatalf("Upgrade = %d, %v; want u1 upgraded and the bad id reported", n, err)
+	}
+	if got := timerNames(t, store, "u1"); !slices.Equal(got, []string{"timer:deadline"}) {
+		t.Fatalf("rows of u1: %v", got)
 	}
 }

@@ -16,8 +16,8 @@ func (s *Store) Timers(ctx context.Context, owner string, after persistence.Time
 	if limit <= 0 {
 		return nil, fmt.Errorf("%w: %d", persistence.ErrBadLimit, limit)
 	}
-	if after.ID != "" && (!persistence.ValidStreamID(after.ID) || !persistence.ValidStreamID(after.Name+"x")) {
-		return nil, fmt.Errorf("%w: the timer to list timers after", persistence.ErrInvalidText)
+	if err := persistence.ValidateTimerCursor(after); err != nil {
+		return nil, err
 	}
 	if !persistence.ValidStreamID(owner) { // PostgreSQL would refuse the text
 		return nil, nil

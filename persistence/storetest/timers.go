@@ -378,4 +378,8 @@ func testTimersPageInTimerOrder(t *testing.T, s Store) {
 	if _, err := s.Timers(ctx, "owner-p", bad, 10); !errors.Is(err, persistence.ErrInvalidText) {
 		t.Fatalf("Timers after an invalid id: %v, want ErrInvalidText", err)
 	}
+	bad = persistence.Timer{Owner: "owner-p", ID: "a", Name: "x", Due: time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if _, err := s.Timers(ctx, "owner-p", bad, 10); !errors.Is(err, persistence.ErrInvalidInput) {
+		t.Fatalf("Timers after a due time no store keeps: %v, want ErrInvalidInput", err)
+	}
 }
