@@ -1,6 +1,7 @@
 package persistence
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -21,6 +22,46 @@ const AppendSizeFactor = 64
 // a store accepts: far beyond any real name, and well within what an
 // index entry can hold.
 const MaxIDLength = 1024
+
+// EventCheck is a further check a store runs on each event it is asked to
+// append, after its own validation: what a later stage cannot carry — a
+// bus's record size limit, say (kafka.Bus.CheckEvent). An error refuses
+// the whole append, nothing written, and matches ErrInvalidInput (the
+// store wraps it in ErrInvalidInput if it does not already).
+type EventCheck func(stream string, e EventData) error
+
+// Checks combines checks into one that runs each in turn and returns the
+// first refusal.
+func Checks(checks ...EventCheck) EventCheck {
+	return func(stream string, e EventData) error {
+		for _, c := range checks {
+			if c == nil {
+				continue
+			}
+			if err := c(stream, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// CheckEvents runs check, if any, on each of events of stream, as stores
+// do after ValidateAppend.
+func CheckEvents(check EventCheck, stream string, events []EventData) error {
+	if check == nil {
+		return nil
+	}
+	for i, e := range events {
+		if err := check(stream, e); err != nil {
+			if !errors.Is(err, ErrInvalidInput) {
+				err = fmt.Errorf("%w: %w", ErrInvalidInput, err)
+			}
+			return fmt.Errorf("event %d (%s): %w", i, Quote(e.ID), err)
+		}
+	}
+	return nil
+}
 
 // Quote quotes at most the first 64 bytes of a value for an error message
 // or a log line, so that a hostile value cannot make either huge.

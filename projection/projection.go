@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/composable-go/composable"
+	"github.com/composable-go/composable/bus"
 	"github.com/composable-go/composable/persistence"
 )
 
@@ -49,10 +50,11 @@ const (
 	// (a bug fixed by a deployment, say). The projection waits meanwhile,
 	// and its lag grows. A failure no retry can cure — the event's data
 	// cannot be read, or the handler refused it as invalid input
-	// (persistence.FaultOf is not FaultInfrastructure) — is handled as
-	// SkipAndDeadLetter instead, so an event that does not decode does
-	// not stop the projection (after fixing a codec, rebuild). A panic, or
-	// a schema version newer than the registry knows, is retried.
+	// (persistence.FaultOf is not FaultInfrastructure), or the handler
+	// said so with bus.Permanent(err) — is handled as SkipAndDeadLetter
+	// instead, so an event that does not decode does not stop the
+	// projection (after fixing a codec, rebuild). A panic, or a schema
+	// version newer than the registry knows, is retried.
 	Retry FailurePolicy = iota
 	// SkipAndDeadLetter records the event and the error in the store's
 	// dead letters, advances the checkpoint past it and goes on.
@@ -257,7 +259,7 @@ func recoverInto(err *error) {
 // effective is the policy for a handler failure err under policy p: Retry
 // does not retry what no retry can cure.
 func (p FailurePolicy) effective(err error) FailurePolicy {
-	if p == Retry && persistence.FaultOf(err) != persistence.FaultInfrastructure {
+	if p == Retry && (persistence.FaultOf(err) != persistence.FaultInfrastructure || errors.Is(err, bus.ErrPermanent)) {
 		return SkipAndDeadLetter
 	}
 	return p

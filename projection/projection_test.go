@@ -494,16 +494,17 @@ func TestBusHandlerMetrics(t *testing.T) {
 }
 
 // TestPoisonEventsAreSkippedEvenUnderRetry: under the default Retry
-// policy, an event no retry can cure — its data does not decode — is
-// dead-lettered and passed over, from the feed and from the bus; an
-// ordinary handler failure is still retried.
+// policy, an event no retry can cure — its data does not decode, or the
+// handler says so with bus.Permanent — is dead-lettered and passed over,
+// from the feed and from the bus; an ordinary handler failure is still
+// retried.
 func TestPoisonEventsAreSkippedEvenUnderRetry(t *testing.T) {
 	reg := persistence.NewRegistry()
 	if err := persistence.Register[OrderPlaced](reg, "order.placed"); err != nil {
 		t.Fatal(err)
 	}
 	feed := evmemory.New()
-	for i, data := range []string{`{"Customer": "ada"}`, `{"Customer": `, `{"Customer": "bob"}`} {
+	for i, data := range []string{`{"Customer": "ada"}`, `{"Customer": `, `{"Customer": "bob"}`, `{"Customer": "cy"}`} {
 		if _, err := feed.Append(ctxT(t), "s", persistence.Any, persistence.EventData{ID: fmt.Sprint("e", i+1), Type: "order.placed", SchemaVersion: 1, Data: []byte(data)}); err != nil {
 			t.Fatal(err)
 		}
@@ -515,6 +516,9 @@ func TestPoisonEventsAreSkippedEvenUnderRetry(t *testing.T) {
 			if e.ID == "e3" && fails.Add(1) < 3 {
 				return errors.New("flaky downstream") // retried until it passes
 			}
+			if e.ID == "e4" {
+				return bus.Permanent(errors.New("negative quantity")) // the handler says: never
+			}
 			return count(ctx, tx, e)
 		})}
 	store := memory.New()
@@ -524,12 +528,12 @@ func TestPoisonEventsAreSkippedEvenUnderRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := run(t, r)
-	if err := r.WaitFor(ctxT(t), 3); err != nil {
+	if err := r.WaitFor(ctxT(t), 4); err != nil {
 		t.Fatal(err)
 	}
 	stop()
 	dl, _ := store.DeadLetters(ctxT(t), "orders")
-	if n, _ := store.Get("orders", "s"); n != 2 || len(dl) != 1 || dl[0].Event.ID != "e2" || fails.Load() != 3 {
+	if n, _ := store.Get("orders", "s"); n != 2 || len(dl) != 2 || dl[0].Event.ID != "e2" || dl[1].Event.ID != "e4" || fails.Load() < 3 {
 		t.Fatalf("count %v, dead letters %+v, e3 tried %d times", n, dl, fails.Load())
 	}
 
@@ -544,7 +548,7 @@ func TestPoisonEventsAreSkippedEvenUnderRetry(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if dl, _ := bstore.DeadLetters(ctxT(t), "orders"); len(dl) != 1 || dl[0].Event.ID != "e2" {
+	if dl, _ := bstore.DeadLetters(ctxT(t), "orders"); len(dl) != 2 || dl[0].Event.ID != "e2" || dl[1].Event.ID != "e4" {
 		t.Fatalf("bus-fed: dead letters %+v", dl)
 	}
 }

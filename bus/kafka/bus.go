@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -127,6 +128,25 @@ func (b *Bus) Publish(ctx context.Context, msgs ...bus.Message) error {
 		}
 	}
 	return b.send(ctx, pms)
+}
+
+// CheckEvent is a [persistence.EventCheck]: it refuses, with an error
+// matching persistence.ErrEventTooLarge, an event of stream whose record
+// on this bus — its data, its metadata as headers, the framework's headers
+// with the largest version, position and time they can hold — would be
+// over the producer's MaxMessageBytes. Give it to the event store
+// (postgres.WithEventCheck(b.CheckEvent)) so that the store refuses at
+// append what the relay could never publish, instead of the relay
+// dead-lettering it.
+func (b *Bus) CheckEvent(stream string, e persistence.EventData) error {
+	size := encode(bus.Message{Key: stream, Event: persistence.RecordedEvent{
+		EventData: e, StreamID: stream, Version: math.MaxInt64, GlobalPosition: math.MaxInt64,
+		RecordedAt: time.Date(2262, 4, 11, 23, 47, 16, 854775807, time.UTC), // the longest RFC 3339 time a store keeps
+	}}).ByteSize(2)
+	if limit := b.sarama.Producer.MaxMessageBytes; size > limit {
+		return fmt.Errorf("%w: its Kafka record would be %d bytes with its headers, the producer's limit is %d", persistence.ErrEventTooLarge, size, limit)
+	}
+	return nil
 }
 
 // refusedForGood reports whether the broker refused every message of a

@@ -265,3 +265,21 @@ func TestDeadLetterTopicIsLegal(t *testing.T) {
 		t.Fatalf("published %+v, want one dead letter on billing_outbox.dead-letters", got)
 	}
 }
+
+// TestTopicCheckRefusesAtAppend: with a topic chooser of one's own, the
+// store given TopicCheck refuses an event bound for an illegal topic at
+// append — the relay never sees it — and takes the rest.
+func TestTopicCheckRefusesAtAppend(t *testing.T) {
+	store := memory.New(memory.WithEventCheck(persistence.Checks(nil, relay.TopicCheck(rawTopic))))
+	ctx := context.Background()
+	_, err := store.Append(ctx, "Order Service/1", persistence.NoStream, persistence.EventData{ID: "p", Type: "t", Data: []byte("{}")})
+	if !errors.Is(err, persistence.ErrInvalidInput) || !strings.Contains(err.Error(), "events.Order Service") {
+		t.Fatalf("append bound for an illegal topic = %v, want ErrInvalidInput naming the topic", err)
+	}
+	if _, err := store.Append(ctx, "order/1", persistence.NoStream, persistence.EventData{ID: "o", Type: "t", Data: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	if check := relay.TopicCheck(relay.TopicByType("events.")); check("Order Service/1", persistence.EventData{ID: "p", Type: "t"}) != nil {
+		t.Fatal("TopicByType's topics are refused")
+	}
+}

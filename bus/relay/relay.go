@@ -156,6 +156,22 @@ func TopicByType(prefix string) func(persistence.RecordedEvent) string {
 	}
 }
 
+// TopicCheck returns a [persistence.EventCheck] that refuses, with an
+// error matching persistence.ErrInvalidInput, an event whose topic as
+// topic chooses it is not a legal Kafka topic name ([bus.LegalTopic]). Give
+// it to the event store with a topic chooser of your own, so that the
+// store refuses at append what the relay would dead-letter; TopicByType
+// maps every type to a legal name and needs no check.
+func TopicCheck(topic func(persistence.RecordedEvent) string) persistence.EventCheck {
+	return func(stream string, e persistence.EventData) error {
+		if t := topic(persistence.RecordedEvent{EventData: e, StreamID: stream}); !bus.LegalTopic(t) {
+			return fmt.Errorf("%w: stream %s goes to topic %s, which is not a legal Kafka topic name",
+				persistence.ErrInvalidInput, persistence.Quote(stream), persistence.Quote(t))
+		}
+		return nil
+	}
+}
+
 // legalTopic maps name to a legal Kafka topic name (see TopicByType).
 func legalTopic(name string) string { return bus.SanitizeTopic(name, maxTopic) }
 

@@ -24,6 +24,7 @@ import (
 type Store struct {
 	clock        composable.Clock
 	maxEventSize int
+	check        persistence.EventCheck
 
 	mu        sync.RWMutex
 	all       []persistence.RecordedEvent // the global feed; position = index+1
@@ -53,6 +54,10 @@ func WithClock(c composable.Clock) Option { return func(s *Store) { s.clock = c 
 // bytes. Default: [persistence.DefaultMaxEventSize].
 func WithMaxEventSize(n int) Option { return func(s *Store) { s.maxEventSize = n } }
 
+// WithEventCheck adds a check the store runs on every event it is asked to
+// append, after its own validation (see [persistence.EventCheck]).
+func WithEventCheck(c persistence.EventCheck) Option { return func(s *Store) { s.check = c } }
+
 // New returns an empty store.
 func New(opts ...Option) *Store {
 	s := &Store{
@@ -78,6 +83,9 @@ func (s *Store) Append(ctx context.Context, stream string, expected persistence.
 // AppendWithTimers implements [persistence.TimerStore].
 func (s *Store) AppendWithTimers(ctx context.Context, stream string, expected persistence.ExpectedVersion, events []persistence.EventData, timers []persistence.TimerChange) (persistence.AppendResult, error) {
 	if err := persistence.ValidateAppend(stream, expected, events, s.maxEventSize); err != nil {
+		return persistence.AppendResult{}, err
+	}
+	if err := persistence.CheckEvents(s.check, stream, events); err != nil {
 		return persistence.AppendResult{}, err
 	}
 	if err := persistence.ValidateTimers(timers); err != nil {

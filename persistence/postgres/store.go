@@ -80,6 +80,7 @@ type config struct {
 	batchTimeout   time.Duration
 	logger         *slog.Logger
 	connectTimeout time.Duration // Open's
+	check          persistence.EventCheck
 }
 
 // Option configures a [Store].
@@ -92,6 +93,12 @@ func WithSchema(schema string) Option { return func(c *config) { c.schema = sche
 // WithMaxEventSize sets the largest accepted event (data and metadata) or
 // snapshot Data, in bytes. Default [persistence.DefaultMaxEventSize].
 func WithMaxEventSize(n int) Option { return func(c *config) { c.maxEventSize = n } }
+
+// WithEventCheck adds a check the store runs on every event it is asked to
+// append, after its own validation (see [persistence.EventCheck]): for
+// example the Kafka bus's record limit, kafka.Bus.CheckEvent, so that an
+// event the relay could never publish is refused at append.
+func WithEventCheck(c persistence.EventCheck) Option { return func(c2 *config) { c2.check = c } }
 
 // WithMaxBatchEvents caps the events the writer commits in one transaction.
 // Default 1000.
@@ -262,6 +269,9 @@ func (s *Store) AppendWithTimers(ctx context.Context, stream string, expected pe
 	if err := persistence.ValidateAppend(stream, expected, events, s.cfg.maxEventSize); err != nil {
 		return persistence.AppendResult{}, err
 	}
+	if err := persistence.CheckEvents(s.cfg.check, stream, events); err != nil {
+		return persistence.AppendResult{}, err
+	}
 	if err := persistence.ValidateTimers(timers); err != nil {
 		return persistence.AppendResult{}, err
 	}
@@ -300,6 +310,9 @@ func (s *Store) AppendAsync(ctx context.Context, stream string, expected persist
 // AppendWithTimersAsync is AppendAsync for [Store.AppendWithTimers].
 func (s *Store) AppendWithTimersAsync(ctx context.Context, stream string, expected persistence.ExpectedVersion, events []persistence.EventData, timers []persistence.TimerChange, done func(persistence.AppendResult, error)) error {
 	if err := persistence.ValidateAppend(stream, expected, events, s.cfg.maxEventSize); err != nil {
+		return err
+	}
+	if err := persistence.CheckEvents(s.cfg.check, stream, events); err != nil {
 		return err
 	}
 	if err := persistence.ValidateTimers(timers); err != nil {

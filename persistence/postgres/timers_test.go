@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -125,5 +126,35 @@ func TestTimerChangesProbeByKeyAfterGrowth(t *testing.T) {
 		if strings.Contains(p, "Seq Scan on timers") || strings.Contains(p, "Hash Join") {
 			t.Fatalf("the timer statement scans the table:\n%s", p)
 		}
+	}
+}
+
+// TestEventCheckRefusesAtAppend: a check given with WithEventCheck refuses
+// an append, on every append path, with an error matching
+// ErrInvalidInput — nothing written, the batch-mates unharmed.
+func TestEventCheckRefusesAtAppend(t *testing.T) {
+	pool := pgtest.Pool(t)
+	check := func(stream string, e persistence.EventData) error {
+		if e.Type == "refused" {
+			return fmt.Errorf("stream %s: no %s here", stream, e.Type)
+		}
+		return nil
+	}
+	s := newStore(t, pool, pgtest.Schema(t, pool, "event_check"), WithEventCheck(check))
+	ctx := ctxFor(t)
+	bad := persistence.EventData{ID: "b1", Type: "refused", Data: []byte("{}")}
+	if _, err := s.Append(ctx, "s", persistence.NoStream, ev("ok1"), bad); !errors.Is(err, persistence.ErrInvalidInput) || !strings.Contains(err.Error(), "no refused here") {
+		t.Fatalf("Append = %v, want the check's refusal matching ErrInvalidInput", err)
+	}
+	if err := s.AppendAsync(ctx, "s", persistence.NoStream, []persistence.EventData{bad}, func(persistence.AppendResult, error) {
+		t.Error("a refused async append was queued")
+	}); !errors.Is(err, persistence.ErrInvalidInput) {
+		t.Fatalf("AppendAsync = %v", err)
+	}
+	if _, err := s.Load(ctx, "s", 1); !errors.Is(err, persistence.ErrStreamNotFound) {
+		t.Fatalf("a refused append wrote: %v", err)
+	}
+	if _, err := s.Append(ctx, "s", persistence.NoStream, ev("ok1")); err != nil {
+		t.Fatal(err)
 	}
 }
