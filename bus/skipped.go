@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"bytes"
 	"encoding/json"
 
 	"github.com/composable-go/composable/persistence"
@@ -15,6 +16,12 @@ import (
 // data ([Skip]) names the event's type and why it was passed over; it has
 // no metadata. Consumers whose registries do not know the type pass it
 // over as an unknown type; [Skipped] recognises it.
+//
+// A marker takes its event's place for good: it has the event's id and
+// stream version, so a consumer that deduplicates by either (a bus-fed
+// projection, bus/postgres.Deduplicator) counts that event as handled —
+// skipped — and will not handle it if it is published again later. To
+// apply a skipped event, rebuild the consumer from the event store's feed.
 const SkippedType = "composable.skipped"
 
 // Skip is what a skip marker says about the event it stands for.
@@ -29,8 +36,11 @@ type Skip struct {
 // refused with reason.
 func SkipMarker(m Message, reason string) Message {
 	e := m.Event
-	data, _ := json.Marshal(Skip{Type: e.Type, Reason: reason}) // strings only: cannot fail
-	e.EventData = persistence.EventData{ID: e.ID, Type: SkippedType, SchemaVersion: 1, Data: data}
+	var data bytes.Buffer
+	enc := json.NewEncoder(&data)
+	enc.SetEscapeHTML(false)                           // '<' stays one byte: the marker's size stays near its text's
+	_ = enc.Encode(Skip{Type: e.Type, Reason: reason}) // strings only: cannot fail
+	e.EventData = persistence.EventData{ID: e.ID, Type: SkippedType, SchemaVersion: 1, Data: bytes.TrimSuffix(data.Bytes(), []byte("\n"))}
 	return Message{Topic: m.Topic, Key: m.Key, Event: e}
 }
 

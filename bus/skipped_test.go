@@ -1,6 +1,7 @@
 package bus_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/composable-go/composable/bus"
@@ -30,5 +31,18 @@ func TestSkipMarker(t *testing.T) {
 	e.Data = []byte("not json")
 	if skip, ok := bus.Skipped(e); !ok || skip != (bus.Skip{}) {
 		t.Fatalf("a marker whose data does not decode: %+v, %v; want a marker saying nothing", skip, ok)
+	}
+}
+
+// TestSkipMarkerIsNotInflated: characters JSON would escape for HTML stay
+// one byte, so a marker is about as large as the text it carries.
+func TestSkipMarkerIsNotInflated(t *testing.T) {
+	typ, reason := strings.Repeat("<&>", 300), strings.Repeat("<", 256)
+	mk := bus.SkipMarker(bus.Message{Event: persistence.RecordedEvent{EventData: persistence.EventData{ID: "e", Type: typ}}}, reason)
+	if n := len(mk.Event.Data); n > len(typ)+len(reason)+32 {
+		t.Fatalf("marker data %d bytes for %d bytes of text", n, len(typ)+len(reason))
+	}
+	if skip, ok := bus.Skipped(mk.Event); !ok || skip.Type != typ || skip.Reason != reason {
+		t.Fatalf("Skipped = %+v, %v", skip, ok)
 	}
 }

@@ -16,8 +16,12 @@ func LegalTopic(name string) bool {
 }
 
 // SanitizeTopic maps name to the characters LegalTopic takes — each other
-// character becomes '_' — and cuts it to at most max bytes.
+// character becomes '_' — and cuts it to at most max bytes; "", "." and
+// "..", which Kafka refuses, get a leading '_'.
 func SanitizeTopic(name string, max int) string {
+	if name == "" || name == "." || name == ".." {
+		return "_" + name // names Kafka reserves or refuses
+	}
 	if legalChars(name) && len(name) <= max {
 		return name
 	}

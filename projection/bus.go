@@ -160,7 +160,8 @@ func (h *busHandler[Tx]) handle(ctx context.Context, d bus.Delivery) error {
 		// The relay passed the event over: record its marker in the dead
 		// letters and move the stream past it, whatever the policy.
 		skipping, cause = true, fmt.Errorf("%w: %s event: %s", ErrSkippedByRelay, persistence.Quote(skip.Type), skip.Reason)
-		h.opts.Logger.Error("projection: the relay passed over an event; dead-lettering its marker", "projection", h.p.Name,
+		h.failures.Add(ctx, 1, h.attrs, metric.WithAttributes(attribute.String("policy", "skipped-by-relay")))
+		h.opts.Logger.Warn("projection: the relay passed over an event; dead-lettering its marker", "projection", h.p.Name,
 			"stream", persistence.Quote(d.Event.StreamID), "version", d.Event.Version, "type", persistence.Quote(skip.Type), "reason", skip.Reason)
 	}
 	for {

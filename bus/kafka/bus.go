@@ -163,7 +163,9 @@ func refusedForGood(err error) bool {
 			return false
 		}
 		switch kerr {
-		case sarama.ErrMessageSizeTooLarge, sarama.ErrInvalidTopic, sarama.ErrInvalidMessage, sarama.ErrInvalidRecord:
+		// Not ErrInvalidMessage (CORRUPT_MESSAGE): a record damaged on the
+		// way, which Kafka retries.
+		case sarama.ErrMessageSizeTooLarge, sarama.ErrInvalidTopic, sarama.ErrInvalidRecord:
 		default:
 			return false
 		}

@@ -26,6 +26,7 @@ func TestRefusedForGood(t *testing.T) {
 		{pes(sarama.ErrInvalidTopic, sarama.ErrInvalidRecord), true},
 		{pes(sarama.ErrMessageSizeTooLarge, sarama.ErrNotLeaderForPartition), false},
 		{pes(sarama.ErrOutOfBrokers), false},
+		{pes(sarama.ErrInvalidMessage), false}, // CORRUPT_MESSAGE: damaged on the way, retried
 		{pes(), false},
 		{errors.New("connection refused"), false},
 	} {

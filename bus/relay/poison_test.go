@@ -283,3 +283,36 @@ func TestTopicCheckRefusesAtAppend(t *testing.T) {
 		t.Fatal("TopicByType's topics are refused")
 	}
 }
+
+// TestSkipIsCheckpointedAtOnce: the relay checkpoints a skip as soon as
+// the marker is out, whatever its checkpoint interval — so a relay that
+// takes over, after the cause was fixed, does not publish the event after
+// its marker (consumers that took the marker would drop it).
+func TestSkipIsCheckpointedAtOnce(t *testing.T) {
+	store := memory.New()
+	ctx := context.Background()
+	for i, data := range []string{"{}", strings.Repeat("x", 200), "{}"} {
+		if _, err := store.Append(ctx, "order/1", persistence.Any, persistence.EventData{ID: fmt.Sprint("o", i+1), Type: "order.touched", Data: []byte(data)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := &picky{}
+	cps := memory.NewCheckpoints()
+	r, stop := start(t, relay.Config{Store: store, Publisher: pub, Checkpoints: cps, Lease: memory.NewLeases(), CheckpointInterval: time.Hour})
+	testkit.Eventually(t, 10*time.Second, func() bool { return r.Published() == 3 })
+	// Read before the relay stops (and saves): as a relay killed now
+	// would have left it.
+	if cp, err := cps.LoadCheckpoint(ctx, "relay"); err != nil || cp < 2 {
+		t.Fatalf("checkpoint %d (%v) after the skip of position 2, want at least 2", cp, err)
+	}
+	stop()
+	// The next relay, with the cause fixed, starts past the skipped event.
+	rec := &recorder{}
+	r2, _ := start(t, relay.Config{Store: store, Publisher: rec, Checkpoints: cps, Lease: memory.NewLeases()})
+	testkit.Eventually(t, 10*time.Second, func() bool { return r2.Published() == 3 })
+	for _, m := range rec.published() {
+		if m.Event.ID == "o2" {
+			t.Fatalf("the skipped event was published after its marker: %+v", m.Event)
+		}
+	}
+}

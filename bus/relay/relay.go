@@ -409,17 +409,25 @@ func (r *Relay) publishEach(ctx context.Context, msgs []bus.Message) (int, error
 			r.cfg.Logger.Error("relay: the skip marker is refused too; consumers of the stream wait for the event", slog.String("relay", r.cfg.Name),
 				slog.String("event", persistence.Quote(m.Event.ID)), slog.String("topic", persistence.Quote(m.Topic)), slog.Any("error", err))
 		}
+		// The decision to skip is final: checkpoint it at once, so that a
+		// relay that takes over does not publish the event after its
+		// marker — consumers that took the marker would drop it.
+		r.published.Store(m.Event.GlobalPosition)
+		if err := r.save(ctx); err != nil && ctx.Err() == nil {
+			r.cfg.Logger.Warn("relay: checkpoint after a dead letter not saved", slog.String("relay", r.cfg.Name), slog.Any("error", err))
+		}
 	}
 	return published, nil
 }
 
 // skipMarker is the marker that stands for m's event, refused with cause,
-// on its own topic (bus.SkipMarker), bounded in size as a dead letter is.
+// on its own topic (bus.SkipMarker): its id, stream and type bounded as a
+// dead letter's, its reason to 256 bytes — a few KiB at most.
 func (r *Relay) skipMarker(m bus.Message, cause error) bus.Message {
 	dl := r.deadLetter(m, cause)
 	e := m.Event
 	e.ID, e.Type, e.StreamID = dl.Event.ID, dl.Event.Type, dl.Event.StreamID
-	return bus.SkipMarker(bus.Message{Topic: m.Topic, Key: dl.Key, Event: e}, dl.Event.Metadata[MetadataDeadLetterError])
+	return bus.SkipMarker(bus.Message{Topic: m.Topic, Key: dl.Key, Event: e}, truncate(cause.Error(), 256))
 }
 
 // retry publishes m until the bus takes it, refuses it for good (that

@@ -55,8 +55,11 @@ func WithClock(c composable.Clock) Option { return func(s *Store) { s.clock = c 
 func WithMaxEventSize(n int) Option { return func(s *Store) { s.maxEventSize = n } }
 
 // WithEventCheck adds a check the store runs on every event it is asked to
-// append, after its own validation (see [persistence.EventCheck]).
-func WithEventCheck(c persistence.EventCheck) Option { return func(s *Store) { s.check = c } }
+// append, after its own validation (see [persistence.EventCheck]). Checks
+// given in several options all run, in order.
+func WithEventCheck(c persistence.EventCheck) Option {
+	return func(s *Store) { s.check = persistence.Checks(s.check, c) }
+}
 
 // New returns an empty store.
 func New(opts ...Option) *Store {

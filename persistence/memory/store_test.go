@@ -1,6 +1,8 @@
 package memory_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -23,3 +25,21 @@ func TestCheckpointsAndLeases(t *testing.T) {
 }
 
 func FuzzAppendLoad(f *testing.F) { storetest.Fuzz(f, memory.New()) }
+
+// TestEventChecksCompose: checks given in several options all run.
+func TestEventChecksCompose(t *testing.T) {
+	refuse := func(typ string) persistence.EventCheck {
+		return func(_ string, e persistence.EventData) error {
+			if e.Type == typ {
+				return errors.New("no " + typ)
+			}
+			return nil
+		}
+	}
+	s := memory.New(memory.WithEventCheck(refuse("a")), memory.WithEventCheck(refuse("b")))
+	for _, typ := range []string{"a", "b"} {
+		if _, err := s.Append(context.Background(), "s", persistence.Any, persistence.EventData{ID: typ, Type: typ}); !errors.Is(err, persistence.ErrInvalidInput) {
+			t.Fatalf("type %s: %v, want the check's refusal", typ, err)
+		}
+	}
+}

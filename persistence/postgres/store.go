@@ -97,8 +97,11 @@ func WithMaxEventSize(n int) Option { return func(c *config) { c.maxEventSize = 
 // WithEventCheck adds a check the store runs on every event it is asked to
 // append, after its own validation (see [persistence.EventCheck]): for
 // example the Kafka bus's record limit, kafka.Bus.CheckEvent, so that an
-// event the relay could never publish is refused at append.
-func WithEventCheck(c persistence.EventCheck) Option { return func(c2 *config) { c2.check = c } }
+// event the relay could never publish is refused at append. Checks given in
+// several options all run, in order.
+func WithEventCheck(c persistence.EventCheck) Option {
+	return func(cfg *config) { cfg.check = persistence.Checks(cfg.check, c) }
+}
 
 // WithMaxBatchEvents caps the events the writer commits in one transaction.
 // Default 1000.
