@@ -12,6 +12,7 @@ import (
 	"github.com/composable-go/composable/persistence"
 	evpostgres "github.com/composable-go/composable/persistence/postgres"
 	"github.com/composable-go/composable/projection"
+	"github.com/composable-go/composable/projection/postgres"
 	"github.com/composable-go/composable/testkit"
 	"github.com/composable-go/composable/testkit/kafkatest"
 	"github.com/composable-go/composable/testkit/pgtest"
@@ -53,30 +54,7 @@ func TestBusFedOverKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r, err := relay.New(relay.Config{
-		Store: events, Publisher: b, Checkpoints: events, Lease: events,
-		Topic:        func(persistence.RecordedEvent) string { return "orders" },
-		PollInterval: 10 * time.Millisecond, Logger: testkit.QuietLogger(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := projection.BusHandler(s, counting("bus_kafka", true, nil), projection.BusOptions{Logger: testkit.QuietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 2)
-	go func() { done <- r.Run(runCtx) }()
-	go func() { done <- b.Subscribe(runCtx, "projection.bus_kafka", []string{"orders"}, h) }()
-	defer func() {
-		stop()
-		for range 2 {
-			if err := <-done; err != nil {
-				t.Error(err)
-			}
-		}
-	}()
+	runRelayAndProjection(ctx, t, events, b, s, "bus_kafka")
 	last := map[string]int64{}
 	for _, e := range appended {
 		last[e.StreamID] = e.Version
@@ -132,30 +110,7 @@ func TestBusFedProjectionMovesPastARelayDeadLetter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r, err := relay.New(relay.Config{
-		Store: events, Publisher: b, Checkpoints: events, Lease: events,
-		Topic:        func(persistence.RecordedEvent) string { return "orders" },
-		PollInterval: 10 * time.Millisecond, Logger: testkit.QuietLogger(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := projection.BusHandler(s, counting("bus_skip", true, nil), projection.BusOptions{Logger: testkit.QuietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 2)
-	go func() { done <- r.Run(runCtx) }()
-	go func() { done <- b.Subscribe(runCtx, "projection.bus_skip", []string{"orders"}, h) }()
-	defer func() {
-		stop()
-		for range 2 {
-			if err := <-done; err != nil {
-				t.Error(err)
-			}
-		}
-	}()
+	r := runRelayAndProjection(ctx, t, events, b, s, "bus_skip")
 	if err := projection.WaitForStream(ctx, s, "bus_skip", "order-1", 4, 10*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
@@ -169,4 +124,35 @@ func TestBusFedProjectionMovesPastARelayDeadLetter(t *testing.T) {
 	if r.DeadLettered() != 1 {
 		t.Fatalf("the relay dead-lettered %d events, want 1", r.DeadLettered())
 	}
+}
+
+// runRelayAndProjection runs, until the test ends, a relay from events to
+// the topic "orders" of b, and a bus-fed counting projection name into s.
+func runRelayAndProjection(ctx context.Context, t *testing.T, events *evpostgres.Store, b *kafka.Bus, s *postgres.Store, name string) *relay.Relay {
+	t.Helper()
+	r, err := relay.New(relay.Config{
+		Store: events, Publisher: b, Checkpoints: events, Lease: events,
+		Topic:        func(persistence.RecordedEvent) string { return "orders" },
+		PollInterval: 10 * time.Millisecond, Logger: testkit.QuietLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := projection.BusHandler(s, counting(name, true, nil), projection.BusOptions{Logger: testkit.QuietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 2)
+	go func() { done <- r.Run(runCtx) }()
+	go func() { done <- b.Subscribe(runCtx, "projection."+name, []string{"orders"}, h) }()
+	t.Cleanup(func() {
+		stop()
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	return r
 }
