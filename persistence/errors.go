@@ -19,6 +19,11 @@ var (
 	// ErrInvalidInput is matched by every input the store refuses; the
 	// errors below name the reason and match it too. Nothing is written.
 	ErrInvalidInput = errors.New("persistence: invalid input")
+	// ErrFenced is returned by a store whose fence (a cluster member's
+	// token) is no longer valid: this process's membership expired, so
+	// another may own its aggregates. Nothing is written; the process
+	// must stop hosting until it has joined again.
+	ErrFenced = errors.New("persistence: fenced: this process's cluster membership expired")
 )
 
 // The ErrInvalidInput family. Each matches ErrInvalidInput with errors.Is.

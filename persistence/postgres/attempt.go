@@ -51,6 +51,18 @@ func (w *writer) state() *state {
 func (w *writer) attempt(batch []*request, careful bool) ([]decision, error) {
 	s := w.store
 	s.attempts.Add(1)
+	id, gen, err := s.fenceToken()
+	if err != nil {
+		return nil, err // the member is out: nothing may be written
+	}
+	w.fencing, w.fenceID, w.fenceGen = s.cfg.fence != nil, id, gen
+	decisions, err := w.attemptFenced(batch, careful)
+	return decisions, fenced(err)
+}
+
+// attemptFenced is attempt once the fence token is known.
+func (w *writer) attemptFenced(batch []*request, careful bool) ([]decision, error) {
+	s := w.store
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.batchTimeout)
 	defer cancel()
 	conn, err := w.acquire(ctx)
@@ -187,6 +199,9 @@ func (w *writer) write(ctx context.Context, conn *pgx.Conn, st *txStatements, ro
 	steps := w.steps[:0]
 	if begin {
 		steps = append(steps, step{sd: st.begin}, step{sd: st.setLocal}, step{sd: st.lock, params: [][]byte{w.lockParam}})
+		if w.fencing {
+			steps = append(steps, step{sd: st.fence, params: [][]byte{[]byte(w.fenceID), binary.BigEndian.AppendUint64(nil, uint64(w.fenceGen))}})
+		}
 	}
 	var head int64
 	if rows.len() > 0 {
@@ -279,6 +294,9 @@ func (w *writer) read(ctx context.Context, conn *pgx.Conn, st *state, lock bool,
 	b := &pgx.Batch{}
 	if lock {
 		queueBegin(b, w.store)
+		if w.fencing { // a transaction that may write checks the fence first
+			b.Queue(w.store.q.members.fence, w.fenceID, w.fenceGen)
+		}
 	}
 	if len(streams) > 0 {
 		b.Queue(q.streamVersions, streams).Query(func(rows pgx.Rows) error {

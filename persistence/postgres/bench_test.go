@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/composable-go/composable/cluster/membership"
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/testkit/pgtest"
 )
@@ -44,33 +45,60 @@ func benchPool(b *testing.B, maxConns int32) *pgxpool.Pool {
 
 func BenchmarkAppend(b *testing.B) {
 	for _, writers := range []int{1, 8, 256} {
-		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			pool := benchPool(b, 8)
-			s, err := New(context.Background(), pool, WithSchema(pgtest.Schema(b, pool, "bench_append")), WithLogger(quiet()))
-			if err != nil {
-				b.Fatal(err)
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) { benchAppend(b, writers, false) })
+	}
+}
+
+// BenchmarkAppendFenced is BenchmarkAppend with every transaction
+// checking a cluster member's fence token (WithFence), next to the
+// unfenced store in the same run:
+//
+//	go test -run '^$' -bench 'Append(Fenced)?/writers=256' -count 5 ./persistence/postgres/
+func BenchmarkAppendFenced(b *testing.B) {
+	for _, writers := range []int{1, 256} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) { benchAppend(b, writers, true) })
+	}
+}
+
+func benchAppend(b *testing.B, writers int, fence bool) {
+	pool := benchPool(b, 8)
+	schema := pgtest.Schema(b, pool, "bench_append")
+	var opts []Option
+	if fence {
+		members, err := New(context.Background(), pool, WithSchema(schema), WithLogger(quiet()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := members.Join(context.Background(), membership.Member{Name: "bench"}, time.Hour)
+		_ = members.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		opts = append(opts, WithFence(func() (string, int64, bool) { return m.ID, m.Generation, true }))
+	}
+	s, err := New(context.Background(), pool, append(opts, WithSchema(schema), WithLogger(quiet()))...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var next atomic.Int64
+	b.SetParallelism(max(1, writers/2)) // GOMAXPROCS is 2 on the reference machine
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		w := next.Add(1)
+		stream := fmt.Sprintf("writer-%d", w)
+		i := 0
+		for pb.Next() {
+			i++
+			if _, err := s.Append(context.Background(), stream, persistence.Any, benchEvent(fmt.Sprintf("%s-%d", stream, i))); err != nil {
+				b.Error(err)
+				return
 			}
-			defer s.Close()
-			var next atomic.Int64
-			b.SetParallelism(max(1, writers/2)) // GOMAXPROCS is 2 on the reference machine
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				w := next.Add(1)
-				stream := fmt.Sprintf("writer-%d", w)
-				i := 0
-				for pb.Next() {
-					i++
-					if _, err := s.Append(context.Background(), stream, persistence.Any, benchEvent(fmt.Sprintf("%s-%d", stream, i))); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
-			if n := s.batches.Load(); n > 0 {
-				b.ReportMetric(float64(s.batchedEvents.Load())/float64(n), "events/batch")
-			}
-		})
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	if n := s.batches.Load(); n > 0 {
+		b.ReportMetric(float64(s.batchedEvents.Load())/float64(n), "events/batch")
 	}
 }
 

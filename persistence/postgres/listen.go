@@ -5,9 +5,9 @@ import (
 	"time"
 )
 
-// startListener runs a goroutine that LISTENs on the store's channel on a
-// pooled connection and turns notifications (from any process writing to
-// the same schema) into wake-ups. It reconnects after errors, with a pause,
+// startListener runs a goroutine that LISTENs on the store's channels (new
+// events, member changes) on a pooled connection and turns notifications
+// (from any process using the same schema) into wake-ups. It reconnects after errors, with a pause,
 // until Close.
 func (s *Store) startListener() {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -34,13 +34,21 @@ func (s *Store) listen(ctx context.Context) error {
 	}
 	// The connection has a LISTEN on it: never hand it back to the pool.
 	defer func() { _ = conn.Hijack().Close(context.Background()) }()
-	if _, err := conn.Exec(ctx, `LISTEN "`+s.q.channel+`"`); err != nil {
+	if _, err := conn.Exec(ctx, `LISTEN "`+s.q.channel+`"; LISTEN "`+s.q.members.channel+`"`); err != nil {
 		return err
 	}
+	// Changes made while no listener ran: wake everyone once.
+	s.signalAppended()
+	s.signalMembers()
 	for {
-		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
 			return err
 		}
-		s.signalAppended()
+		if n.Channel == s.q.members.channel {
+			s.signalMembers()
+		} else {
+			s.signalAppended()
+		}
 	}
 }

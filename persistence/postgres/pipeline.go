@@ -21,7 +21,7 @@ import (
 // txStatements are the append transaction's statements, prepared on one
 // connection.
 type txStatements struct {
-	begin, setLocal, customPlans, lock, insert, head, timers, commit, notify *pgconn.StatementDescription
+	begin, setLocal, customPlans, lock, fence, insert, head, timers, commit, notify *pgconn.StatementDescription
 }
 
 // statements prepares the append transaction's statements on conn. pgx's
@@ -43,6 +43,7 @@ func (w *writer) statements(ctx context.Context, conn *pgx.Conn) (*txStatements,
 		{&st.head, q.names.head, q.head},
 		{&st.timers, q.names.timers, q.changeTimers},
 		{&st.notify, "composable_notify", q.notify},
+		{&st.fence, fmt.Sprintf("composable_fence_%016x", uint64(lockKey("fence", w.store.cfg.schema))), q.members.fence},
 	} {
 		sd, err := conn.Prepare(ctx, s.name, s.sql)
 		if err != nil {

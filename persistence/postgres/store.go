@@ -49,6 +49,8 @@ type Store struct {
 
 	wake     sync.Mutex
 	appended chan struct{} // closed and replaced after each commit
+	// membersChanged is closed and replaced after a member joins or leaves.
+	membersChanged chan struct{}
 
 	// batches and batchedEvents count committed group-commit transactions
 	// and their events (for benchmarks and, later, metrics).
@@ -81,6 +83,7 @@ type config struct {
 	logger         *slog.Logger
 	connectTimeout time.Duration // Open's
 	check          persistence.EventCheck
+	fence          func() (id string, generation int64, ok bool)
 }
 
 // Option configures a [Store].
@@ -101,6 +104,17 @@ func WithMaxEventSize(n int) Option { return func(c *config) { c.maxEventSize = 
 // several options all run, in order.
 func WithEventCheck(c persistence.EventCheck) Option {
 	return func(cfg *config) { cfg.check = persistence.Checks(cfg.check, c) }
+}
+
+// WithFence makes every append transaction check a cluster member's fence
+// token — token returns the member's id and generation, and false while
+// the member is out — against the members table (cluster/membership): a
+// transaction of a member whose row expired, or of one that is out, fails
+// with persistence.ErrFenced and writes nothing. Give it the node's
+// membership (membership.Membership.Token). It costs one statement in each
+// transaction's round trip.
+func WithFence(token func() (id string, generation int64, ok bool)) Option {
+	return func(c *config) { c.fence = token }
 }
 
 // WithMaxBatchEvents caps the events the writer commits in one transaction.
@@ -144,12 +158,13 @@ func New(ctx context.Context, pool *pgxpool.Pool, opts ...Option) (*Store, error
 		return nil, fmt.Errorf("postgres: migrate schema %q: %w", cfg.schema, err)
 	}
 	s := &Store{
-		pool:     pool,
-		cfg:      cfg,
-		q:        newQueries(cfg.schema),
-		requests: make(chan *request, 4096),
-		stopped:  make(chan struct{}),
-		appended: make(chan struct{}),
+		pool:           pool,
+		cfg:            cfg,
+		q:              newQueries(cfg.schema),
+		requests:       make(chan *request, 4096),
+		stopped:        make(chan struct{}),
+		appended:       make(chan struct{}),
+		membersChanged: make(chan struct{}),
 
 		snapshotRequests: make(chan *snapshotRequest, 1024),
 		snapshotsStopped: make(chan struct{}),
@@ -477,6 +492,7 @@ type queries struct {
 	loadCheckpoint, saveCheckpoint                                  string
 	changeTimers, timers, timersAfter, deleteTimer, marks           string
 	channel                                                         string
+	members                                                         memberQueries
 	names                                                           struct{ insert, head, timers string } // of the writer's prepared statements
 }
 
@@ -538,6 +554,7 @@ func newQueries(schema string) queries {
 		marks: fmt.Sprintf(`SELECT id, name, due_ns, fire_id FROM %s WHERE owner = $1 AND name = $2 AND due_ns = %d AND id > $3 COLLATE "C" ORDER BY id COLLATE "C" LIMIT $4`,
 			timers, persistence.Never.UnixNano()),
 		channel: fmt.Sprintf("composable_events_%016x", uint64(lockKey("notify", schema))),
+		members: newMemberQueries(schema),
 		names: struct{ insert, head, timers string }{
 			insert: fmt.Sprintf("composable_insert_%016x", uint64(lockKey("insert", schema))),
 			head:   fmt.Sprintf("composable_head_%016x", uint64(lockKey("head", schema))),

@@ -94,6 +94,10 @@ type writer struct {
 	params                  [][]byte
 	steps                   []step
 	lockParam, channelParam []byte
+	// The fence token of the attempt under way (WithFence).
+	fencing  bool
+	fenceID  string
+	fenceGen int64
 }
 
 // errStale reports a unique violation in a fast-mode attempt: the cache was
@@ -207,7 +211,8 @@ func (w *writer) commit(batch []*request) {
 			retries = 3 // a statement error or a timeout: no retry helps
 		}
 	}
-	if err != nil && !errors.Is(err, ErrCommitUnknown) && !errors.Is(err, context.DeadlineExceeded) && !isConnectionError(err) && len(live) > 1 {
+	if err != nil && !errors.Is(err, ErrCommitUnknown) && !errors.Is(err, context.DeadlineExceeded) && !isConnectionError(err) &&
+		!errors.Is(err, persistence.ErrFenced) && len(live) > 1 {
 		decisions, err = w.oneByOne(live)
 	}
 	if err != nil {
