@@ -198,10 +198,7 @@ func (w *writer) releaseConn() {
 func (w *writer) write(ctx context.Context, conn *pgx.Conn, st *txStatements, rows *rowSet, timers []persistence.TimerChange, begin bool) (int64, error) {
 	steps := w.steps[:0]
 	if begin {
-		steps = append(steps, step{sd: st.begin}, step{sd: st.setLocal}, step{sd: st.lock, params: [][]byte{w.lockParam}})
-		if w.fencing {
-			steps = append(steps, step{sd: st.fence, params: [][]byte{[]byte(w.fenceID), binary.BigEndian.AppendUint64(nil, uint64(w.fenceGen))}})
-		}
+		steps = append(steps, step{sd: st.begin}, step{sd: st.setLocal}, step{sd: st.idleTimeout}, step{sd: st.lock, params: [][]byte{w.lockParam}})
 	}
 	var head int64
 	if rows.len() > 0 {
@@ -226,6 +223,11 @@ func (w *writer) write(ctx context.Context, conn *pgx.Conn, st *txStatements, ro
 			return 0, err
 		}
 		steps = steps[:0]
+	}
+	if w.fencing {
+		// Last before COMMIT, in the same round trip: the member's row is
+		// checked on the server's clock as late as it can be.
+		steps = append(steps, step{sd: st.fence, params: [][]byte{[]byte(w.fenceID), binary.BigEndian.AppendUint64(nil, uint64(w.fenceGen))}})
 	}
 	committed := false
 	steps = append(steps, step{sd: st.commit, onResult: func(r *pgconn.Result) {
@@ -294,9 +296,6 @@ func (w *writer) read(ctx context.Context, conn *pgx.Conn, st *state, lock bool,
 	b := &pgx.Batch{}
 	if lock {
 		queueBegin(b, w.store)
-		if w.fencing { // a transaction that may write checks the fence first
-			b.Queue(w.store.q.members.fence, w.fenceID, w.fenceGen)
-		}
 	}
 	if len(streams) > 0 {
 		b.Queue(q.streamVersions, streams).Query(func(rows pgx.Rows) error {

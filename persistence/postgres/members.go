@@ -139,7 +139,7 @@ func (s *Store) fenceToken() (id string, generation int64, err error) {
 func fenced(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == fencedCode {
-		return fmt.Errorf("%w: %s", persistence.ErrFenced, pgErr.Message)
+		return fmt.Errorf("%w: %w", persistence.ErrFenced, err) // a statement's refusal, not a broken connection
 	}
 	return err
 }

@@ -76,3 +76,59 @@ func TestFenceRefusesAnExpiredMembersWrites(t *testing.T) {
 		t.Fatalf("append after joining again: %v", err)
 	}
 }
+
+// TestFenceIsCheckedLastBeforeCommit: a writer that stalls after its
+// insert, until its member's row expired — a GC pause, a frozen process —
+// does not commit: the fence runs right before COMMIT.
+func TestFenceIsCheckedLastBeforeCommit(t *testing.T) {
+	pool := pgtest.Pool(t)
+	schema := pgtest.Schema(t, pool, "fence_late")
+	members := newStore(t, pool, schema)
+	ctx := ctxFor(t)
+	const ttl = 300 * time.Millisecond
+	m, err := members.Join(ctx, membership.Member{Name: "node-a"}, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStore(t, pool, schema, WithFence(func() (string, int64, bool) { return m.ID, m.Generation, true }))
+	s.beforeCommit = func() error { time.Sleep(ttl + 100*time.Millisecond); return nil } // stalled before COMMIT
+	if _, err := s.Append(ctx, "order/1", persistence.NoStream, ev("late")); !errors.Is(err, persistence.ErrFenced) {
+		t.Fatalf("an append whose member expired before its COMMIT = %v, want ErrFenced", err)
+	}
+	if _, err := s.Load(ctx, "order/1", 1); !errors.Is(err, persistence.ErrStreamNotFound) {
+		t.Fatalf("the late append wrote: %v", err)
+	}
+}
+
+// TestFencedAppendsAreNotRetried: a fenced append fails at once, asking
+// for the token once: no retry as if the connection broke, which would
+// hold up every append queued behind it.
+func TestFencedAppendsAreNotRetried(t *testing.T) {
+	pool := pgtest.Pool(t)
+	schema := pgtest.Schema(t, pool, "fence_once")
+	members := newStore(t, pool, schema)
+	ctx := ctxFor(t)
+	m, err := members.Join(ctx, membership.Member{Name: "node-a"}, 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asked atomic.Int32
+	s := newStore(t, pool, schema, WithFence(func() (string, int64, bool) { asked.Add(1); return m.ID, m.Generation, true }))
+	if _, err := s.Append(ctx, "warm", persistence.NoStream, ev("w")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // expired
+	asked.Store(0)
+	if _, err := s.Append(ctx, "order/1", persistence.NoStream, ev("x")); !errors.Is(err, persistence.ErrFenced) {
+		t.Fatalf("append = %v, want ErrFenced", err)
+	}
+	if n := asked.Load(); n != 1 {
+		t.Fatalf("a fenced append was attempted %d times, want once", n)
+	}
+	// A node that knows it is out.
+	var askedOut atomic.Int32
+	out := newStore(t, pool, schema, WithFence(func() (string, int64, bool) { askedOut.Add(1); return "", 0, false }))
+	if _, err := out.Append(ctx, "order/2", persistence.NoStream, ev("y")); !errors.Is(err, persistence.ErrFenced) || askedOut.Load() != 1 {
+		t.Fatalf("append of a node that is out = %v after %d attempts, want ErrFenced after one", err, askedOut.Load())
+	}
+}

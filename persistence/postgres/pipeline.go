@@ -21,7 +21,7 @@ import (
 // txStatements are the append transaction's statements, prepared on one
 // connection.
 type txStatements struct {
-	begin, setLocal, customPlans, lock, fence, insert, head, timers, commit, notify *pgconn.StatementDescription
+	begin, setLocal, idleTimeout, customPlans, lock, fence, insert, head, timers, commit, notify *pgconn.StatementDescription
 }
 
 // statements prepares the append transaction's statements on conn. pgx's
@@ -36,6 +36,7 @@ func (w *writer) statements(ctx context.Context, conn *pgx.Conn) (*txStatements,
 	}{
 		{&st.begin, "composable_begin", "BEGIN ISOLATION LEVEL READ COMMITTED"},
 		{&st.setLocal, "composable_sync_on", "SET LOCAL synchronous_commit TO on"},
+		{&st.idleTimeout, fmt.Sprintf("composable_idle_timeout_%d", idleTimeoutMillis(w.store.cfg.batchTimeout)), idleTimeoutSQL(w.store.cfg.batchTimeout)},
 		{&st.customPlans, "composable_custom_plans", "SET LOCAL plan_cache_mode TO force_custom_plan"},
 		{&st.commit, "composable_commit", "COMMIT"},
 		{&st.lock, "composable_lock", q.lock},

@@ -108,11 +108,15 @@ func WithEventCheck(c persistence.EventCheck) Option {
 
 // WithFence makes every append transaction check a cluster member's fence
 // token — token returns the member's id and generation, and false while
-// the member is out — against the members table (cluster/membership): a
-// transaction of a member whose row expired, or of one that is out, fails
-// with persistence.ErrFenced and writes nothing. Give it the node's
-// membership (membership.Membership.Token). It costs one statement in each
-// transaction's round trip.
+// the member is out — against this store's members table
+// (cluster/membership), as its last statement before COMMIT: a
+// transaction of a member whose row expired fails with
+// persistence.ErrFenced and is rolled back (only one whose check passed
+// just before the expiry can still commit, within the time COMMIT takes),
+// and one of a member that is out is refused without a round trip. The
+// writer does not retry fenced appends. Give it the node's membership
+// (node.Token, a *membership.Membership's method). It costs one statement
+// in each transaction's round trip.
 func WithFence(token func() (id string, generation int64, ok bool)) Option {
 	return func(c *config) { c.fence = token }
 }
@@ -122,7 +126,8 @@ func WithFence(token func() (id string, generation int64, ok bool)) Option {
 func WithMaxBatchEvents(n int) Option { return func(c *config) { c.maxBatchEvents = n } }
 
 // WithNotify turns the NOTIFY after each commit on or off (default on),
-// and with it the LISTEN that [Store.Appended] starts. Subscribers in other
+// and with it the LISTEN that [Store.Appended] and [Store.MembersChanged]
+// start: without it, readers of either poll. Subscribers in other
 // processes use the notification as a wake-up hint; without it they find new
 // events by polling.
 func WithNotify(on bool) Option { return func(c *config) { c.notify = on } }

@@ -197,6 +197,8 @@ func (w *writer) commit(batch []*request) {
 	backoff := 50 * time.Millisecond
 	for retries := 0; err != nil && retries < 3; retries++ {
 		switch {
+		case errors.Is(err, persistence.ErrFenced):
+			retries = 3 // the member is out: no retry helps, and none may write
 		case errors.Is(err, ErrCommitUnknown):
 			decisions, err = w.resolve(live, decisions)
 		case isConnectionError(err):
@@ -368,7 +370,20 @@ func (w *writer) lookup(ids []string, found map[string]persistence.AppendResult)
 func queueBegin(b *pgx.Batch, s *Store) {
 	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
 	b.Queue("SET LOCAL synchronous_commit TO on")
+	b.Queue(idleTimeoutSQL(s.cfg.batchTimeout))
 	b.Queue(s.q.lock, lockKey("append", s.cfg.schema))
+}
+
+// idleTimeoutSQL bounds how long the server keeps a writer's transaction —
+// and the write lock — open while the writer sends nothing: a writer cut
+// off between two round trips would otherwise hold every other process's
+// appends until the server noticed the dead connection.
+func idleTimeoutSQL(batchTimeout time.Duration) string {
+	return fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout TO %d", idleTimeoutMillis(batchTimeout))
+}
+
+func idleTimeoutMillis(batchTimeout time.Duration) int64 {
+	return max(batchTimeout.Milliseconds(), 1000)
 }
 
 // isConnectionError reports whether err means the connection broke rather

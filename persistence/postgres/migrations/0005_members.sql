@@ -17,13 +17,12 @@ CREATE TABLE {{schema}}.members (
 CREATE SEQUENCE {{schema}}.member_generations;
 
 -- fence raises SQLSTATE CMPFN, aborting the transaction, unless the member
--- is alive under that generation now — clock_timestamp(), not now(), which
--- is when the transaction began, before it waited for the write lock.
+-- is alive under that generation.
 CREATE FUNCTION {{schema}}.fence(member text, gen bigint) RETURNS void
 LANGUAGE plpgsql AS $composable_fence$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM {{schema}}.members m
-                   WHERE m.id = member AND m.generation = gen AND m.expires_at > clock_timestamp()) THEN
+                   WHERE m.id = member AND m.generation = gen AND m.expires_at > now()) THEN
         RAISE EXCEPTION 'member % (generation %) is not alive', member, gen USING ERRCODE = 'CMPFN';
     END IF;
 END
