@@ -22,10 +22,11 @@
 //   - Members lists the records alive now, by generation.
 //   - Leave removes the record: the others see the member gone at once.
 //
-// [Run] drives this for one node: it joins, renews every TTL/3, and on
-// ErrExpired (or when it could not renew for a whole TTL) reports the loss
-// and joins again; it reads the member list every poll interval, and when
-// the store hints at a change, and reports each new view.
+// [Start] drives this for one node: it joins, renews every TTL/3, and on
+// ErrExpired — or when no renewal landed for TTL less a tenth, before the
+// store can expire the record — reports the loss and joins again; it
+// reads the member list every poll interval, and when the store hints at
+// a change, and reports each new view.
 package membership
 
 import (

@@ -33,11 +33,15 @@ type Config struct {
 	// Logger receives membership changes and failures. Default
 	// slog.Default().
 	Logger *slog.Logger
+	// The callbacks run on the membership's own goroutines, one at a
+	// time per kind; they must not call Close, which waits for those
+	// goroutines (stop the node from a goroutine of its own).
+	//
 	// OnJoined is called with the node's record after each join.
 	OnJoined func(Member)
 	// OnLost is called when the node lost its membership — its record
-	// expired, or it could not renew for a whole TTL — with the record
-	// and why. The node must stop hosting before OnLost returns: another
+	// expired, or no renewal landed for TTL less a tenth — with the
+	// record and why. The node must stop hosting before OnLost returns: another
 	// node may own its identities now. The node then joins again.
 	OnLost func(Member, error)
 	// OnView is called with each new list of members alive, by
@@ -51,6 +55,8 @@ type Membership struct {
 	cfg    Config
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	joined time.Time // when the first join started
 
 	mu    sync.Mutex
 	self  Member
@@ -82,9 +88,11 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 	if err := Validate(Member{Name: cfg.Name, Address: cfg.Address, Kinds: cfg.Kinds}, cfg.TTL); err != nil {
 		return nil, err
 	}
-	if err := m.join(ctx); err != nil {
+	joined, err := m.join(ctx)
+	if err != nil {
 		return nil, err
 	}
+	m.joined = joined
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	m.wg.Add(2)
@@ -135,11 +143,13 @@ func (m *Membership) Close() error {
 	return nil
 }
 
-// join records a new member for this node.
-func (m *Membership) join(ctx context.Context) error {
+// join records a new member for this node; it returns when it started,
+// the time the record's life is counted from at the latest.
+func (m *Membership) join(ctx context.Context) (time.Time, error) {
+	start := m.cfg.Clock.Now()
 	rec, err := m.cfg.Store.Join(ctx, Member{Name: m.cfg.Name, Address: m.cfg.Address, Kinds: m.cfg.Kinds}, m.cfg.TTL)
 	if err != nil {
-		return fmt.Errorf("membership: join as %s: %w", m.cfg.Name, err)
+		return start, fmt.Errorf("membership: join as %s: %w", m.cfg.Name, err)
 	}
 	m.mu.Lock()
 	m.self, m.alive = rec, true
@@ -149,7 +159,7 @@ func (m *Membership) join(ctx context.Context) error {
 		m.cfg.OnJoined(rec)
 	}
 	m.poke()
-	return nil
+	return start, nil
 }
 
 // poke asks the watcher to read the member list now.
@@ -160,46 +170,135 @@ func (m *Membership) poke() {
 	}
 }
 
-// heartbeat renews every TTL/3. A record that expired, or a whole TTL
-// without a renewal known to have landed, is a loss: reported, then the
-// node joins again, retrying every TTL/3 until it can.
+// heartbeat renews every TTL/3, and gives the membership up at its
+// deadline: TTL less a tenth after the start of the last renewal (or
+// join) that landed — before the store, whose record lives TTL from when
+// it took that renewal, can expire it. Renewals run in the background,
+// one at a time, so that one that hangs never holds the deadline back. A
+// record the store says expired is a loss at once. After a loss the node
+// joins again, retrying every TTL/3 until it can.
 func (m *Membership) heartbeat(ctx context.Context) {
-	every := m.cfg.TTL / 3
-	lastOK := m.cfg.Clock.Now() // the start of the last renewal that landed
+	every, margin := m.cfg.TTL/3, m.cfg.TTL/10
+	deadline := m.joined.Add(m.cfg.TTL - margin)
+	next := m.joined.Add(every)
+	type renewal struct {
+		seq   int
+		start time.Time
+		err   error
+	}
+	results := make(chan renewal)
+	seq := 0
+	var cancelRenewal context.CancelFunc // of the renewal in flight; nil when none
+	defer func() {
+		if cancelRenewal != nil {
+			cancelRenewal()
+		}
+	}()
+	// handle takes a renewal's answer.
+	handle := func(r renewal) {
+		if r.seq != seq {
+			return // a renewal given up on
+		}
+		cancelRenewal()
+		cancelRenewal = nil
+		self, alive := m.Self()
+		switch {
+		case !alive:
+		case r.err == nil:
+			deadline = r.start.Add(m.cfg.TTL - margin)
+		case errors.Is(r.err, ErrExpired):
+			m.lose(ctx, self, r.err)
+			next = m.cfg.Clock.Now().Add(every)
+		case ctx.Err() == nil:
+			m.cfg.Logger.Warn("membership: renewal failed; retrying", "member", self.ID, "error", r.err)
+		}
+	}
+	// wait waits until the clock reads until, taking answers meanwhile;
+	// it reports false when ctx ended.
+	wait := func(until time.Time) bool {
+		for {
+			timer, stop := m.timer(until.Sub(m.cfg.Clock.Now()))
+			select {
+			case <-ctx.Done():
+				stop()
+				return false
+			case r := <-results:
+				stop()
+				handle(r) // and wait on: until may have moved no closer
+			case <-timer:
+				stop()
+				return true
+			}
+		}
+	}
 	for {
-		if !m.sleep(ctx, every) {
+		_, alive := m.Self()
+		wake := next
+		if alive && deadline.Before(wake) {
+			wake = deadline
+		}
+		if !wait(wake) {
 			return
 		}
 		self, alive := m.Self()
-		if !alive {
-			if err := m.join(ctx); err != nil && ctx.Err() == nil {
+		now := m.cfg.Clock.Now()
+		switch {
+		case !alive:
+			start, err := m.join(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
 				m.cfg.Logger.Warn("membership: cannot join again; retrying", "error", err)
+				next = now.Add(every)
 				continue
 			}
-			lastOK = m.cfg.Clock.Now()
-			continue
-		}
-		start := m.cfg.Clock.Now()
-		rctx, cancel := context.WithTimeout(ctx, every)
-		err := m.cfg.Store.Renew(rctx, self.ID, self.Generation, m.cfg.TTL)
-		cancel()
-		switch {
-		case err == nil:
-			lastOK = start
-		case ctx.Err() != nil:
-			return
-		case errors.Is(err, ErrExpired):
-			m.lose(self, err)
-		case m.cfg.Clock.Now().Sub(lastOK) >= m.cfg.TTL:
-			m.lose(self, fmt.Errorf("%w: no renewal for %v: %w", ErrExpired, m.cfg.TTL, err))
+			deadline, next = start.Add(m.cfg.TTL-margin), start.Add(every)
+		case !now.Before(deadline):
+			if cancelRenewal != nil { // given up on
+				cancelRenewal()
+				cancelRenewal = nil
+				seq++
+			}
+			m.lose(ctx, self, fmt.Errorf("%w: no renewal landed within %v", ErrExpired, m.cfg.TTL-margin))
+			next = now.Add(every)
+		case now.Before(next):
+			// Woken for a deadline that moved: a renewal landed.
+		case cancelRenewal != nil:
+			// The last renewal has not answered: its answer comes first,
+			// or the deadline; then the next renewal is due at once.
+			timer, stop := m.timer(deadline.Sub(now))
+			select {
+			case <-ctx.Done():
+				stop()
+				return
+			case r := <-results:
+				handle(r)
+			case <-timer:
+			}
+			stop()
 		default:
-			m.cfg.Logger.Warn("membership: renewal failed; retrying", "member", self.ID, "error", err)
+			next = now.Add(every)
+			seq++
+			rctx, cancel := context.WithCancel(ctx)
+			cancelRenewal = cancel
+			m.wg.Add(1)
+			go func(seq int, start time.Time) {
+				defer m.wg.Done()
+				err := m.cfg.Store.Renew(rctx, self.ID, self.Generation, m.cfg.TTL)
+				select {
+				case results <- renewal{seq, start, err}:
+				case <-ctx.Done():
+				}
+			}(seq, now)
 		}
 	}
 }
 
-// lose reports the loss of self's membership.
-func (m *Membership) lose(self Member, err error) {
+// lose reports the loss of self's membership, then removes its record if
+// the store can be reached — so that the others stop sending it work
+// before the record would expire.
+func (m *Membership) lose(ctx context.Context, self Member, err error) {
 	m.mu.Lock()
 	m.alive = false
 	m.mu.Unlock()
@@ -207,6 +306,9 @@ func (m *Membership) lose(self Member, err error) {
 	if m.cfg.OnLost != nil {
 		m.cfg.OnLost(self, err)
 	}
+	lctx, cancel := context.WithTimeout(ctx, m.cfg.TTL/3)
+	_ = m.cfg.Store.Leave(lctx, self.ID, self.Generation) // best effort: it expires anyway
+	cancel()
 	m.poke()
 }
 
@@ -246,18 +348,6 @@ func (m *Membership) watch(ctx context.Context) {
 		case <-m.kick:
 		}
 		stop()
-	}
-}
-
-// sleep waits d on the clock; it reports false if ctx ended first.
-func (m *Membership) sleep(ctx context.Context, d time.Duration) bool {
-	timer, stop := m.timer(d)
-	defer stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-timer:
-		return true
 	}
 }
 

@@ -32,16 +32,17 @@ type node struct {
 	views  chan []membership.Member
 	joined chan membership.Member
 	lost   chan error
+	lostAt chan time.Time // the clock's reading when the loss was reported
 }
 
 func start(t *testing.T, store membership.Store, clock *testkit.ManualClock, name string) *node {
 	t.Helper()
-	n := &node{views: make(chan []membership.Member, 100), joined: make(chan membership.Member, 10), lost: make(chan error, 10)}
+	n := &node{views: make(chan []membership.Member, 100), joined: make(chan membership.Member, 10), lost: make(chan error, 10), lostAt: make(chan time.Time, 10)}
 	m, err := membership.Start(ctxFor(t), membership.Config{
 		Store: store, Name: name, Address: "127.0.0.1:1", Kinds: []string{"order"}, TTL: ttl, Clock: clock,
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 		OnJoined: func(m membership.Member) { n.joined <- m },
-		OnLost:   func(_ membership.Member, err error) { n.lost <- err },
+		OnLost:   func(_ membership.Member, err error) { n.lostAt <- clock.Now(); n.lost <- err },
 		OnView:   func(ms []membership.Member) { n.views <- ms },
 	})
 	if err != nil {
@@ -82,7 +83,7 @@ func tick(t *testing.T, clock *testkit.ManualClock, nodes int) {
 // once.
 func TestNodesSeeEachOtherAndStayAlive(t *testing.T) {
 	clock := testkit.NewManualClock(time.Unix(0, 0))
-	store := memory.New(clock)
+	store := &counted{Store: memory.New(clock), renewed: make(chan struct{}, 10)}
 	a := start(t, store, clock, "a")
 	b := start(t, store, clock, "b")
 	a.waitView(t, 2)
@@ -91,6 +92,13 @@ func TestNodesSeeEachOtherAndStayAlive(t *testing.T) {
 	}
 	for range 12 { // four TTLs
 		tick(t, clock, 2)
+		for range 2 { // each node renewed before time moves on
+			select {
+			case <-store.renewed:
+			case <-ctxFor(t).Done():
+				t.Fatal("no renewal")
+			}
+		}
 	}
 	if ms, _ := store.Members(ctxFor(t)); len(ms) != 2 {
 		t.Fatalf("members after four TTLs: %+v", ms)
@@ -155,8 +163,7 @@ func TestExpiredMembershipIsLostAndRejoined(t *testing.T) {
 
 // TestOutageForAWholeTTLIsALoss: while the store cannot be reached, the
 // node keeps its membership for less than a TTL since the last renewal
-// that landed, then gives it up — never later than the store would expire
-// it.
+// that landed, then gives it up — before the store would expire it.
 func TestOutageForAWholeTTLIsALoss(t *testing.T) {
 	clock := testkit.NewManualClock(time.Unix(0, 0))
 	store := &refusing{Store: memory.New(clock)}
@@ -204,4 +211,108 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	if ms, _ := store.Members(ctxFor(t)); len(ms) != 0 {
 		t.Fatalf("refused starts joined %+v", ms)
 	}
+}
+
+// hanging is a store whose renewals hang until their ctx ends: a network
+// that drops packets.
+type hanging struct {
+	*memory.Store
+	hang atomic.Bool
+}
+
+func (s *hanging) Renew(ctx context.Context, id string, generation int64, ttl time.Duration) error {
+	if s.hang.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return s.Store.Renew(ctx, id, generation, ttl)
+}
+
+// TestHangingRenewalsAreALossBeforeTheStoreExpires: renewals that never
+// answer do not hold the loss back: the node gives its membership up by
+// the time the store expires its record, not a renewal period later, and
+// removes the record when the store can be reached again.
+func TestHangingRenewalsAreALossBeforeTheStoreExpires(t *testing.T) {
+	clock := testkit.NewManualClock(time.Unix(0, 0))
+	store := &hanging{Store: memory.New(clock)}
+	n := start(t, store, clock, "a")
+	first := <-n.joined
+	store.hang.Store(true)
+	joinedAt := time.Unix(0, 0)
+	var lostAt time.Time
+	for lostAt.IsZero() {
+		tick(t, clock, 1)
+		if err := clock.BlockUntil(ctxFor(t), 2); err != nil { // the tick is handled
+			t.Fatal(err)
+		}
+		select {
+		case lostAt = <-n.lostAt:
+		default:
+			if clock.Now().Sub(joinedAt) > 2*ttl {
+				t.Fatal("no loss two TTLs after the last renewal")
+			}
+		}
+	}
+	if late := lostAt.Sub(joinedAt); late > ttl {
+		t.Fatalf("loss declared %v after the last renewal landed, after the store's expiry at %v", late, ttl)
+	}
+	store.hang.Store(false)
+	tick(t, clock, 1) // joins again
+	if again := <-n.joined; again.Generation <= first.Generation {
+		t.Fatalf("joined again at generation %d", again.Generation)
+	}
+}
+
+// TestALossRemovesTheOldRecord: a node that gives its membership up while
+// the store still lists it — its renewals landed but their answers were
+// lost — removes the record, so that the others stop sending it work.
+func TestALossRemovesTheOldRecord(t *testing.T) {
+	clock := testkit.NewManualClock(time.Unix(0, 0))
+	store := &lostAnswers{Store: memory.New(clock)}
+	n := start(t, store, clock, "a")
+	first := <-n.joined
+	store.drop.Store(true)
+	for range 3 {
+		tick(t, clock, 1)
+	}
+	if err := <-n.lost; err == nil {
+		t.Fatal("a loss without a cause")
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		ms, _ := store.Members(ctxFor(t))
+		for _, m := range ms {
+			if m.ID == first.ID {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// lostAnswers renews, but answers as if the network failed.
+type lostAnswers struct {
+	*memory.Store
+	drop atomic.Bool
+}
+
+func (s *lostAnswers) Renew(ctx context.Context, id string, generation int64, ttl time.Duration) error {
+	err := s.Store.Renew(ctx, id, generation, ttl)
+	if s.drop.Load() {
+		return errors.New("connection reset")
+	}
+	return err
+}
+
+// counted tells of each renewal that landed.
+type counted struct {
+	*memory.Store
+	renewed chan struct{}
+}
+
+func (s *counted) Renew(ctx context.Context, id string, generation int64, ttl time.Duration) error {
+	err := s.Store.Renew(ctx, id, generation, ttl)
+	if err == nil {
+		s.renewed <- struct{}{}
+	}
+	return err
 }
