@@ -58,10 +58,11 @@ type Membership struct {
 
 	joined time.Time // when the first join started
 
-	mu    sync.Mutex
-	self  Member
-	alive bool
-	view  []Member
+	mu      sync.Mutex
+	self    Member
+	alive   bool
+	view    []Member
+	changed chan struct{} // closed and replaced when view changes
 	kick  chan struct{} // the heartbeat asks the watcher to read the list now
 }
 
@@ -84,7 +85,7 @@ func Start(ctx context.Context, cfg Config) (*Membership, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	m := &Membership{cfg: cfg, kick: make(chan struct{}, 1)}
+	m := &Membership{cfg: cfg, kick: make(chan struct{}, 1), changed: make(chan struct{})}
 	if err := Validate(Member{Name: cfg.Name, Address: cfg.Address, Kinds: cfg.Kinds}, cfg.TTL); err != nil {
 		return nil, err
 	}
@@ -121,6 +122,13 @@ func (m *Membership) View() []Member {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.view
+}
+
+// Changed returns a channel closed when View next changes.
+func (m *Membership) Changed() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.changed
 }
 
 // Close stops renewing and leaves: the other nodes see this one gone at
@@ -332,6 +340,8 @@ func (m *Membership) watch(ctx context.Context) {
 			changed := !SameView(m.view, members)
 			if changed {
 				m.view = members
+				close(m.changed)
+				m.changed = make(chan struct{})
 			}
 			m.mu.Unlock()
 			if changed && m.cfg.OnView != nil {

@@ -1,0 +1,294 @@
+// Package cluster routes commands between the nodes of a cluster: a
+// command for aggregate order/42 sent on any node reaches the node that
+// owns order/42 under the current members (cluster/membership), placed by
+// rendezvous hashing (cluster/placement), carried by a Transport as
+// cluster/wire messages.
+//
+// The routing protocol, stated once:
+//
+//   - The owner of an aggregate is the member hosting its type that
+//     placement ranks first for "type/id". Members are placed by node
+//     name, not by member id, so a node that joins again after a loss
+//     owns the same aggregates; of two records of one name, the newest
+//     generation counts.
+//   - The sender sends to the owner under its own view. The receiver
+//     checks the command (wire.CheckCommand) and that it owns the
+//     aggregate under its own view; if not, it answers ErrNotOwner and
+//     runs nothing.
+//   - On ErrNotOwner, or when the owner cannot be reached, the sender
+//     waits for its view to change (or a back-off, up to a second) and
+//     tries again with the owner it then sees — until the call's one
+//     deadline (its ctx). Every other error is the command's outcome.
+//   - Calls in flight to one member are bounded (MaxInFlight): callers of
+//     a member that stopped answering wait for a slot of that member
+//     only, never for the others'.
+//
+// Routing decides where a command runs, not whether it may write: two
+// nodes with different views may both run a command for one aggregate
+// for a moment. The event store's expected-version check, command ids and
+// the member fence (persistence/postgres WithFence) keep that correct.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/composable-go/composable"
+	"github.com/composable-go/composable/cluster/membership"
+	"github.com/composable-go/composable/cluster/placement"
+	"github.com/composable-go/composable/cluster/wire"
+	"github.com/composable-go/composable/persistence"
+)
+
+// Transport carries a command to another member and brings its reply
+// back. An error is the transport's: the member could not be reached or
+// did not answer in time.
+type Transport interface {
+	Call(ctx context.Context, to membership.Member, cmd *wire.Command) (*wire.Reply, error)
+}
+
+// Local runs a command on this node, which owns its aggregate.
+type Local func(ctx context.Context, cmd *wire.Command) *wire.Reply
+
+// ErrNoOwner is returned when no member hosts the command's aggregate
+// type until the call's deadline.
+var ErrNoOwner = errors.New("cluster: no member hosts the aggregate type")
+
+// RouterConfig configures a [Router].
+type RouterConfig struct {
+	// Self returns this node's member record, and false while it is not
+	// a member (between a loss and the next join). Required.
+	Self func() (membership.Member, bool)
+	// View returns the members as this node last read them. Required.
+	View func() []membership.Member
+	// Changed returns a channel closed or sent on at the next change of
+	// View; nil to rely on back-off alone.
+	Changed func() <-chan struct{}
+	// Transport carries commands to other members. Required.
+	Transport Transport
+	// Local runs the commands this node owns. Required.
+	Local Local
+	// MaxInFlight bounds the calls in flight to one member. Default 256.
+	MaxInFlight int
+	// MaxData bounds a received command's data (wire.CheckCommand).
+	MaxData int
+	// Clock times back-offs. Default the system clock.
+	Clock composable.Clock
+	// Logger receives routing retries. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Router routes commands to their owners. It is safe for concurrent use.
+type Router struct {
+	cfg RouterConfig
+
+	mu    sync.Mutex
+	slots map[string]chan struct{} // by member id: the calls in flight to it
+}
+
+// NewRouter returns a router.
+func NewRouter(cfg RouterConfig) (*Router, error) {
+	if cfg.Self == nil || cfg.View == nil || cfg.Transport == nil || cfg.Local == nil {
+		return nil, fmt.Errorf("cluster: RouterConfig needs Self, View, Transport and Local")
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 256
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = composable.SystemClock()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Router{cfg: cfg, slots: map[string]chan struct{}{}}, nil
+}
+
+// Owner returns the member that owns the aggregate typ/id under view, and
+// false when no member hosts typ.
+func Owner(view []membership.Member, typ, id string) (membership.Member, bool) {
+	newest := map[string]membership.Member{} // by name
+	var names []string
+	for _, m := range view {
+		if !hosts(m, typ) {
+			continue
+		}
+		cur, seen := newest[m.Name]
+		if !seen {
+			names = append(names, m.Name)
+		}
+		if !seen || m.Generation > cur.Generation {
+			newest[m.Name] = m
+		}
+	}
+	name, ok := placement.Owner(typ+"/"+id, names)
+	return newest[name], ok
+}
+
+func hosts(m membership.Member, typ string) bool {
+	for _, k := range m.Kinds {
+		if k == typ {
+			return true
+		}
+	}
+	return false
+}
+
+// Send runs cmd on the owner of its aggregate and returns the reply: on
+// this node through Local, on another through the Transport. It returns
+// an error only when the command could not be delivered by ctx's end —
+// the owner unreachable, or never owning it (ErrNotOwner), or no member
+// hosting the type (ErrNoOwner); the command's own failure is in the
+// reply.
+func (r *Router) Send(ctx context.Context, cmd *wire.Command) (*wire.Reply, error) {
+	backoff := 10 * time.Millisecond
+	for {
+		var changed <-chan struct{}
+		if r.cfg.Changed != nil {
+			changed = r.cfg.Changed() // before reading the view: a change after the read wakes us
+		}
+		owner, ok := Owner(r.cfg.View(), cmd.AggregateType, cmd.AggregateId)
+		var err error
+		switch self, member := r.cfg.Self(); {
+		case !ok:
+			err = fmt.Errorf("%w: %s", ErrNoOwner, persistence.Quote(cmd.AggregateType))
+		case member && owner.ID == self.ID:
+			return r.cfg.Local(ctx, cmd), nil
+		default:
+			var reply *wire.Reply
+			reply, err = r.callWhileOwner(ctx, owner, changed, cmd)
+			if err == nil && !errors.Is(wire.DecodeError(reply.GetError()), wire.ErrNotOwner) {
+				return reply, nil
+			}
+			if err == nil {
+				err = fmt.Errorf("%w: %s", wire.ErrNotOwner, owner.ID)
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("cluster: %s/%s: %w (last: %w)", persistence.Quote(cmd.AggregateType), persistence.Quote(cmd.AggregateId), ctx.Err(), err)
+		}
+		r.cfg.Logger.Debug("cluster: routing again", "type", cmd.AggregateType, "id", persistence.Quote(cmd.AggregateId), "error", err)
+		if !r.waitForChange(ctx, changed, backoff) {
+			return nil, fmt.Errorf("cluster: %s/%s: %w (last: %w)", persistence.Quote(cmd.AggregateType), persistence.Quote(cmd.AggregateId), ctx.Err(), err)
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// callWhileOwner calls owner, and gives the call up — waiting for a slot
+// or for the reply — once the view no longer has owner owning the
+// aggregate: the command is then sent to the new owner. (A command the
+// old owner was already running may then run twice: command ids make
+// that safe.)
+func (r *Router) callWhileOwner(ctx context.Context, owner membership.Member, changed <-chan struct{}, cmd *wire.Command) (*wire.Reply, error) {
+	if changed == nil {
+		return r.call(ctx, owner, cmd)
+	}
+	callCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-changed:
+			}
+			changed = r.cfg.Changed()
+			if now, ok := Owner(r.cfg.View(), cmd.AggregateType, cmd.AggregateId); !ok || now.ID != owner.ID {
+				cancel()
+				return
+			}
+		}
+	}()
+	reply, err := r.call(callCtx, owner, cmd)
+	if err != nil && ctx.Err() == nil && callCtx.Err() != nil {
+		err = fmt.Errorf("cluster: %s no longer owns the aggregate: %w", owner.ID, err)
+	}
+	return reply, err
+}
+
+// call sends cmd to owner within its slots.
+func (r *Router) call(ctx context.Context, owner membership.Member, cmd *wire.Command) (*wire.Reply, error) {
+	slots := r.slotsOf(owner.ID)
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("cluster: waiting to call %s: %w", owner.ID, ctx.Err())
+	}
+	defer func() { <-slots }()
+	reply, err := r.cfg.Transport.Call(ctx, owner, cmd)
+	if err == nil && reply == nil {
+		err = errors.New("cluster: empty reply")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster: call %s: %w", owner.ID, err)
+	}
+	return reply, nil
+}
+
+func (r *Router) slotsOf(member string) chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.slots[member]
+	if !ok {
+		s = make(chan struct{}, r.cfg.MaxInFlight)
+		r.slots[member] = s
+	}
+	return s
+}
+
+// Forget drops what the router keeps of members no longer in the view.
+func (r *Router) Forget(view []membership.Member) {
+	alive := map[string]bool{}
+	for _, m := range view {
+		alive[m.ID] = true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, s := range r.slots {
+		if !alive[id] && len(s) == 0 {
+			delete(r.slots, id)
+		}
+	}
+}
+
+// waitForChange waits for the view to change or for d on the clock; it
+// reports false when ctx ended first.
+func (r *Router) waitForChange(ctx context.Context, changed <-chan struct{}, d time.Duration) bool {
+	var timer <-chan time.Time
+	stop := func() {}
+	if tc, ok := r.cfg.Clock.(composable.TimerClock); ok {
+		timer, stop = tc.NewTimer(d)
+	} else {
+		timer = r.cfg.Clock.After(d)
+	}
+	defer stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-changed:
+	case <-timer:
+	}
+	return true
+}
+
+// Receive runs a command another node sent: it checks the command, and
+// that this node owns its aggregate under its view — if not it answers
+// ErrNotOwner and runs nothing.
+func (r *Router) Receive(ctx context.Context, cmd *wire.Command) *wire.Reply {
+	if err := wire.CheckCommand(cmd, r.cfg.MaxData); err != nil {
+		return &wire.Reply{Error: wire.EncodeError(err)}
+	}
+	self, member := r.cfg.Self()
+	owner, ok := Owner(r.cfg.View(), cmd.AggregateType, cmd.AggregateId)
+	if !member || !ok || owner.ID != self.ID {
+		return &wire.Reply{Error: wire.EncodeError(fmt.Errorf("%w: %s/%s (this node is %s, the owner %s)",
+			wire.ErrNotOwner, persistence.Quote(cmd.AggregateType), persistence.Quote(cmd.AggregateId), self.ID, owner.ID))}
+	}
+	return r.cfg.Local(ctx, cmd)
+}
