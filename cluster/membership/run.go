@@ -63,7 +63,7 @@ type Membership struct {
 	alive   bool
 	view    []Member
 	changed chan struct{} // closed and replaced when view changes
-	kick  chan struct{} // the heartbeat asks the watcher to read the list now
+	kick    chan struct{} // the heartbeat asks the watcher to read the list now
 }
 
 // Start joins the cluster and keeps the membership up until Close. It
