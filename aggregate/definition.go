@@ -93,6 +93,11 @@ type Definition[S, C, E, Env any] struct {
 	// Events encodes and decodes the events; every event type Handle can
 	// return must be registered. Required.
 	Events *persistence.Registry
+	// Commands encodes and decodes the commands, for a runtime that is
+	// part of a cluster (WithRemote): a command for an aggregate another
+	// process owns is sent to it encoded. Every command type callers send
+	// must be registered. Optional otherwise.
+	Commands *persistence.Registry
 	// Snapshots encodes states for snapshots. Its schema version must change
 	// whenever the encoding of S does: a snapshot written with another
 	// version is ignored and the stream replayed.

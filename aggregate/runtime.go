@@ -27,6 +27,7 @@ type Runtime struct {
 	timers      persistence.TimerStore    // store, if it keeps durable timers
 	lease       persistence.Lease         // elects each type's timer scheduler
 	observer    Observer                  // nil: none
+	remote      Remote                    // nil: every command runs here
 	clock       composable.Clock
 	logger      *slog.Logger
 
@@ -47,6 +48,7 @@ type Runtime struct {
 // hostedType is what the untyped Runtime.Send and Close need of a Type.
 type hostedType interface {
 	sendAny(ctx context.Context, id string, cmd any, opts []SendOption) (Reply, error)
+	receive(ctx context.Context, cmd RemoteCommand) (RemoteResult, error)
 	shutdown()
 }
 
@@ -273,6 +275,9 @@ func Register[S, C, E, Env any](rt *Runtime, def Definition[S, C, E, Env], opts 
 	if _, taken := rt.types[def.Type]; taken {
 		return nil, fmt.Errorf("%w: type %q registered twice", ErrInvalidDefinition, def.Type)
 	}
+	if rt.remote != nil && def.Commands == nil {
+		return nil, fmt.Errorf("%w: type %q needs a Commands registry: the runtime is part of a cluster (WithRemote)", ErrInvalidDefinition, def.Type)
+	}
 	if def.OnTimer != nil && rt.timers == nil {
 		return nil, fmt.Errorf("%w: type %q has OnTimer, but the store %T keeps no durable timers (persistence.TimerStore)", ErrInvalidDefinition, def.Type, rt.store)
 	}
@@ -299,6 +304,9 @@ func (t *Type[S, C, E, Env]) Send(ctx context.Context, id string, cmd C, opts ..
 		}
 		m.commandID, m.metadata = o.commandID, o.metadata
 	}
+	if r := t.remoteTo(id); r != nil {
+		return t.sendRemote(ctx, r, m)
+	}
 	return t.h.request(ctx, m)
 }
 
@@ -306,7 +314,11 @@ func (t *Type[S, C, E, Env]) Send(ctx context.Context, id string, cmd C, opts ..
 // if needed; Events is empty and Position 0. An aggregate without events
 // has Version 0 and the initial state.
 func (t *Type[S, C, E, Env]) State(ctx context.Context, id string) (Result[S, E], error) {
-	return t.h.request(ctx, &envelope[S, C, E]{id: id, query: true})
+	m := &envelope[S, C, E]{id: id, query: true}
+	if r := t.remoteTo(id); r != nil {
+		return t.sendRemote(ctx, r, m)
+	}
+	return t.h.request(ctx, m)
 }
 
 // Live returns how many aggregates of this type are active in memory: at

@@ -35,9 +35,11 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/composable-go/composable"
+	"github.com/composable-go/composable/aggregate"
 	"github.com/composable-go/composable/cluster/membership"
 	"github.com/composable-go/composable/cluster/placement"
 	"github.com/composable-go/composable/cluster/wire"
@@ -70,7 +72,9 @@ type RouterConfig struct {
 	Changed func() <-chan struct{}
 	// Transport carries commands to other members. Required.
 	Transport Transport
-	// Local runs the commands this node owns. Required.
+	// Local runs the commands this node owns; Serve sets it to an
+	// aggregate runtime. Until one is set, commands for this node fail
+	// with aggregate.ErrShuttingDown.
 	Local Local
 	// MaxInFlight bounds the calls in flight to one member. Default 256.
 	MaxInFlight int
@@ -84,7 +88,8 @@ type RouterConfig struct {
 
 // Router routes commands to their owners. It is safe for concurrent use.
 type Router struct {
-	cfg RouterConfig
+	cfg   RouterConfig
+	local atomic.Pointer[Local]
 
 	mu    sync.Mutex
 	slots map[string]chan struct{} // by member id: the calls in flight to it
@@ -92,8 +97,8 @@ type Router struct {
 
 // NewRouter returns a router.
 func NewRouter(cfg RouterConfig) (*Router, error) {
-	if cfg.Self == nil || cfg.View == nil || cfg.Transport == nil || cfg.Local == nil {
-		return nil, fmt.Errorf("cluster: RouterConfig needs Self, View, Transport and Local")
+	if cfg.Self == nil || cfg.View == nil || cfg.Transport == nil {
+		return nil, fmt.Errorf("cluster: RouterConfig needs Self, View and Transport")
 	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 256
@@ -104,7 +109,20 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Router{cfg: cfg, slots: map[string]chan struct{}{}}, nil
+	r := &Router{cfg: cfg, slots: map[string]chan struct{}{}}
+	if cfg.Local != nil {
+		r.local.Store(&cfg.Local)
+	}
+	return r, nil
+}
+
+// runLocal runs cmd here.
+func (r *Router) runLocal(ctx context.Context, cmd *wire.Command) *wire.Reply {
+	local := r.local.Load()
+	if local == nil {
+		return &wire.Reply{Error: wire.EncodeError(fmt.Errorf("%w: this node serves no runtime yet", aggregate.ErrShuttingDown))}
+	}
+	return (*local)(ctx, cmd)
 }
 
 // Owner returns the member that owns the aggregate typ/id under view, and
@@ -156,7 +174,7 @@ func (r *Router) Send(ctx context.Context, cmd *wire.Command) (*wire.Reply, erro
 		case !ok:
 			err = fmt.Errorf("%w: %s", ErrNoOwner, persistence.Quote(cmd.AggregateType))
 		case member && owner.ID == self.ID:
-			return r.cfg.Local(ctx, cmd), nil
+			return r.runLocal(ctx, cmd), nil
 		default:
 			var reply *wire.Reply
 			reply, err = r.callWhileOwner(ctx, owner, changed, cmd)
@@ -290,5 +308,5 @@ func (r *Router) Receive(ctx context.Context, cmd *wire.Command) *wire.Reply {
 		return &wire.Reply{Error: wire.EncodeError(fmt.Errorf("%w: %s/%s (this node is %s, the owner %s)",
 			wire.ErrNotOwner, persistence.Quote(cmd.AggregateType), persistence.Quote(cmd.AggregateId), self.ID, owner.ID))}
 	}
-	return r.cfg.Local(ctx, cmd)
+	return r.runLocal(ctx, cmd)
 }

@@ -202,6 +202,16 @@ func (evDeferred) sagaEvent()       {}
 func (evUnparked) sagaEvent()       {}
 func (evEnded) sagaEvent()          {}
 
+// inputRegistry encodes an instance's inputs (JSON), for an instance
+// that lives on another process of a cluster.
+func inputRegistry() *persistence.Registry {
+	reg := persistence.NewRegistry()
+	if err := persistence.Register[input](reg, "saga.input"); err != nil {
+		panic(err) // the framework's own type: a bug here, not input
+	}
+	return reg
+}
+
 // frameworkRegistry encodes the framework's events (JSON).
 func frameworkRegistry() *persistence.Registry {
 	reg := persistence.NewRegistry()

@@ -150,3 +150,29 @@ func TestParkingDecisionDispatchesNothing(t *testing.T) {
 		t.Fatalf("resumed: %+v dispatched %v, %v", inst, out.Dispatched, err)
 	}
 }
+
+// TestInputsCrossProcesses: an instance's inputs round-trip through the
+// Commands registry a clustered runtime sends them with.
+func TestInputsCrossProcesses(t *testing.T) {
+	due := time.Unix(60, 0).UTC()
+	for _, in := range []input{
+		{Event: &persistence.RecordedEvent{EventData: persistence.EventData{ID: "e1", Type: "t", Data: []byte(`{"a":1}`)}, StreamID: "s", Version: 2}, Mode: Start},
+		{Timer: "deadline", Due: due},
+		{Result: &evResulted{Step: "debit", Error: "closed", Rejected: true, Version: 3}},
+		{Resume: "debit"}, {Unpark: true}, {Upgrade: true},
+	} {
+		data, err := inputRegistry().Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := persistence.Decode[input](inputRegistry(), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := json.Marshal(in)
+		b, _ := json.Marshal(out)
+		if string(a) != string(b) {
+			t.Fatalf("input %s came back as %s", a, b)
+		}
+	}
+}

@@ -70,6 +70,7 @@ func Register[S, E, Env any](rt *aggregate.Runtime, def Definition[S, E, Env], c
 		Handle:     s.handle,
 		Apply:      func(i *Instance[S], e event) { apply(&s.def, i, e) },
 		Events:     frameworkRegistry(),
+		Commands:   inputRegistry(),
 		Snapshots:  persistence.SnapshotCodec[Instance[S]]{SchemaVersion: 1, Codec: persistence.JSONCodec{}},
 		Clone:      func(i Instance[S]) Instance[S] { return i.clone(cloneState) },
 		OnActivate: s.onActivate,

@@ -35,7 +35,7 @@ func CheckCommand(c *Command, maxData int) error {
 		return fmt.Errorf("%w: aggregate type %s", persistence.ErrInvalidInput, persistence.Quote(c.AggregateType))
 	case c.AggregateId == "" || len(c.AggregateId) > persistence.MaxIDLength || !text(c.AggregateId):
 		return fmt.Errorf("%w: aggregate id %s", persistence.ErrInvalidInput, persistence.Quote(c.AggregateId))
-	case c.CommandType == "" || len(c.CommandType) > persistence.MaxIDLength || !text(c.CommandType):
+	case (c.CommandType == "" && !c.Query) || len(c.CommandType) > persistence.MaxIDLength || !text(c.CommandType):
 		return fmt.Errorf("%w: command type %s", persistence.ErrInvalidInput, persistence.Quote(c.CommandType))
 	case len(c.CommandId) > persistence.MaxIDLength || !text(c.CommandId):
 		return fmt.Errorf("%w: command id %s", persistence.ErrInvalidInput, persistence.Quote(c.CommandId))

@@ -141,8 +141,11 @@ type Command struct {
 	// deadline is when the caller stops waiting, in Unix nanoseconds; 0 for
 	// none.
 	DeadlineUnixNano int64 `protobuf:"varint,8,opt,name=deadline_unix_nano,json=deadlineUnixNano,proto3" json:"deadline_unix_nano,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// query asks for the aggregate's state: no command (command_type and
+	// data are empty).
+	Query         bool `protobuf:"varint,9,opt,name=query,proto3" json:"query,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Command) Reset() {
@@ -229,6 +232,13 @@ func (x *Command) GetDeadlineUnixNano() int64 {
 		return x.DeadlineUnixNano
 	}
 	return 0
+}
+
+func (x *Command) GetQuery() bool {
+	if x != nil {
+		return x.Query
+	}
+	return false
 }
 
 // Event is an event a command appended.
@@ -478,7 +488,7 @@ var File_cluster_wire_wire_proto protoreflect.FileDescriptor
 
 const file_cluster_wire_wire_proto_rawDesc = "" +
 	"\n" +
-	"\x17cluster/wire/wire.proto\x12\x15composable.cluster.v1\"\x85\x03\n" +
+	"\x17cluster/wire/wire.proto\x12\x15composable.cluster.v1\"\x9b\x03\n" +
 	"\aCommand\x12%\n" +
 	"\x0eaggregate_type\x18\x01 \x01(\tR\raggregateType\x12!\n" +
 	"\faggregate_id\x18\x02 \x01(\tR\vaggregateId\x12!\n" +
@@ -488,7 +498,8 @@ const file_cluster_wire_wire_proto_rawDesc = "" +
 	"\n" +
 	"command_id\x18\x06 \x01(\tR\tcommandId\x12H\n" +
 	"\bmetadata\x18\a \x03(\v2,.composable.cluster.v1.Command.MetadataEntryR\bmetadata\x12,\n" +
-	"\x12deadline_unix_nano\x18\b \x01(\x03R\x10deadlineUnixNano\x1a;\n" +
+	"\x12deadline_unix_nano\x18\b \x01(\x03R\x10deadlineUnixNano\x12\x14\n" +
+	"\x05query\x18\t \x01(\bR\x05query\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa1\x02\n" +
