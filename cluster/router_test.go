@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,12 +22,18 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// protoactor's remote leaves its gRPC client connections to a peer
-	// running after its Shutdown (transport_test.go, without -race only):
-	// its goroutines, not ours.
+	if os.Getenv(childEnv) != "" { // a node of a multi-process test
+		os.Exit(runChild())
+	}
+	// protoactor's remote leaves its gRPC client connections, and its
+	// endpoint writers' reconnection attempts to a killed peer, running
+	// after its Shutdown (the tests without -race only); its dead-letter
+	// throttle lives a second. Its goroutines, not ours.
 	goleak.VerifyTestMain(m,
 		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc.(*addrConn).resetTransportAndUnlock"))
+		goleak.IgnoreAnyFunction("google.golang.org/grpc.(*addrConn).resetTransportAndUnlock"),
+		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/remote.(*endpointWriter).initialize"),
+		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"))
 }
 
 func ctxFor(t *testing.T) context.Context {

@@ -116,33 +116,35 @@ func (t *RemoteTransport) Serve(r *Router) error {
 	return nil
 }
 
-// Call implements [Transport]: one request to the member's endpoint, until
-// ctx ends (DefaultCallTimeout without a deadline).
+// Call implements [Transport]: one request to the member's endpoint, the
+// reply collected by an actor of its own that ends with the call —
+// answered, or its ctx ended (DefaultCallTimeout without a deadline).
 func (t *RemoteTransport) Call(ctx context.Context, to membership.Member, cmd *wire.Command) (*wire.Reply, error) {
-	timeout := DefaultCallTimeout
-	if d, ok := ctx.Deadline(); ok {
-		timeout = time.Until(d)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultCallTimeout)
+		defer cancel()
 	}
-	if timeout <= 0 {
-		return nil, context.DeadlineExceeded
-	}
-	fut := t.sys.Root.RequestFuture(protoactor.NewPID(to.Address, endpointName), cmd, timeout)
-	type result struct {
-		v   any
-		err error
-	}
-	done := make(chan result, 1)
-	go func() { v, err := fut.Result(); done <- result{v, err} }() // ends at the timeout at the latest
+	replies := make(chan any, 1)
+	inbox := t.sys.Root.Spawn(protoactor.PropsFromFunc(func(c protoactor.Context) {
+		switch m := c.Message().(type) {
+		case *wire.Reply, *protoactor.DeadLetterResponse:
+			select {
+			case replies <- m:
+			default:
+			}
+			c.Stop(c.Self())
+		}
+	}))
+	defer t.sys.Root.Stop(inbox)
+	t.sys.Root.RequestWithCustomSender(protoactor.NewPID(to.Address, endpointName), cmd, inbox)
 	select {
 	case <-ctx.Done():
-		return nil, ctx.Err()
-	case r := <-done:
-		if r.err != nil {
-			return nil, fmt.Errorf("cluster: call %s at %s: %w", to.ID, to.Address, r.err)
-		}
-		reply, ok := r.v.(*wire.Reply)
+		return nil, fmt.Errorf("cluster: call %s at %s: %w", to.ID, to.Address, ctx.Err())
+	case m := <-replies:
+		reply, ok := m.(*wire.Reply)
 		if !ok {
-			return nil, fmt.Errorf("cluster: %s answered %T", to.ID, r.v)
+			return nil, fmt.Errorf("cluster: call %s at %s: no endpoint there", to.ID, to.Address)
 		}
 		return reply, nil
 	}
