@@ -18,12 +18,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/composable-go/composable/actor"
 	"github.com/composable-go/composable/aggregate"
 	"github.com/composable-go/composable/cluster"
+	"github.com/composable-go/composable/cluster/membership"
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/persistence/postgres"
 	"github.com/composable-go/composable/testkit"
@@ -37,12 +39,12 @@ type child struct {
 	stdin io.WriteCloser
 }
 
-// startChildren starts n node processes on schema and waits until each
-// is ready.
-func startChildren(t *testing.T, schema string, n int) []*child {
+// startChildren starts n node processes on schema, named node-first and
+// on, and waits until each is ready.
+func startChildren(t *testing.T, schema string, n, first int) []*child {
 	t.Helper()
 	var out []*child
-	for i := range n {
+	for i := first; i < first+n; i++ {
 		name := fmt.Sprint("node-", i)
 		cmd := exec.CommandContext(context.Background(), os.Args[0], "-test.run=^$") // killed at cleanup, or by the test
 		cmd.Env = append(os.Environ(), childEnv+"="+schema+" "+name)
@@ -82,101 +84,112 @@ func startChildren(t *testing.T, schema string, n int) []*child {
 	return out
 }
 
-// TestProcessesSurviveAKill: three node processes host 100 accounts;
-// this process — a node that hosts none — sends credits with command ids
-// from 16 callers while one node is killed with SIGKILL. Every command
-// acknowledged is in the store exactly once, no command is applied twice,
-// and every account answers again after the dead node's membership
-// expired.
-func TestProcessesSurviveAKill(t *testing.T) {
+// harness is a cluster of node processes and this process as a node that
+// hosts nothing, sending.
+type harness struct {
+	store    *postgres.Store
+	schema   string
+	children []*child
+	node     *cluster.Node
+	accounts *aggregate.Type[account, accountCommand, accountEvent, struct{}]
+}
+
+func newHarness(t *testing.T, nodes int) *harness {
+	t.Helper()
 	pool := pgtest.Pool(t)
-	schema := pgtest.Schema(t, pool, "cluster_kill")
+	h := &harness{schema: pgtest.Schema(t, pool, "cluster_procs")}
 	ctx := ctxFor(t)
-	store, err := postgres.New(ctx, pool, postgres.WithSchema(schema), postgres.WithLogger(testkit.QuietLogger()))
-	if err != nil {
+	var err error
+	if h.store, err = postgres.New(ctx, pool, postgres.WithSchema(h.schema), postgres.WithLogger(testkit.QuietLogger())); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = store.Close() })
-	children := startChildren(t, schema, 3)
-
+	t.Cleanup(func() { _ = h.store.Close() })
+	h.children = startChildren(t, h.schema, nodes, 0)
 	sys := actor.NewSystem(actor.WithLogger(testkit.QuietLogger()))
 	t.Cleanup(func() { _ = sys.Close() })
-	node, err := cluster.Start(ctx, sys, cluster.Config{Name: "client", Members: store, TTL: childTTL, Logger: testkit.QuietLogger()})
-	if err != nil {
+	if h.node, err = cluster.Start(ctx, sys, cluster.Config{Name: "client", Members: h.store, TTL: childTTL, Logger: testkit.QuietLogger()}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = node.Close() })
-	rt := aggregate.NewRuntime(sys, store, aggregate.WithLogger(testkit.QuietLogger()), node.RuntimeOption())
+	t.Cleanup(func() { _ = h.node.Close() })
+	rt := aggregate.NewRuntime(sys, h.store, aggregate.WithLogger(testkit.QuietLogger()), h.node.RuntimeOption())
 	t.Cleanup(func() { _ = rt.Close() })
-	accounts, err := aggregate.Register(rt, accountDefinition(), aggregate.Options{})
-	if err != nil {
+	if h.accounts, err = aggregate.Register(rt, accountDefinition(), aggregate.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	testkit.Eventually(t, 10*time.Second, func() bool { return len(node.Members()) == 4 })
+	h.waitHosts(t, nodes)
+	return h
+}
 
-	const ids, callers = 100, 16
+// waitHosts waits until this node sees n members hosting accounts.
+func (h *harness) waitHosts(t *testing.T, n int) {
+	t.Helper()
+	testkit.Eventually(t, 20*time.Second, func() bool { return len(membership.Hosting(h.node.Members(), "account")) == n })
+}
+
+const accountsN = 100
+
+// load sends credits with command ids to the accounts from callers until
+// the returned stop is called; stop returns the acknowledged command ids.
+func (h *harness) load(ctx context.Context, callers int) (stop func() map[string]bool) {
 	var (
 		mu    sync.Mutex
-		acked = map[string]int{} // command id -> amount
+		acked = map[string]bool{}
 		seq   atomic.Int64
-		stop  = make(chan struct{})
+		done  = make(chan struct{})
 		wg    sync.WaitGroup
 	)
 	for c := range callers {
 		wg.Go(func() {
-			for i := 0; ; i++ {
+			for {
 				select {
-				case <-stop:
+				case <-done:
 					return
 				default:
 				}
 				n := seq.Add(1)
-				id := fmt.Sprint("acc-", (int(n)*7+c)%ids)
+				id := fmt.Sprint("acc-", (int(n)*7+c)%accountsN)
 				cid := fmt.Sprint("cmd-", n)
 				cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-				_, err := accounts.Send(cctx, id, credit{Amount: 1}, aggregate.WithCommandID(cid))
+				_, err := h.accounts.Send(cctx, id, credit{Amount: 1}, aggregate.WithCommandID(cid))
 				cancel()
 				if err == nil {
 					mu.Lock()
-					acked[cid] = 1
+					acked[cid] = true
 					mu.Unlock()
 				}
 			}
 		})
 	}
-	time.Sleep(time.Second) // load before the kill (a test's pacing, not a wait for a condition)
-	killed := children[2]
-	killedAt := time.Now()
-	if err := killed.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
+	return func() map[string]bool {
+		close(done)
+		wg.Wait()
+		return acked
 	}
-	// Every account answers again: its owner is alive, or the dead one's
-	// record expired and another took its accounts.
-	var slowest time.Duration
-	for i := range ids {
-		id := fmt.Sprint("acc-", i)
-		start := time.Now()
+}
+
+// allAnswer waits until every account answers a read, and returns how
+// long that took.
+func (h *harness) allAnswer(ctx context.Context, t *testing.T) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for i := range accountsN {
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		_, err := accounts.State(cctx, id)
+		_, err := h.accounts.State(cctx, fmt.Sprint("acc-", i))
 		cancel()
 		if err != nil {
-			t.Fatalf("%s after the kill: %v", id, err)
+			t.Fatalf("acc-%d does not answer: %v", i, err)
 		}
-		slowest = max(slowest, time.Since(start))
 	}
-	servedAgain := time.Since(killedAt)
-	time.Sleep(500 * time.Millisecond) // load after the recovery
-	close(stop)
-	wg.Wait()
-	t.Logf("every account answered %v after the kill (slowest read %v); %d commands acknowledged", servedAgain, slowest, len(acked))
-	if servedAgain > childTTL+5*time.Second {
-		t.Errorf("accounts answered again only %v after the kill, TTL %v", servedAgain, childTTL)
-	}
+	return time.Since(start)
+}
 
-	// The store holds each acknowledged command once, and nothing twice.
+// verify checks the store: each acknowledged command once, no command
+// twice, versions without gaps.
+func (h *harness) verify(ctx context.Context, t *testing.T, acked map[string]bool) {
+	t.Helper()
 	seen := map[string]int{}
-	for i := range ids {
-		events, err := store.Load(ctx, fmt.Sprint("account/acc-", i), 1)
+	for i := range accountsN {
+		events, err := h.store.Load(ctx, fmt.Sprint("account/acc-", i), 1)
 		if errors.Is(err, persistence.ErrStreamNotFound) {
 			continue
 		}
@@ -208,4 +221,92 @@ func TestProcessesSurviveAKill(t *testing.T) {
 	if len(acked) < 100 {
 		t.Fatalf("only %d commands acknowledged: the load did not run", len(acked))
 	}
+}
+
+// TestProcessesSurviveAKill: three node processes host 100 accounts;
+// this process — a node that hosts none — sends credits with command ids
+// from 16 callers while one node is killed with SIGKILL. Every command
+// acknowledged is in the store exactly once, no command is applied twice,
+// and every account answers again after the dead node's membership
+// expired.
+func TestProcessesSurviveAKill(t *testing.T) {
+	h := newHarness(t, 3)
+	ctx := ctxFor(t)
+	stop := h.load(ctx, 16)
+	time.Sleep(time.Second) // load before the kill (a test's pacing, not a wait for a condition)
+	killedAt := time.Now()
+	if err := h.children[2].cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	h.allAnswer(ctx, t)
+	servedAgain := time.Since(killedAt)
+	time.Sleep(500 * time.Millisecond) // load after the recovery
+	acked := stop()
+	t.Logf("every account answered %v after the kill; %d commands acknowledged", servedAgain, len(acked))
+	if servedAgain > childTTL+5*time.Second {
+		t.Errorf("accounts answered again only %v after the kill, TTL %v", servedAgain, childTTL)
+	}
+	h.verify(ctx, t, acked)
+}
+
+// TestAFrozenProcessRejoins: a node frozen with SIGSTOP for two TTLs loses
+// its membership; the others take its accounts; thawed, it joins again
+// under a new generation and hosts again. Nothing acknowledged is lost or
+// applied twice.
+func TestAFrozenProcessRejoins(t *testing.T) {
+	h := newHarness(t, 3)
+	ctx := ctxFor(t)
+	frozen := h.children[2]
+	before := generationOf(h.node.Members(), frozen.name)
+	stop := h.load(ctx, 16)
+	time.Sleep(time.Second)
+	if err := frozen.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	h.allAnswer(ctx, t) // the others took its accounts
+	time.Sleep(2 * childTTL)
+	if err := frozen.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 20*time.Second, func() bool { return generationOf(h.node.Members(), frozen.name) > before })
+	time.Sleep(time.Second) // load with it back
+	acked := stop()
+	t.Logf("%d commands acknowledged; %s rejoined at generation %d (was %d)", len(acked), frozen.name, generationOf(h.node.Members(), frozen.name), before)
+	h.verify(ctx, t, acked)
+}
+
+// TestAJoinUnderLoad: a fourth node joins while commands flow; it takes
+// about a quarter of the accounts, and nothing acknowledged is lost or
+// applied twice.
+func TestAJoinUnderLoad(t *testing.T) {
+	h := newHarness(t, 3)
+	ctx := ctxFor(t)
+	stop := h.load(ctx, 16)
+	time.Sleep(time.Second)
+	h.children = append(h.children, startChildren(t, h.schema, 1, 3)...)
+	h.waitHosts(t, 4)
+	time.Sleep(time.Second) // load with four
+	acked := stop()
+	moved := 0
+	for i := range accountsN {
+		if owner, _ := cluster.Owner(h.node.Members(), "account", fmt.Sprint("acc-", i)); owner.Name == "node-3" {
+			moved++
+		}
+	}
+	t.Logf("%d commands acknowledged; the new node owns %d of %d accounts", len(acked), moved, accountsN)
+	if moved == 0 || moved > accountsN/2 {
+		t.Fatalf("the new node owns %d of %d accounts", moved, accountsN)
+	}
+	h.verify(ctx, t, acked)
+}
+
+// generationOf returns the generation of the member named name, 0 if
+// none.
+func generationOf(members []membership.Member, name string) int64 {
+	for _, m := range members {
+		if m.Name == name {
+			return m.Generation
+		}
+	}
+	return 0
 }
