@@ -40,6 +40,9 @@ type RemoteCommand struct {
 	Metadata  map[string]string
 	// Deadline is when the caller stops waiting; zero for none.
 	Deadline time.Time
+	// Timer is the durable timer the command fires, for a firing: the
+	// owner removes the timer's row with the firing's events.
+	Timer *persistence.Timer
 }
 
 // RemoteResult is a Result as the owner encodes it.
@@ -78,8 +81,8 @@ func (rt *Runtime) Receive(ctx context.Context, cmd RemoteCommand) (RemoteResult
 
 // remoteTo returns the remote to send a command for id to, or nil when
 // it runs here.
-func (t *Type[S, C, E, Env]) remoteTo(id string) Remote {
-	if r := t.h.rt.remote; r != nil && !r.Owns(t.h.def.Type, id) {
+func (h *host[S, C, E, Env]) remoteTo(id string) Remote {
+	if r := h.rt.remote; r != nil && !r.Owns(h.def.Type, id) {
 		return r
 	}
 	return nil
@@ -87,12 +90,13 @@ func (t *Type[S, C, E, Env]) remoteTo(id string) Remote {
 
 // sendRemote sends a command (or, with query, asks for the state) to the
 // owner of id and decodes its result.
-func (t *Type[S, C, E, Env]) sendRemote(ctx context.Context, r Remote, m *envelope[S, C, E]) (Result[S, E], error) {
-	def := &t.h.def
-	if err := t.h.validID(m.id); err != nil {
+func (h *host[S, C, E, Env]) sendRemote(ctx context.Context, r Remote, m *envelope[S, C, E]) (Result[S, E], error) {
+	def := &h.def
+	if err := h.validID(m.id); err != nil {
 		return Result[S, E]{}, err
 	}
-	rc := RemoteCommand{Type: def.Type, ID: m.id, Query: m.query, CommandID: m.commandID, Metadata: m.metadata}
+	stream := streamName(def.Type, m.id)
+	rc := RemoteCommand{Type: def.Type, ID: m.id, Query: m.query, CommandID: m.commandID, Metadata: m.metadata, Timer: m.timer}
 	if d, ok := ctx.Deadline(); ok {
 		rc.Deadline = d
 	}
@@ -111,16 +115,16 @@ func (t *Type[S, C, E, Env]) sendRemote(ctx context.Context, r Remote, m *envelo
 	for _, data := range res.Events {
 		e, err := persistence.Decode[E](def.Events, data)
 		if err != nil {
-			return Result[S, E]{}, fmt.Errorf("%w: an event from the owner of %s: %w", ErrCorrupt, t.Stream(m.id), err)
+			return Result[S, E]{}, fmt.Errorf("%w: an event from the owner of %s: %w", ErrCorrupt, stream, err)
 		}
 		out.Events = append(out.Events, e)
 	}
-	state, ok, err := def.Snapshots.Decode(persistence.Snapshot{StreamID: t.Stream(m.id), Version: res.Version, SchemaVersion: res.StateSchemaVersion, Data: res.State})
+	state, ok, err := def.Snapshots.Decode(persistence.Snapshot{StreamID: stream, Version: res.Version, SchemaVersion: res.StateSchemaVersion, Data: res.State})
 	switch {
 	case err != nil:
-		return Result[S, E]{}, fmt.Errorf("%w: the state from the owner of %s: %w", ErrCorrupt, t.Stream(m.id), err)
+		return Result[S, E]{}, fmt.Errorf("%w: the state from the owner of %s: %w", ErrCorrupt, stream, err)
 	case !ok:
-		return Result[S, E]{}, fmt.Errorf("%w: the owner of %s encodes its state at schema version %d", ErrCorrupt, t.Stream(m.id), res.StateSchemaVersion)
+		return Result[S, E]{}, fmt.Errorf("%w: the owner of %s encodes its state at schema version %d", ErrCorrupt, stream, res.StateSchemaVersion)
 	}
 	out.State = state
 	return out, nil
@@ -130,6 +134,11 @@ func (t *Type[S, C, E, Env]) sendRemote(ctx context.Context, r Remote, m *envelo
 func (t *Type[S, C, E, Env]) receive(ctx context.Context, rc RemoteCommand) (RemoteResult, error) {
 	def := &t.h.def
 	m := &envelope[S, C, E]{id: rc.ID, query: rc.Query, commandID: rc.CommandID, metadata: rc.Metadata}
+	if rc.Timer != nil {
+		tm := *rc.Timer
+		tm.Owner, tm.ID = def.Type, rc.ID // the firing's aggregate is this one
+		m.timer = &tm
+	}
 	if !rc.Query {
 		if def.Commands == nil {
 			return RemoteResult{}, fmt.Errorf("%w: type %s has no Commands registry", ErrInvalidDefinition, def.Type)

@@ -304,8 +304,8 @@ func (t *Type[S, C, E, Env]) Send(ctx context.Context, id string, cmd C, opts ..
 		}
 		m.commandID, m.metadata = o.commandID, o.metadata
 	}
-	if r := t.remoteTo(id); r != nil {
-		return t.sendRemote(ctx, r, m)
+	if r := t.h.remoteTo(id); r != nil {
+		return t.h.sendRemote(ctx, r, m)
 	}
 	return t.h.request(ctx, m)
 }
@@ -315,8 +315,8 @@ func (t *Type[S, C, E, Env]) Send(ctx context.Context, id string, cmd C, opts ..
 // has Version 0 and the initial state.
 func (t *Type[S, C, E, Env]) State(ctx context.Context, id string) (Result[S, E], error) {
 	m := &envelope[S, C, E]{id: id, query: true}
-	if r := t.remoteTo(id); r != nil {
-		return t.sendRemote(ctx, r, m)
+	if r := t.h.remoteTo(id); r != nil {
+		return t.h.sendRemote(ctx, r, m)
 	}
 	return t.h.request(ctx, m)
 }

@@ -137,7 +137,13 @@ func newScheduler[S, C, E, Env any](h *host[S, C, E, Env]) *scheduler {
 		if err != nil {
 			return false, err
 		}
-		res, err := h.request(ctx, &envelope[S, C, E]{id: t.ID, cmd: cmd, commandID: t.FireID, timer: &t})
+		m := &envelope[S, C, E]{id: t.ID, cmd: cmd, commandID: t.FireID, timer: &t}
+		var res Result[S, E]
+		if r := h.remoteTo(t.ID); r != nil { // in a cluster, the owner fires it
+			res, err = h.sendRemote(ctx, r, m)
+		} else {
+			res, err = h.request(ctx, m)
+		}
 		// A duplicate's events are the original firing's: its transaction
 		// removed the timer too.
 		return len(res.Events) > 0, err

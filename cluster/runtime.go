@@ -58,6 +58,9 @@ func commandToWire(c aggregate.RemoteCommand) *wire.Command {
 	if !c.Deadline.IsZero() {
 		w.DeadlineUnixNano = c.Deadline.UnixNano()
 	}
+	if t := c.Timer; t != nil {
+		w.Timer = &wire.Timer{Name: t.Name, DueUnixNano: t.Due.UnixNano(), FireId: t.FireID}
+	}
 	return w
 }
 
@@ -68,6 +71,9 @@ func fromWire(w *wire.Command) aggregate.RemoteCommand {
 	}
 	if d := w.GetDeadlineUnixNano(); d > 0 {
 		c.Deadline = time.Unix(0, d)
+	}
+	if t := w.GetTimer(); t != nil {
+		c.Timer = &persistence.Timer{Owner: c.Type, ID: c.ID, Name: t.GetName(), Due: time.Unix(0, t.GetDueUnixNano()).UTC(), FireID: t.GetFireId()}
 	}
 	return c
 }

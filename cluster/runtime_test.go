@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/composable-go/composable/actor"
 	"github.com/composable-go/composable/aggregate"
@@ -24,8 +25,12 @@ type (
 	}
 	credit         struct{ Amount int }
 	debit          struct{ Amount int }
+	remind         struct{ At time.Time }
+	ring           struct{}
 	credited       struct{ Amount int }
 	debited        struct{ Amount int }
+	reminderSet    struct{ At time.Time }
+	rang           struct{}
 	accountCommand any
 	accountEvent   any
 )
@@ -36,7 +41,9 @@ func accountDefinition() aggregate.Definition[account, accountCommand, accountEv
 	events, commands := persistence.NewRegistry(), persistence.NewRegistry()
 	for _, err := range []error{
 		persistence.Register[credited](events, "account.credited"), persistence.Register[debited](events, "account.debited"),
+		persistence.Register[reminderSet](events, "account.reminder-set"), persistence.Register[rang](events, "account.rang"),
 		persistence.Register[credit](commands, "account.credit"), persistence.Register[debit](commands, "account.debit"),
+		persistence.Register[remind](commands, "account.remind"), persistence.Register[ring](commands, "account.ring"),
 	} {
 		if err != nil {
 			panic(err)
@@ -53,6 +60,10 @@ func accountDefinition() aggregate.Definition[account, accountCommand, accountEv
 					return aggregate.Decision[accountCommand, accountEvent]{}, errInsufficient
 				}
 				return aggregate.Emit[accountCommand, accountEvent](debited(c)), nil
+			case remind:
+				return aggregate.Emit[accountCommand, accountEvent](reminderSet(c)).Arm("remind", c.At), nil
+			case ring:
+				return aggregate.Emit[accountCommand, accountEvent](rang{}), nil
 			}
 			return aggregate.Decision[accountCommand, accountEvent]{}, fmt.Errorf("unknown command %T", c)
 		},
@@ -65,7 +76,8 @@ func accountDefinition() aggregate.Definition[account, accountCommand, accountEv
 				s.Balance -= e.Amount
 			}
 		},
-		Clone: func(s account) account { s.Credits = append([]string(nil), s.Credits...); return s },
+		Clone:   func(s account) account { s.Credits = append([]string(nil), s.Credits...); return s },
+		OnTimer: func(string, time.Time) accountCommand { return ring{} },
 	}
 }
 
@@ -192,5 +204,60 @@ func TestRegisterInAClusterNeedsCommands(t *testing.T) {
 	def.Commands = nil
 	if _, err := aggregate.Register(rt, def, aggregate.Options{}); !errors.Is(err, aggregate.ErrInvalidDefinition) {
 		t.Fatalf("Register without Commands = %v, want ErrInvalidDefinition", err)
+	}
+}
+
+// TestTimersFireOnTheirOwner: durable timers armed through every node
+// fire once each, sent by the one scheduler (the runtimes share a lease)
+// to the owner of their account — the scheduler's node never activates an
+// account it does not own.
+func TestTimersFireOnTheirOwner(t *testing.T) {
+	_, nodes := newCluster(t, 3)
+	store := memory.New()
+	clock := testkit.NewManualClock(time.Unix(0, 0))
+	leases := memory.NewLeases()
+	var procs []*process
+	for _, nd := range nodes {
+		for i := range nd.view {
+			nd.view[i].Kinds = []string{"account"}
+		}
+		sys := actor.NewSystem(actor.WithLogger(testkit.QuietLogger()))
+		t.Cleanup(func() { _ = sys.Close() })
+		rt := aggregate.NewRuntime(sys, store, aggregate.WithLogger(testkit.QuietLogger()), aggregate.WithRemote(nd.router.Remote()),
+			aggregate.WithClock(clock), aggregate.WithLease(leases))
+		t.Cleanup(func() { _ = rt.Close() })
+		accounts, err := aggregate.Register(rt, accountDefinition(), aggregate.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd.router.Serve(rt)
+		procs = append(procs, &process{node: nd, accounts: accounts})
+	}
+	ctx := ctxFor(t)
+	const n = 30
+	for i := range n {
+		if _, err := procs[i%3].accounts.Send(ctx, fmt.Sprint("acc-", i), remind{At: time.Unix(60, 0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Advance(2 * time.Minute)
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		rows, _ := store.Timers(ctx, "account", persistence.Timer{}, 10)
+		return len(rows) == 0
+	})
+	owns := map[string]int{}
+	for i := range n {
+		id := fmt.Sprint("acc-", i)
+		events, err := store.Load(ctx, "account/"+id, 1)
+		if err != nil || len(events) != 2 || events[1].Type != "account.rang" {
+			t.Fatalf("%s: %d events (%v), want the reminder and one ring", id, len(events), err)
+		}
+		owner, _ := cluster.Owner(nodes[0].View(), "account", id)
+		owns[owner.ID]++
+	}
+	for _, p := range procs {
+		if live := p.accounts.Live(); live != owns[p.node.self.ID] {
+			t.Fatalf("%s has %d accounts live, owns %d: a firing ran off its owner", p.node.self.ID, live, owns[p.node.self.ID])
+		}
 	}
 }

@@ -47,6 +47,9 @@ func CheckCommand(c *Command, maxData int) error {
 		return fmt.Errorf("%w: %d metadata entries, limit %d", persistence.ErrInvalidInput, len(c.Metadata), MaxMetadata)
 	case c.DeadlineUnixNano < 0:
 		return fmt.Errorf("%w: deadline %d", persistence.ErrInvalidInput, c.DeadlineUnixNano)
+	case c.Timer != nil && (c.Timer.Name == "" || len(c.Timer.Name) > persistence.MaxIDLength || !text(c.Timer.Name) ||
+		c.Timer.FireId == "" || len(c.Timer.FireId) > 4*persistence.MaxIDLength || !text(c.Timer.FireId)):
+		return fmt.Errorf("%w: timer %s", persistence.ErrInvalidTimer, persistence.Quote(c.Timer.Name))
 	}
 	size := 0
 	for k, v := range c.Metadata {

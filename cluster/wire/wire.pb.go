@@ -143,7 +143,9 @@ type Command struct {
 	DeadlineUnixNano int64 `protobuf:"varint,8,opt,name=deadline_unix_nano,json=deadlineUnixNano,proto3" json:"deadline_unix_nano,omitempty"`
 	// query asks for the aggregate's state: no command (command_type and
 	// data are empty).
-	Query         bool `protobuf:"varint,9,opt,name=query,proto3" json:"query,omitempty"`
+	Query bool `protobuf:"varint,9,opt,name=query,proto3" json:"query,omitempty"`
+	// timer is the durable timer the command fires, for a firing.
+	Timer         *Timer `protobuf:"bytes,10,opt,name=timer,proto3" json:"timer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -241,6 +243,74 @@ func (x *Command) GetQuery() bool {
 	return false
 }
 
+func (x *Command) GetTimer() *Timer {
+	if x != nil {
+		return x.Timer
+	}
+	return nil
+}
+
+// Timer names one arming of a durable timer.
+type Timer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	DueUnixNano   int64                  `protobuf:"varint,2,opt,name=due_unix_nano,json=dueUnixNano,proto3" json:"due_unix_nano,omitempty"`
+	FireId        string                 `protobuf:"bytes,3,opt,name=fire_id,json=fireId,proto3" json:"fire_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Timer) Reset() {
+	*x = Timer{}
+	mi := &file_cluster_wire_wire_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Timer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Timer) ProtoMessage() {}
+
+func (x *Timer) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_wire_wire_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Timer.ProtoReflect.Descriptor instead.
+func (*Timer) Descriptor() ([]byte, []int) {
+	return file_cluster_wire_wire_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Timer) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Timer) GetDueUnixNano() int64 {
+	if x != nil {
+		return x.DueUnixNano
+	}
+	return 0
+}
+
+func (x *Timer) GetFireId() string {
+	if x != nil {
+		return x.FireId
+	}
+	return ""
+}
+
 // Event is an event a command appended.
 type Event struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -257,7 +327,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_cluster_wire_wire_proto_msgTypes[1]
+	mi := &file_cluster_wire_wire_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -269,7 +339,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_wire_wire_proto_msgTypes[1]
+	mi := &file_cluster_wire_wire_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -282,7 +352,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_cluster_wire_wire_proto_rawDescGZIP(), []int{1}
+	return file_cluster_wire_wire_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Event) GetId() string {
@@ -353,7 +423,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_cluster_wire_wire_proto_msgTypes[2]
+	mi := &file_cluster_wire_wire_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -365,7 +435,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_wire_wire_proto_msgTypes[2]
+	mi := &file_cluster_wire_wire_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -378,7 +448,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_cluster_wire_wire_proto_rawDescGZIP(), []int{2}
+	return file_cluster_wire_wire_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Reply) GetVersion() int64 {
@@ -442,7 +512,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_cluster_wire_wire_proto_msgTypes[3]
+	mi := &file_cluster_wire_wire_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -454,7 +524,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_wire_wire_proto_msgTypes[3]
+	mi := &file_cluster_wire_wire_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -467,7 +537,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_cluster_wire_wire_proto_rawDescGZIP(), []int{3}
+	return file_cluster_wire_wire_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Error) GetCodes() []Code {
@@ -488,7 +558,7 @@ var File_cluster_wire_wire_proto protoreflect.FileDescriptor
 
 const file_cluster_wire_wire_proto_rawDesc = "" +
 	"\n" +
-	"\x17cluster/wire/wire.proto\x12\x15composable.cluster.v1\"\x9b\x03\n" +
+	"\x17cluster/wire/wire.proto\x12\x15composable.cluster.v1\"\xcf\x03\n" +
 	"\aCommand\x12%\n" +
 	"\x0eaggregate_type\x18\x01 \x01(\tR\raggregateType\x12!\n" +
 	"\faggregate_id\x18\x02 \x01(\tR\vaggregateId\x12!\n" +
@@ -499,10 +569,16 @@ const file_cluster_wire_wire_proto_rawDesc = "" +
 	"command_id\x18\x06 \x01(\tR\tcommandId\x12H\n" +
 	"\bmetadata\x18\a \x03(\v2,.composable.cluster.v1.Command.MetadataEntryR\bmetadata\x12,\n" +
 	"\x12deadline_unix_nano\x18\b \x01(\x03R\x10deadlineUnixNano\x12\x14\n" +
-	"\x05query\x18\t \x01(\bR\x05query\x1a;\n" +
+	"\x05query\x18\t \x01(\bR\x05query\x122\n" +
+	"\x05timer\x18\n" +
+	" \x01(\v2\x1c.composable.cluster.v1.TimerR\x05timer\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa1\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"X\n" +
+	"\x05Timer\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\"\n" +
+	"\rdue_unix_nano\x18\x02 \x01(\x03R\vdueUnixNano\x12\x17\n" +
+	"\afire_id\x18\x03 \x01(\tR\x06fireId\"\xa1\x02\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12%\n" +
@@ -560,27 +636,29 @@ func file_cluster_wire_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cluster_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_cluster_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_cluster_wire_wire_proto_goTypes = []any{
 	(Code)(0),       // 0: composable.cluster.v1.Code
 	(*Command)(nil), // 1: composable.cluster.v1.Command
-	(*Event)(nil),   // 2: composable.cluster.v1.Event
-	(*Reply)(nil),   // 3: composable.cluster.v1.Reply
-	(*Error)(nil),   // 4: composable.cluster.v1.Error
-	nil,             // 5: composable.cluster.v1.Command.MetadataEntry
-	nil,             // 6: composable.cluster.v1.Event.MetadataEntry
+	(*Timer)(nil),   // 2: composable.cluster.v1.Timer
+	(*Event)(nil),   // 3: composable.cluster.v1.Event
+	(*Reply)(nil),   // 4: composable.cluster.v1.Reply
+	(*Error)(nil),   // 5: composable.cluster.v1.Error
+	nil,             // 6: composable.cluster.v1.Command.MetadataEntry
+	nil,             // 7: composable.cluster.v1.Event.MetadataEntry
 }
 var file_cluster_wire_wire_proto_depIdxs = []int32{
-	5, // 0: composable.cluster.v1.Command.metadata:type_name -> composable.cluster.v1.Command.MetadataEntry
-	6, // 1: composable.cluster.v1.Event.metadata:type_name -> composable.cluster.v1.Event.MetadataEntry
-	2, // 2: composable.cluster.v1.Reply.events:type_name -> composable.cluster.v1.Event
-	4, // 3: composable.cluster.v1.Reply.error:type_name -> composable.cluster.v1.Error
-	0, // 4: composable.cluster.v1.Error.codes:type_name -> composable.cluster.v1.Code
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	6, // 0: composable.cluster.v1.Command.metadata:type_name -> composable.cluster.v1.Command.MetadataEntry
+	2, // 1: composable.cluster.v1.Command.timer:type_name -> composable.cluster.v1.Timer
+	7, // 2: composable.cluster.v1.Event.metadata:type_name -> composable.cluster.v1.Event.MetadataEntry
+	3, // 3: composable.cluster.v1.Reply.events:type_name -> composable.cluster.v1.Event
+	5, // 4: composable.cluster.v1.Reply.error:type_name -> composable.cluster.v1.Error
+	0, // 5: composable.cluster.v1.Error.codes:type_name -> composable.cluster.v1.Code
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_cluster_wire_wire_proto_init() }
@@ -594,7 +672,7 @@ func file_cluster_wire_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_wire_wire_proto_rawDesc), len(file_cluster_wire_wire_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
