@@ -36,8 +36,9 @@ type entity[S, C, E, Env any] struct {
 	state     S
 	next      S // scratch: the state a command's events lead to
 	version   int64
-	recovered bool // state reflects the store
-	dirty     bool // state may be wrong: rehydrate before the next message
+	recovered bool   // state reflects the store
+	dirty     bool   // state may be wrong: rehydrate before the next message
+	placedAt  uint64 // the Remote's epoch when the state was read (in a cluster)
 	dedup     *dedupWindow
 	epoch     uint64 // commands and queries handled: see the stop handshake in manager.go
 	// refusedEviction is set while the aggregate, busy, refused an
@@ -135,11 +136,18 @@ func (e *entity[S, C, E, Env]) tell(msg any) {
 // taken in first). Otherwise it reports false, and the command goes
 // through the mailbox.
 func (e *entity[S, C, E, Env]) runInline(m *envelope[S, C, E]) bool {
-	if e.self == nil || !e.trySettle() || !e.recovered || e.dirty {
+	if e.self == nil || !e.trySettle() || !e.recovered || e.dirty || e.moved() {
 		return false
 	}
 	e.handle(m)
 	return true
+}
+
+// moved reports whether, in a cluster, ownership may have changed since
+// the state was read: the Remote's epoch moved.
+func (e *entity[S, C, E, Env]) moved() bool {
+	r := e.h.rt.remote
+	return r != nil && e.recovered && r.Epoch() != e.placedAt
 }
 
 // handle answers one command or query. Every path replies exactly once.
@@ -198,6 +206,9 @@ func (e *entity[S, C, E, Env]) process(m *envelope[S, C, E]) (res Result[S, E], 
 		// Another activation armed this timer: this one is out of date,
 		// and would take the firing for a stale one.
 		e.dirty = true
+	}
+	if e.moved() {
+		e.dirty = true // another process may have owned it meanwhile
 	}
 	if !e.recovered || e.dirty {
 		activating := !e.recovered
@@ -448,6 +459,10 @@ func (e *entity[S, C, E, Env]) decode(r persistence.RecordedEvent) (E, error) {
 // events after it.
 func (e *entity[S, C, E, Env]) rehydrate(ctx context.Context) error {
 	def := e.h.def
+	var placedAt uint64
+	if r := e.h.rt.remote; r != nil {
+		placedAt = r.Epoch() // before reading: a change during the read reads again
+	}
 	state, version := def.Initial(e.id), int64(0)
 	dedup := newDedupWindow(e.h.opts.DedupWindow)
 	snapVersion := int64(0)
@@ -486,7 +501,7 @@ func (e *entity[S, C, E, Env]) rehydrate(ctx context.Context) error {
 		dedup.observe(r)
 		version = r.Version
 	}
-	e.state, e.version, e.dedup, e.snapVersion = state, version, dedup, snapVersion
+	e.state, e.version, e.dedup, e.snapVersion, e.placedAt = state, version, dedup, snapVersion, placedAt
 	e.recovered, e.dirty = true, false
 	return nil
 }

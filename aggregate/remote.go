@@ -23,6 +23,11 @@ type Remote interface {
 	Owns(aggregateType, id string) bool
 	// Send runs cmd on the owner and returns its result.
 	Send(ctx context.Context, cmd RemoteCommand) (RemoteResult, error)
+	// Epoch changes whenever ownership may have changed (the members, as
+	// this process sees them, changed). An activation made under an
+	// older epoch catches up from the store before it handles anything:
+	// while another process owned its aggregate, it may have written.
+	Epoch() uint64
 }
 
 // RemoteCommand is a command, or a state query, on its way to the owner

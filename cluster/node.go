@@ -71,7 +71,7 @@ func Start(ctx context.Context, sys *actor.System, cfg Config) (*Node, error) {
 		return nil, errors.Join(err, transport.Close())
 	}
 	n.router, err = NewRouter(RouterConfig{
-		Self: n.membership.Self, View: n.membership.View, Changed: n.membership.Changed,
+		Self: n.membership.Self, View: n.membership.View, Changed: n.membership.Changed, Epoch: n.membership.Epoch,
 		Transport: transport, Clock: cfg.Clock, Logger: cfg.Logger,
 	})
 	if err == nil {

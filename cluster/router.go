@@ -70,6 +70,11 @@ type RouterConfig struct {
 	// Changed returns a channel closed or sent on at the next change of
 	// View; nil to rely on back-off alone.
 	Changed func() <-chan struct{}
+	// Epoch returns a number that changes with View (and with Self): the
+	// runtime's activations catch up from the store when it moved
+	// (aggregate.Remote.Epoch). Nil: it never changes — only for views
+	// that never change.
+	Epoch func() uint64
 	// Transport carries commands to other members. Required.
 	Transport Transport
 	// Local runs the commands this node owns; Serve sets it to an

@@ -50,6 +50,7 @@ type node struct {
 	view    []membership.Member
 	changed chan struct{}
 	ran     map[string]int // by "type/id", commands run here
+	epoch   uint64         // counts view changes
 	down    atomic.Bool    // calls to it fail: the process is gone
 	hang    atomic.Bool    // calls to it never answer: the process is frozen
 }
@@ -71,8 +72,15 @@ func (n *node) setView(v []membership.Member) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.view = v
+	n.epoch++
 	close(n.changed)
 	n.changed = make(chan struct{})
+}
+
+func (n *node) Epoch() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.epoch
 }
 
 func (n *node) runs(key string) int {
@@ -123,7 +131,7 @@ func newCluster(t *testing.T, n int) (*network, []*node) {
 	for _, m := range view {
 		nd := &node{self: m, view: view, changed: make(chan struct{}), ran: map[string]int{}}
 		r, err := cluster.NewRouter(cluster.RouterConfig{
-			Self: func() (membership.Member, bool) { return nd.self, true }, View: nd.View, Changed: nd.Changed,
+			Self: func() (membership.Member, bool) { return nd.self, true }, View: nd.View, Changed: nd.Changed, Epoch: nd.Epoch,
 			Transport: w, MaxInFlight: 4, Logger: testkit.QuietLogger(),
 			Local: func(_ context.Context, cmd *wire.Command) *wire.Reply {
 				nd.mu.Lock()
@@ -377,7 +385,7 @@ func TestRoutingFollowsMembership(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = m.Close() })
 		nd.self, _ = m.Self()
-		r, err := cluster.NewRouter(cluster.RouterConfig{Self: m.Self, View: m.View, Changed: m.Changed, Transport: w, Logger: testkit.QuietLogger(), Clock: clock,
+		r, err := cluster.NewRouter(cluster.RouterConfig{Self: m.Self, View: m.View, Changed: m.Changed, Epoch: m.Epoch, Transport: w, Logger: testkit.QuietLogger(), Clock: clock,
 			Local: func(_ context.Context, cmd *wire.Command) *wire.Reply {
 				nd.mu.Lock()
 				defer nd.mu.Unlock()

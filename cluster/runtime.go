@@ -39,6 +39,13 @@ type remote struct{ r *Router }
 
 func (rm remote) Owns(typ, id string) bool { return rm.r.Owns(typ, id) }
 
+func (rm remote) Epoch() uint64 {
+	if rm.r.cfg.Epoch == nil {
+		return 0
+	}
+	return rm.r.cfg.Epoch()
+}
+
 func (rm remote) Send(ctx context.Context, cmd aggregate.RemoteCommand) (aggregate.RemoteResult, error) {
 	reply, err := rm.r.Send(ctx, commandToWire(cmd))
 	if err != nil {

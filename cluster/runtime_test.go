@@ -11,6 +11,7 @@ import (
 	"github.com/composable-go/composable/actor"
 	"github.com/composable-go/composable/aggregate"
 	"github.com/composable-go/composable/cluster"
+	"github.com/composable-go/composable/cluster/membership"
 	"github.com/composable-go/composable/persistence"
 	"github.com/composable-go/composable/persistence/memory"
 	"github.com/composable-go/composable/testkit"
@@ -259,5 +260,43 @@ func TestTimersFireOnTheirOwner(t *testing.T) {
 		if live := p.accounts.Live(); live != owns[p.node.self.ID] {
 			t.Fatalf("%s has %d accounts live, owns %d: a firing ran off its owner", p.node.self.ID, live, owns[p.node.self.ID])
 		}
+	}
+}
+
+// TestOwnershipThatComesBackReadsAgain: an account owned by node 0 moves
+// to node 1 while node 0 is out of the views (a pause longer than its
+// TTL), takes writes there, and comes back: node 0's activation catches up
+// from the store before it answers, so reads see those writes and a debit
+// the new balance covers is not rejected on a stale one.
+func TestOwnershipThatComesBackReadsAgain(t *testing.T) {
+	procs := newProcesses(t, 3)
+	ctx := ctxFor(t)
+	full := procs[0].node.View()
+	var id string
+	for i := 0; id == ""; i++ {
+		if o, _ := cluster.Owner(full, "account", fmt.Sprint("acc-", i)); o.ID == procs[0].node.self.ID {
+			id = fmt.Sprint("acc-", i)
+		}
+	}
+	if _, err := procs[0].accounts.Send(ctx, id, credit{Amount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	without := append([]membership.Member(nil), full[1:]...)
+	for _, p := range procs {
+		p.node.setView(without)
+	}
+	for range 2 {
+		if _, err := procs[1].accounts.Send(ctx, id, credit{Amount: 10}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range procs {
+		p.node.setView(full)
+	}
+	if st, err := procs[1].accounts.State(ctx, id); err != nil || st.Version != 3 || st.State.Balance != 21 {
+		t.Fatalf("read through the owner that came back: %+v, %v; want version 3, balance 21", st, err)
+	}
+	if _, err := procs[2].accounts.Send(ctx, id, debit{Amount: 15}); err != nil {
+		t.Fatalf("a debit the balance covers: %v", err)
 	}
 }

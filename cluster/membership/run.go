@@ -63,6 +63,7 @@ type Membership struct {
 	alive   bool
 	view    []Member
 	changed chan struct{} // closed and replaced when view changes
+	epoch   uint64        // counts changes of view and of self
 	kick    chan struct{} // the heartbeat asks the watcher to read the list now
 }
 
@@ -124,6 +125,14 @@ func (m *Membership) View() []Member {
 	return m.view
 }
 
+// Epoch counts the changes of View and of the node's own record (a loss,
+// a join): it moves whenever what this node owns may have.
+func (m *Membership) Epoch() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.epoch
+}
+
 // Changed returns a channel closed when View next changes.
 func (m *Membership) Changed() <-chan struct{} {
 	m.mu.Lock()
@@ -161,6 +170,7 @@ func (m *Membership) join(ctx context.Context) (time.Time, error) {
 	}
 	m.mu.Lock()
 	m.self, m.alive = rec, true
+	m.epoch++
 	m.mu.Unlock()
 	m.cfg.Logger.Info("membership: joined", "member", rec.ID, "generation", rec.Generation, "address", rec.Address)
 	if m.cfg.OnJoined != nil {
@@ -309,6 +319,7 @@ func (m *Membership) heartbeat(ctx context.Context) {
 func (m *Membership) lose(ctx context.Context, self Member, err error) {
 	m.mu.Lock()
 	m.alive = false
+	m.epoch++
 	m.mu.Unlock()
 	m.cfg.Logger.Error("membership: lost; the node stops hosting and joins again", "member", self.ID, "generation", self.Generation, "error", err)
 	if m.cfg.OnLost != nil {
@@ -340,6 +351,7 @@ func (m *Membership) watch(ctx context.Context) {
 			changed := !SameView(m.view, members)
 			if changed {
 				m.view = members
+				m.epoch++
 				close(m.changed)
 				m.changed = make(chan struct{})
 			}
