@@ -202,10 +202,13 @@ func (r *Router) Send(ctx context.Context, cmd *wire.Command) (*wire.Reply, erro
 }
 
 // callWhileOwner calls owner, and gives the call up — waiting for a slot
-// or for the reply — once the view no longer has owner owning the
-// aggregate: the command is then sent to the new owner. (A command the
-// old owner was already running may then run twice: command ids make
-// that safe.)
+// or for the reply — once owner is no longer a member in the view (its
+// record expired or it left): the command is then sent to the new owner.
+// An owner that is still a member, though a join moved the aggregate
+// away, is left to answer: it refuses with ErrNotOwner or runs the
+// command, never both nodes. The old owner of a given-up call cannot
+// commit once its membership expired (the store's fence), except within
+// the time its COMMIT takes; command ids make even that safe.
 func (r *Router) callWhileOwner(ctx context.Context, owner membership.Member, changed <-chan struct{}, cmd *wire.Command) (*wire.Reply, error) {
 	if changed == nil {
 		return r.call(ctx, owner, cmd)
@@ -222,7 +225,7 @@ func (r *Router) callWhileOwner(ctx context.Context, owner membership.Member, ch
 			case <-changed:
 			}
 			changed = r.cfg.Changed()
-			if now, ok := Owner(r.cfg.View(), cmd.AggregateType, cmd.AggregateId); !ok || now.ID != owner.ID {
+			if !member(r.cfg.View(), owner.ID) {
 				cancel()
 				return
 			}
@@ -314,4 +317,14 @@ func (r *Router) Receive(ctx context.Context, cmd *wire.Command) *wire.Reply {
 			wire.ErrNotOwner, persistence.Quote(cmd.AggregateType), persistence.Quote(cmd.AggregateId), self.ID, owner.ID))}
 	}
 	return r.runLocal(ctx, cmd)
+}
+
+// member reports whether id is a member in view.
+func member(view []membership.Member, id string) bool {
+	for _, m := range view {
+		if m.ID == id {
+			return true
+		}
+	}
+	return false
 }

@@ -53,6 +53,8 @@ type node struct {
 	epoch   uint64         // counts view changes
 	down    atomic.Bool    // calls to it fail: the process is gone
 	hang    atomic.Bool    // calls to it never answer: the process is frozen
+	held    chan struct{}  // if set, commands it runs wait for it to close
+	started chan string    // if set, told of each command it starts running
 }
 
 func (n *node) View() []membership.Member {
@@ -109,12 +111,20 @@ func (w *network) Call(ctx context.Context, to membership.Member, cmd *wire.Comm
 	if err := proto.Unmarshal(data, &in); err != nil {
 		return nil, err
 	}
-	out, err := proto.Marshal(target.router.Receive(ctx, &in))
-	if err != nil {
-		return nil, err
+	// The other node runs the command whatever happens to the caller, as
+	// a real one does; the caller waits for the answer or its ctx.
+	answer := make(chan []byte, 1)
+	go func() {
+		out, _ := proto.Marshal(target.router.Receive(context.Background(), &in))
+		answer <- out
+	}()
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case out := <-answer:
+		var reply wire.Reply
+		return &reply, proto.Unmarshal(out, &reply)
 	}
-	var reply wire.Reply
-	return &reply, proto.Unmarshal(out, &reply)
 }
 
 // newCluster starts n nodes hosting "order", each seeing them all.
@@ -134,6 +144,12 @@ func newCluster(t *testing.T, n int) (*network, []*node) {
 			Self: func() (membership.Member, bool) { return nd.self, true }, View: nd.View, Changed: nd.Changed, Epoch: nd.Epoch,
 			Transport: w, MaxInFlight: 4, Logger: testkit.QuietLogger(),
 			Local: func(_ context.Context, cmd *wire.Command) *wire.Reply {
+				if nd.started != nil {
+					nd.started <- cmd.AggregateId
+				}
+				if nd.held != nil {
+					<-nd.held
+				}
 				nd.mu.Lock()
 				defer nd.mu.Unlock()
 				nd.ran[cmd.AggregateType+"/"+cmd.AggregateId]++
@@ -387,6 +403,12 @@ func TestRoutingFollowsMembership(t *testing.T) {
 		nd.self, _ = m.Self()
 		r, err := cluster.NewRouter(cluster.RouterConfig{Self: m.Self, View: m.View, Changed: m.Changed, Epoch: m.Epoch, Transport: w, Logger: testkit.QuietLogger(), Clock: clock,
 			Local: func(_ context.Context, cmd *wire.Command) *wire.Reply {
+				if nd.started != nil {
+					nd.started <- cmd.AggregateId
+				}
+				if nd.held != nil {
+					<-nd.held
+				}
 				nd.mu.Lock()
 				defer nd.mu.Unlock()
 				nd.ran[cmd.AggregateType+"/"+cmd.AggregateId]++
@@ -429,5 +451,45 @@ func TestRoutingFollowsMembership(t *testing.T) {
 	}
 	if nodes[0].runs("order/"+id)+nodes[1].runs("order/"+id) != 1 {
 		t.Fatal("the aggregate of the node that left did not move to a member")
+	}
+}
+
+// TestAJoinLetsAnInFlightCommandFinish: a command running on its owner
+// when a join moves its aggregate to the new member finishes there: the
+// owner is still a member, so the sender waits for its answer instead of
+// sending the command again — it runs once, without a command id.
+func TestAJoinLetsAnInFlightCommandFinish(t *testing.T) {
+	_, nodes := newCluster(t, 3)
+	ctx := ctxFor(t)
+	full := nodes[0].View()
+	stale := full[:2]
+	var id string
+	for i := 0; id == ""; i++ {
+		now, _ := cluster.Owner(full, "order", fmt.Sprint(i))
+		before, _ := cluster.Owner(stale, "order", fmt.Sprint(i))
+		if now.ID == nodes[2].self.ID && before.ID == nodes[1].self.ID {
+			id = fmt.Sprint(i)
+		}
+	}
+	for _, nd := range nodes {
+		nd.setView(stale)
+	}
+	nodes[1].held, nodes[1].started = make(chan struct{}), make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		_, err := nodes[0].router.Send(ctx, command(id))
+		done <- err
+	}()
+	<-nodes[1].started // running on the old owner
+	for _, nd := range nodes {
+		nd.setView(full) // node 2 joins: it owns the aggregate now
+	}
+	close(nodes[1].held)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, func() bool { return nodes[1].runs("order/"+id) == 1 }) // it did run there
+	if a, b := nodes[1].runs("order/"+id), nodes[2].runs("order/"+id); a+b != 1 {
+		t.Fatalf("the command ran %d times on the old owner and %d on the new one, want once", a, b)
 	}
 }
