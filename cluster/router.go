@@ -161,11 +161,13 @@ func hosts(m membership.Member, typ string) bool {
 }
 
 // Send runs cmd on the owner of its aggregate and returns the reply: on
-// this node through Local, on another through the Transport. It returns
-// an error only when the command could not be delivered by ctx's end —
-// the owner unreachable, or never owning it (ErrNotOwner), or no member
-// hosting the type (ErrNoOwner); the command's own failure is in the
-// reply.
+// this node through Local, on another through the Transport; the
+// command's own failure is in the reply. A refusal before running
+// (ErrNotOwner, a node not serving) is routed again; a call that got no
+// answer — the command may have run — is sent again only once its member
+// has left the view. Send returns an error when ctx ends first: ErrNoOwner
+// if no member hosts the type, and "it may have run" after a call that got
+// no answer.
 func (r *Router) Send(ctx context.Context, cmd *wire.Command) (*wire.Reply, error) {
 	backoff := 10 * time.Millisecond
 	for {
@@ -183,11 +185,21 @@ func (r *Router) Send(ctx context.Context, cmd *wire.Command) (*wire.Reply, erro
 		default:
 			var reply *wire.Reply
 			reply, err = r.callWhileOwner(ctx, owner, changed, cmd)
-			if err == nil && !errors.Is(wire.DecodeError(reply.GetError()), wire.ErrNotOwner) {
+			refused := wire.DecodeError(reply.GetError())
+			switch {
+			case err == nil && !errors.Is(refused, wire.ErrNotOwner) && !errors.Is(refused, aggregate.ErrShuttingDown):
 				return reply, nil
-			}
-			if err == nil {
-				err = fmt.Errorf("%w: %s", wire.ErrNotOwner, owner.ID)
+			case err == nil:
+				// Refused before running: not the owner under its view, or
+				// not serving (starting, stopping). Route again.
+				err = fmt.Errorf("cluster: %s: %w", owner.ID, refused)
+			default:
+				// No answer: the command may have reached the owner and
+				// run. Send it again only once that member has left the
+				// view — its writes are then fenced off.
+				if !r.waitUntilGone(ctx, owner.ID) {
+					return nil, fmt.Errorf("cluster: %s/%s: %w (last: %w; it may have run)", persistence.Quote(cmd.AggregateType), persistence.Quote(cmd.AggregateId), ctx.Err(), err)
+				}
 			}
 		}
 		if ctx.Err() != nil {
@@ -198,6 +210,23 @@ func (r *Router) Send(ctx context.Context, cmd *wire.Command) (*wire.Reply, erro
 			return nil, fmt.Errorf("cluster: %s/%s: %w (last: %w)", persistence.Quote(cmd.AggregateType), persistence.Quote(cmd.AggregateId), ctx.Err(), err)
 		}
 		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// waitUntilGone waits until member is no longer in the view; it reports
+// false when ctx ended first.
+func (r *Router) waitUntilGone(ctx context.Context, member string) bool {
+	for {
+		var changed <-chan struct{}
+		if r.cfg.Changed != nil {
+			changed = r.cfg.Changed()
+		}
+		if !isMember(r.cfg.View(), member) {
+			return true
+		}
+		if !r.waitForChange(ctx, changed, time.Second) {
+			return false
+		}
 	}
 }
 
@@ -225,7 +254,7 @@ func (r *Router) callWhileOwner(ctx context.Context, owner membership.Member, ch
 			case <-changed:
 			}
 			changed = r.cfg.Changed()
-			if !member(r.cfg.View(), owner.ID) {
+			if !isMember(r.cfg.View(), owner.ID) {
 				cancel()
 				return
 			}
@@ -319,8 +348,8 @@ func (r *Router) Receive(ctx context.Context, cmd *wire.Command) *wire.Reply {
 	return r.runLocal(ctx, cmd)
 }
 
-// member reports whether id is a member in view.
-func member(view []membership.Member, id string) bool {
+// isMember reports whether id is a member in view.
+func isMember(view []membership.Member, id string) bool {
 	for _, m := range view {
 		if m.ID == id {
 			return true
