@@ -15,10 +15,13 @@
 //     checks the command (wire.CheckCommand) and that it owns the
 //     aggregate under its own view; if not, it answers ErrNotOwner and
 //     runs nothing.
-//   - On ErrNotOwner, or when the owner cannot be reached, the sender
-//     waits for its view to change (or a back-off, up to a second) and
-//     tries again with the owner it then sees — until the call's one
-//     deadline (its ctx). Every other error is the command's outcome.
+//   - On a refusal before running — ErrNotOwner, or ErrShuttingDown from
+//     a member not serving — the sender waits for its view to change (or
+//     a back-off, up to a second) and tries again with the owner it then
+//     sees, until the call's one deadline (its ctx). A call that got no
+//     answer may have run: it is given up, and sent again, only once its
+//     member has left the view, whose writes are then fenced off. Every
+//     other error is the command's outcome.
 //   - Calls in flight to one member are bounded (MaxInFlight): callers of
 //     a member that stopped answering wait for a slot of that member
 //     only, never for the others'.
@@ -295,21 +298,6 @@ func (r *Router) slotsOf(member string) chan struct{} {
 		r.slots[member] = s
 	}
 	return s
-}
-
-// Forget drops what the router keeps of members no longer in the view.
-func (r *Router) Forget(view []membership.Member) {
-	alive := map[string]bool{}
-	for _, m := range view {
-		alive[m.ID] = true
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for id, s := range r.slots {
-		if !alive[id] && len(s) == 0 {
-			delete(r.slots, id)
-		}
-	}
 }
 
 // waitForChange waits for the view to change or for d on the clock; it
