@@ -69,7 +69,9 @@ func TestUpgradeArmsTheTimersOfIndexedInstances(t *testing.T) {
 			clock := testkit.NewManualClock(time.Unix(0, 0))
 			f := newFixtureWith(t, store, clock, saga.Options{})
 			f.deliver(t, TransferRequested{Transfer: "u1", From: "alice", To: "bob", Amount: 10})
-			testkit.Eventually(t, 10*time.Second, func() bool { return countTypes(t, store, "wallet/alice")["wallet.debited"] == 1 })
+			testkit.Eventually(t, 10*time.Second, func() bool { // the debit landed and the saga recorded its outcome
+				return countTypes(t, store, "wallet/alice")["wallet.debited"] == 1 && countTypes(t, store, "saga-transfer/u1")["saga.resulted"] == 1
+			})
 			_ = f.rt.Close()
 			dropRows(t, store, "saga-transfer")
 			writeIndex(t, store, "transfer", []string{"u1", "gone"}, []string{"gone"})
@@ -192,7 +194,9 @@ func TestUpgradePassesOverWhatItCannotUpgrade(t *testing.T) {
 	clock := testkit.NewManualClock(time.Unix(0, 0))
 	f := newFixtureWith(t, store, clock, saga.Options{})
 	f.deliver(t, TransferRequested{Transfer: "u1", From: "alice", To: "bob", Amount: 10})
-	testkit.Eventually(t, 10*time.Second, func() bool { return countTypes(t, store, "wallet/alice")["wallet.debited"] == 1 })
+	testkit.Eventually(t, 10*time.Second, func() bool { // the debit landed and the saga recorded its outcome
+		return countTypes(t, store, "wallet/alice")["wallet.debited"] == 1 && countTypes(t, store, "saga-transfer/u1")["saga.resulted"] == 1
+	})
 	dropRows(t, store, "saga-transfer")
 	long, _ := json.Marshal(map[string]string{"id": strings.Repeat("x", 1100)}) // longer than any stream id
 	if _, err := store.Append(ctxT(t), "saga-index/transfer", persistence.NoStream,
